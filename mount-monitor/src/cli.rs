@@ -1,0 +1,177 @@
+//! The command line. Every option also reads a `MOUNT_MONITOR_…` environment variable; flags
+//! win over the environment, which wins over the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mount-monitor",
+    version = crate::VERSION,
+    about = "Tells whether each mount is really there and usable, over HTTP on :8080",
+    after_help = "With no mounts configured, every real mount in /proc/self/mountinfo is monitored."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Monitor the mounts and serve the probe endpoints (the default)
+    Serve,
+    /// Check every mount once, print the result, exit 0 when all are healthy, 1 otherwise
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Ask a running monitor whether it is ready: exit 0 on HTTP 200, 1 otherwise (for HEALTHCHECK)
+    Healthcheck {
+        /// Defaults to /readyz on the configured listen port of this host
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Config file, JSON (debrid-mount-monitor's config.json) or TOML; ./config.json is read when present
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// A mount to monitor, repeatable (environment: comma-separated)
+    #[arg(
+        long = "mount",
+        global = true,
+        env = "MOUNT_MONITOR_MOUNTS",
+        value_delimiter = ',',
+        value_name = "[NAME=]PATH"
+    )]
+    pub mounts: Vec<String>,
+    /// Address to serve on [default: 0.0.0.0:8080]
+    #[arg(long, global = true, env = "MOUNT_MONITOR_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Port to serve on, on all addresses (debrid-mount-monitor's flag)
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_HTTP_PORT",
+        value_name = "PORT"
+    )]
+    pub http_port: Option<u16>,
+    /// Time between checks of a mount, ±10% jitter [default: 30s]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_CHECK_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub check_interval: Option<String>,
+    /// Deadline of one check [default: 5s]
+    #[arg(
+        long,
+        alias = "read-timeout",
+        global = true,
+        env = "MOUNT_MONITOR_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub timeout: Option<String>,
+    /// Consecutive failures before a mount is unhealthy [default: 3]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_FAILURE_THRESHOLD",
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub failure_threshold: Option<i64>,
+    /// debug, info, warn or error [default: info]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_LOG_LEVEL",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
+    /// json or text [default: json, or text on a terminal]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<String>,
+    /// Same as `check` (debrid-mount-monitor's flag)
+    #[arg(long, global = true)]
+    pub init_container_mode: bool,
+}
+
+impl Options {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            mounts: self
+                .mounts
+                .iter()
+                .filter(|m| !m.trim().is_empty())
+                .cloned()
+                .collect(),
+            listen: self.listen.clone(),
+            http_port: self.http_port,
+            check_interval: self.check_interval.clone(),
+            timeout: self.timeout.clone(),
+            failure_threshold: self.failure_threshold,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "mount-monitor",
+            "check",
+            "--format",
+            "json",
+            "--mount",
+            "a=/x",
+            "--mount",
+            "/y",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Check {
+                format: Format::Json
+            })
+        ));
+        assert_eq!(cli.options.mounts, ["a=/x", "/y"]);
+    }
+}

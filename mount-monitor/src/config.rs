@@ -1,0 +1,792 @@
+//! Configuration: defaults < config file (JSON or TOML) < environment < flags, validated into
+//! [`Settings`]. The JSON schema is debrid-mount-monitor's `config.json`, extended.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::mountinfo::normalize;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_CANARY_FILE: &str = ".health-check";
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A configuration error: one line naming the file, flag or key, what was wrong and what to do.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// What the mount's read-write state must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    ReadWrite,
+    ReadOnly,
+}
+
+/// A free-space or free-inode floor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Floor {
+    Absolute(u64),
+    Percent(f64),
+}
+
+impl Floor {
+    /// True when `free` out of `total` is below the floor.
+    pub fn violated(self, free: u64, total: u64) -> bool {
+        match self {
+            Floor::Absolute(min) => free < min,
+            Floor::Percent(pct) => total > 0 && (free as f64) * 100.0 < pct * total as f64,
+        }
+    }
+}
+
+/// The data-path check that follows the mount and statfs checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataCheck {
+    /// mountinfo and statfs only.
+    None,
+    /// Read this file (absolute; the canary relative to the mount, resolved).
+    Canary(PathBuf),
+    /// The path must be a readable directory.
+    Directory,
+}
+
+/// One mount to watch, fully resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MountSpec {
+    /// The configured name; `None` when the mount was given by path only.
+    pub name: Option<String>,
+    pub path: PathBuf,
+    pub fs_type: Option<String>,
+    pub require_mountpoint: bool,
+    pub expect: Expect,
+    pub min_free: Option<Floor>,
+    pub min_free_inodes: Option<Floor>,
+    pub check: DataCheck,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+impl MountSpec {
+    /// How the mount is named in routes, logs and metrics: its name, or else its path.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.path.display().to_string())
+    }
+
+    /// A mount with default checks (mountinfo + statfs), as `--mount` and discovery create.
+    pub fn plain(name: Option<String>, path: PathBuf, defaults: &Settings) -> MountSpec {
+        MountSpec {
+            name,
+            path,
+            fs_type: None,
+            require_mountpoint: true,
+            expect: Expect::Any,
+            min_free: None,
+            min_free_inodes: None,
+            check: DataCheck::None,
+            failure_threshold: defaults.failure_threshold,
+            success_threshold: defaults.success_threshold,
+        }
+    }
+}
+
+/// The validated configuration the service runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub check_interval: Duration,
+    pub timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub log_level: LogLevel,
+    /// `None`: JSON when stderr is not a terminal, text when it is.
+    pub log_format: Option<LogFormat>,
+    /// Empty: discover every real mount each round.
+    pub mounts: Vec<MountSpec>,
+    /// Where the settings came from, for the startup log line.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            check_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            failure_threshold: 3,
+            success_threshold: 1,
+            log_level: LogLevel::Info,
+            log_format: None,
+            mounts: Vec::new(),
+            config_file: None,
+        }
+    }
+}
+
+/// Values from the environment and the command line (clap merges those two, flags winning).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub mounts: Vec<String>,
+    pub listen: Option<String>,
+    pub http_port: Option<u16>,
+    pub check_interval: Option<String>,
+    pub timeout: Option<String>,
+    pub failure_threshold: Option<i64>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// Non-fatal findings of loading, logged once logging is set up.
+pub type Warnings = Vec<String>;
+
+/// The config file as written (camelCase keys; unknown keys are errors).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    check_interval: Option<String>,
+    #[serde(alias = "timeout")]
+    read_timeout: Option<String>,
+    shutdown_timeout: Option<String>,
+    failure_threshold: Option<i64>,
+    success_threshold: Option<i64>,
+    http_port: Option<u16>,
+    listen: Option<String>,
+    log_level: Option<String>,
+    log_format: Option<String>,
+    canary_file: Option<String>,
+    mounts: Option<Vec<FileMount>>,
+    watchdog: Option<FileWatchdog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileMount {
+    name: Option<String>,
+    path: Option<String>,
+    canary_file: Option<String>,
+    check_type: Option<String>,
+    failure_threshold: Option<i64>,
+    success_threshold: Option<i64>,
+    fs_type: Option<String>,
+    require_mountpoint: Option<bool>,
+    expect: Option<String>,
+    min_free: Option<serde_json::Value>,
+    min_free_inodes: Option<serde_json::Value>,
+}
+
+/// debrid-mount-monitor's pod-restart watchdog: accepted so its configs load, refused when on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileWatchdog {
+    enabled: Option<bool>,
+    #[allow(dead_code)]
+    restart_delay: Option<String>,
+    #[allow(dead_code)]
+    max_retries: Option<i64>,
+    #[allow(dead_code)]
+    retry_backoff_initial: Option<String>,
+    #[allow(dead_code)]
+    retry_backoff_max: Option<String>,
+}
+
+/// Loads and validates the configuration.
+pub fn load(overrides: &Overrides) -> Result<(Settings, Warnings), ConfigError> {
+    let mut warnings = Warnings::new();
+    let (file, file_path) = match &overrides.config {
+        Some(path) => (read_file(path, &mut warnings)?, Some(path.clone())),
+        None if Path::new("config.json").is_file() => {
+            let path = PathBuf::from("config.json");
+            (read_file(&path, &mut warnings)?, Some(path))
+        }
+        None => (FileConfig::default(), None),
+    };
+    let mut settings = resolve(file, file_path.as_deref(), overrides)?;
+    settings.config_file = file_path;
+    Ok((settings, warnings))
+}
+
+fn read_file(path: &Path, warnings: &mut Warnings) -> Result<FileConfig, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).or_else(|e| {
+        err(format!(
+            "config file {shown}: {e}; pass an existing file with --config or leave it out"
+        ))
+    })?;
+    if !meta.is_file() {
+        return err(format!("config file {shown}: not a regular file"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return err(format!(
+            "config file {shown}: {} bytes is over the 1 MiB limit; is this the right file?",
+            meta.len()
+        ));
+    }
+    if meta.permissions().mode() & 0o002 != 0 {
+        warnings.push(format!(
+            "config file {shown} is world-writable; anyone on this machine can change what is monitored (chmod o-w)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).or_else(|e| {
+        err(format!(
+            "config file {shown}: cannot read it: {e}; check its permissions"
+        ))
+    })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    let shown = path.display();
+    let is_toml = path.extension().is_some_and(|ext| ext == "toml");
+    if is_toml {
+        toml::from_str(text).or_else(|e| {
+            let message = e.message().to_owned();
+            let at = e
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            err(format!("config file {shown}: {message}{at}"))
+        })
+    } else {
+        serde_json::from_str(text).or_else(|e| err(format!("config file {shown}: {e}")))
+    }
+}
+
+fn resolve(
+    file: FileConfig,
+    file_path: Option<&Path>,
+    cli: &Overrides,
+) -> Result<Settings, ConfigError> {
+    let origin = |key: &str| match file_path {
+        Some(path) => format!("config file {}: `{key}`", path.display()),
+        None => format!("`{key}`"),
+    };
+    let mut s = Settings::default();
+
+    // File values.
+    if let Some(v) = &file.check_interval {
+        s.check_interval = duration(v, &origin("checkInterval"))?;
+    }
+    if let Some(v) = &file.read_timeout {
+        s.timeout = duration(v, &origin("readTimeout"))?;
+    }
+    if let Some(v) = &file.shutdown_timeout {
+        s.shutdown_timeout = duration(v, &origin("shutdownTimeout"))?;
+    }
+    if let Some(v) = file.failure_threshold {
+        s.failure_threshold = threshold(v, &origin("failureThreshold"))?;
+    }
+    if let Some(v) = file.success_threshold {
+        s.success_threshold = threshold(v, &origin("successThreshold"))?;
+    }
+    if let Some(port) = file.http_port {
+        s.listen.set_port(port);
+    }
+    if let Some(v) = &file.listen {
+        s.listen = listen(v, &origin("listen"))?;
+    }
+    if let Some(v) = &file.log_level {
+        s.log_level = log_level(v, &origin("logLevel"))?;
+    }
+    if let Some(v) = &file.log_format {
+        s.log_format = Some(log_format(v, &origin("logFormat"))?);
+    }
+    if file.watchdog.as_ref().and_then(|w| w.enabled) == Some(true) {
+        return err(format!(
+            "{}: the pod-restart watchdog is not supported; set `enabled` to false and let a Kubernetes livenessProbe on /healthz/live restart the pod",
+            origin("watchdog.enabled")
+        ));
+    }
+
+    // Environment and flags (clap already let flags win over the environment).
+    if let Some(v) = &cli.check_interval {
+        s.check_interval = duration(v, "--check-interval")?;
+    }
+    if let Some(v) = &cli.timeout {
+        s.timeout = duration(v, "--timeout")?;
+    }
+    if let Some(v) = cli.failure_threshold {
+        s.failure_threshold = threshold(v, "--failure-threshold")?;
+    }
+    if let Some(port) = cli.http_port {
+        s.listen.set_port(port);
+    }
+    if let Some(v) = &cli.listen {
+        s.listen = listen(v, "--listen")?;
+    }
+    if let Some(v) = &cli.log_level {
+        s.log_level = log_level(v, "--log-level")?;
+    }
+    if let Some(v) = &cli.log_format {
+        s.log_format = Some(log_format(v, "--log-format")?);
+    }
+
+    if s.check_interval < Duration::from_secs(1) {
+        return err(format!(
+            "check interval {:?} is below the 1s minimum; set checkInterval / --check-interval to 1s or more",
+            s.check_interval
+        ));
+    }
+    if s.timeout < Duration::from_millis(100) || s.timeout >= s.check_interval {
+        return err(format!(
+            "timeout {:?} must be at least 100ms and below the check interval ({:?}); fix readTimeout / --timeout",
+            s.timeout, s.check_interval
+        ));
+    }
+
+    // Mounts: the file's, then --mount's.
+    let default_canary = file
+        .canary_file
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CANARY_FILE.to_owned());
+    let mut mounts = Vec::new();
+    for (i, m) in file.mounts.unwrap_or_default().into_iter().enumerate() {
+        let at = |key: &str| origin(&format!("mounts[{i}].{key}"));
+        mounts.push(file_mount(m, &default_canary, &s, &at)?);
+    }
+    for arg in &cli.mounts {
+        mounts.push(flag_mount(arg, &s)?);
+    }
+    let mut names = std::collections::HashSet::new();
+    for m in &mounts {
+        if !names.insert(m.label()) {
+            return err(format!(
+                "two mounts are named {:?}; give each mount a unique name",
+                m.label()
+            ));
+        }
+    }
+    s.mounts = mounts;
+    Ok(s)
+}
+
+fn file_mount(
+    m: FileMount,
+    default_canary: &str,
+    s: &Settings,
+    at: &dyn Fn(&str) -> String,
+) -> Result<MountSpec, ConfigError> {
+    let path = match m.path.as_deref().map(str::trim) {
+        Some(p) if !p.is_empty() => normalize(Path::new(p)),
+        _ => return err(format!("{}: every mount needs a path", at("path"))),
+    };
+    let name = match m.name {
+        Some(n) if n.trim().is_empty() => None,
+        Some(n) if n.contains('/') => {
+            return err(format!(
+                "{}: {n:?} contains '/'; mount names are used in URLs, pick one without",
+                at("name")
+            ));
+        }
+        other => other,
+    };
+    let check = match m.check_type.as_deref().unwrap_or("canary") {
+        "canary" => {
+            let canary = m.canary_file.as_deref().unwrap_or(default_canary);
+            DataCheck::Canary(path.join(canary.trim_start_matches('/')))
+        }
+        "directory" => DataCheck::Directory,
+        "none" => DataCheck::None,
+        other => {
+            return err(format!(
+                "{}: unknown check type {other:?}; use canary, directory or none",
+                at("checkType")
+            ));
+        }
+    };
+    let failure_threshold = match m.failure_threshold {
+        None | Some(0) => s.failure_threshold,
+        Some(v) => threshold(v, &at("failureThreshold"))?,
+    };
+    let success_threshold = match m.success_threshold {
+        None | Some(0) => s.success_threshold,
+        Some(v) => threshold(v, &at("successThreshold"))?,
+    };
+    let expect = match m.expect.as_deref() {
+        None | Some("any") => Expect::Any,
+        Some("rw") => Expect::ReadWrite,
+        Some("ro") => Expect::ReadOnly,
+        Some(other) => {
+            return err(format!(
+                "{}: {other:?} is not one of rw, ro, any",
+                at("expect")
+            ));
+        }
+    };
+    Ok(MountSpec {
+        name,
+        path,
+        fs_type: m.fs_type.filter(|t| !t.is_empty()),
+        require_mountpoint: m.require_mountpoint.unwrap_or(true),
+        expect,
+        min_free: m
+            .min_free
+            .map(|v| floor(&v, true, &at("minFree")))
+            .transpose()?,
+        min_free_inodes: m
+            .min_free_inodes
+            .map(|v| floor(&v, false, &at("minFreeInodes")))
+            .transpose()?,
+        check,
+        failure_threshold,
+        success_threshold,
+    })
+}
+
+/// `--mount [NAME=]PATH`.
+fn flag_mount(arg: &str, s: &Settings) -> Result<MountSpec, ConfigError> {
+    let (name, path) = match arg.split_once('=') {
+        Some((name, path)) if !name.contains('/') => (Some(name.trim().to_owned()), path),
+        _ => (None, arg),
+    };
+    if path.trim().is_empty() || name.as_deref() == Some("") {
+        return err(format!(
+            "--mount {arg:?}: expected PATH or NAME=PATH, e.g. --mount media=/mnt/media"
+        ));
+    }
+    Ok(MountSpec::plain(name, normalize(Path::new(path.trim())), s))
+}
+
+fn duration(value: &str, what: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).or_else(|e| {
+        err(format!(
+            "{what}: {value:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"1m30s\""
+        ))
+    })
+}
+
+fn threshold(value: i64, what: &str) -> Result<u32, ConfigError> {
+    match u32::try_from(value) {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => err(format!(
+            "{what}: {value} must be a whole number of 1 or more"
+        )),
+    }
+}
+
+fn listen(value: &str, what: &str) -> Result<SocketAddr, ConfigError> {
+    let value = value.trim();
+    let parsed = if let Some(port) = value.strip_prefix(':') {
+        format!("0.0.0.0:{port}").parse()
+    } else {
+        value.parse()
+    };
+    parsed.or_else(|_| {
+        err(format!(
+            "{what}: {value:?} is not an address; use IP:PORT such as 0.0.0.0:8080, [::]:8080 or :8080"
+        ))
+    })
+}
+
+fn log_level(value: &str, what: &str) -> Result<LogLevel, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "debug" | "trace" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "error" => Ok(LogLevel::Error),
+        _ => err(format!(
+            "{what}: {value:?} is not a log level; use debug, info, warn or error"
+        )),
+    }
+}
+
+fn log_format(value: &str, what: &str) -> Result<LogFormat, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        _ => err(format!(
+            "{what}: {value:?} is not a log format; use json or text"
+        )),
+    }
+}
+
+/// "512MiB", "10GB", a plain byte count, or "5%"; inode floors are counts or percentages.
+fn floor(value: &serde_json::Value, bytes: bool, what: &str) -> Result<Floor, ConfigError> {
+    let text = match value {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        _ => {
+            return err(format!(
+                "{what}: expected a string such as \"5%\" or \"512MiB\""
+            ));
+        }
+    };
+    if let Some(pct) = text.strip_suffix('%') {
+        return match pct.trim().parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(Floor::Percent(p)),
+            _ => err(format!(
+                "{what}: {text:?} is not a percentage between 0% and 100%"
+            )),
+        };
+    }
+    let parsed = if bytes {
+        text.parse::<bytesize::ByteSize>().ok().map(|b| b.as_u64())
+    } else {
+        text.parse::<u64>().ok()
+    };
+    match parsed {
+        Some(v) => Ok(Floor::Absolute(v)),
+        None if bytes => err(format!(
+            "{what}: {text:?} is not a size; write it like \"512MiB\", \"10GB\" or \"5%\""
+        )),
+        None => err(format!(
+            "{what}: {text:?} is not an inode count; write a number such as 10000, or \"2%\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_json(json: &str, cli: Overrides) -> Result<Settings, ConfigError> {
+        let file = parse_file(json, Path::new("config.json"))?;
+        resolve(file, Some(Path::new("config.json")), &cli)
+    }
+
+    const DEBRID_EXAMPLE: &str =
+        include_str!("../../tests/fixtures/debrid-mount-monitor.config.example.json");
+
+    #[test]
+    fn debrid_example_loads_unchanged() {
+        let s = from_json(DEBRID_EXAMPLE, Overrides::default()).unwrap();
+        assert_eq!(s.check_interval, Duration::from_secs(30));
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        assert_eq!(s.failure_threshold, 3);
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.log_format, Some(LogFormat::Json));
+        assert_eq!(s.mounts.len(), 2);
+        let movies = &s.mounts[0];
+        assert_eq!(movies.name.as_deref(), Some("movies"));
+        assert_eq!(
+            movies.check,
+            DataCheck::Canary(PathBuf::from("/mnt/movies/.health-check"))
+        );
+        let tv = &s.mounts[1];
+        assert_eq!(tv.check, DataCheck::Directory);
+        assert_eq!(tv.failure_threshold, 5);
+    }
+
+    #[test]
+    fn toml_uses_the_same_keys() {
+        let text = r#"
+checkInterval = "10s"
+readTimeout = "2s"
+[[mounts]]
+name = "media"
+path = "/mnt/media"
+checkType = "none"
+fsType = "fuse.rclone"
+expect = "rw"
+minFree = "5%"
+minFreeInodes = 1000
+"#;
+        let file = parse_file(text, Path::new("c.toml")).unwrap();
+        let s = resolve(file, None, &Overrides::default()).unwrap();
+        assert_eq!(s.check_interval, Duration::from_secs(10));
+        let m = &s.mounts[0];
+        assert_eq!(m.fs_type.as_deref(), Some("fuse.rclone"));
+        assert_eq!(m.expect, Expect::ReadWrite);
+        assert_eq!(m.min_free, Some(Floor::Percent(5.0)));
+        assert_eq!(m.min_free_inodes, Some(Floor::Absolute(1000)));
+        assert_eq!(m.check, DataCheck::None);
+    }
+
+    #[test]
+    fn precedence_defaults_file_then_overrides() {
+        let json = r#"{"checkInterval":"20s","httpPort":9000,"logLevel":"warn"}"#;
+        let s = from_json(json, Overrides::default()).unwrap();
+        assert_eq!(s.check_interval, Duration::from_secs(20));
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.log_level, LogLevel::Warn);
+        assert_eq!(s.timeout, Duration::from_secs(5), "default kept");
+
+        let cli = Overrides {
+            check_interval: Some("40s".into()),
+            http_port: Some(9100),
+            ..Default::default()
+        };
+        let s = from_json(json, cli).unwrap();
+        assert_eq!(s.check_interval, Duration::from_secs(40));
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.log_level, LogLevel::Warn);
+
+        let cli = Overrides {
+            listen: Some("127.0.0.1:7000".into()),
+            http_port: Some(9100),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_json(json, cli).unwrap().listen,
+            "127.0.0.1:7000".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn mount_flags() {
+        let cli = Overrides {
+            mounts: vec!["media=/mnt/media/".into(), "/srv/data".into()],
+            ..Default::default()
+        };
+        let s = resolve(FileConfig::default(), None, &cli).unwrap();
+        assert_eq!(s.mounts[0].label(), "media");
+        assert_eq!(s.mounts[0].path, Path::new("/mnt/media"));
+        assert_eq!(s.mounts[1].name, None);
+        assert_eq!(s.mounts[1].label(), "/srv/data");
+        assert_eq!(s.mounts[1].check, DataCheck::None);
+    }
+
+    fn error_of(json: &str) -> String {
+        from_json(json, Overrides::default()).unwrap_err().0
+    }
+
+    #[test]
+    fn every_error_class_names_what_is_wrong() {
+        let cases = [
+            (r#"{"checkInterval": "#, "config.json"),
+            (r#"{"bogus": 1}"#, "unknown field `bogus`"),
+            (
+                r#"{"mounts":[{"path":"/a","colour":"red"}]}"#,
+                "unknown field `colour`",
+            ),
+            (r#"{"checkInterval":"often"}"#, "`checkInterval`"),
+            (r#"{"failureThreshold":0}"#, "`failureThreshold`: 0 must be"),
+            (
+                r#"{"failureThreshold":-2}"#,
+                "`failureThreshold`: -2 must be",
+            ),
+            (r#"{"mounts":[{"name":"a"}]}"#, "`mounts[0].path`"),
+            (
+                r#"{"mounts":[{"name":"a","path":"/x"},{"name":"a","path":"/y"}]}"#,
+                "two mounts are named \"a\"",
+            ),
+            (r#"{"listen":"nope"}"#, "`listen`"),
+            (r#"{"checkInterval":"500ms"}"#, "1s minimum"),
+            (r#"{"readTimeout":"30s"}"#, "below the check interval"),
+            (
+                r#"{"mounts":[{"path":"/x","checkType":"ping"}]}"#,
+                "`mounts[0].checkType`",
+            ),
+            (
+                r#"{"mounts":[{"path":"/x","minFree":"lots"}]}"#,
+                "`mounts[0].minFree`",
+            ),
+            (
+                r#"{"mounts":[{"path":"/x","expect":"rx"}]}"#,
+                "`mounts[0].expect`",
+            ),
+            (r#"{"watchdog":{"enabled":true}}"#, "`watchdog.enabled`"),
+            (r#"{"logLevel":"loud"}"#, "`logLevel`"),
+        ];
+        for (json, needle) in cases {
+            let message = error_of(json);
+            assert!(message.contains(needle), "{json}: {message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+
+    #[test]
+    fn disabled_watchdog_is_accepted() {
+        let json = r#"{"watchdog":{"enabled":false,"restartDelay":"30s","maxRetries":3,"retryBackoffInitial":"1s","retryBackoffMax":"1m"}}"#;
+        assert!(from_json(json, Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        let bad = [
+            Overrides {
+                listen: Some("localhost".into()),
+                ..Default::default()
+            },
+            Overrides {
+                timeout: Some("5".into()),
+                ..Default::default()
+            },
+            Overrides {
+                mounts: vec!["name=".into()],
+                ..Default::default()
+            },
+            Overrides {
+                failure_threshold: Some(0),
+                ..Default::default()
+            },
+        ];
+        for cli in bad {
+            let e = resolve(FileConfig::default(), None, &cli).unwrap_err();
+            assert!(e.0.contains("--"), "{}", e.0);
+        }
+    }
+
+    #[test]
+    fn file_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let e = load(&Overrides {
+            config: Some(missing),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("missing.json"), "{}", e.0);
+
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; 1024 * 1024 + 1]).unwrap();
+        let e = load(&Overrides {
+            config: Some(big),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("1 MiB"), "{}", e.0);
+
+        use std::os::unix::fs::PermissionsExt;
+        let open = dir.path().join("open.json");
+        std::fs::write(&open, "{}").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let (_, warnings) = load(&Overrides {
+            config: Some(open),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(warnings[0].contains("world-writable"));
+    }
+
+    #[test]
+    fn floors() {
+        assert!(Floor::Percent(5.0).violated(4, 100));
+        assert!(!Floor::Percent(5.0).violated(5, 100));
+        assert!(!Floor::Percent(5.0).violated(0, 0));
+        assert!(Floor::Absolute(10).violated(9, 0));
+        let v = serde_json::Value::String("512MiB".into());
+        assert_eq!(floor(&v, true, "x").unwrap(), Floor::Absolute(512 << 20));
+    }
+}

@@ -1,0 +1,538 @@
+//! The HTTP API. Handlers only read the latest [`Snapshot`]; they never touch a filesystem.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use serde::Serialize;
+
+use crate::monitor::{MountView, Shared, Snapshot};
+use crate::state::Health;
+
+/// The monitor loop counts as dead when it has not ticked for this long.
+const LIVENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every route the binary serves (deployment manifests are checked against this list).
+pub const ROUTES: &[&str] = &[
+    "/healthz/live",
+    "/healthz/ready",
+    "/healthz/status",
+    "/livez",
+    "/readyz",
+    "/readyz/{mount}",
+    "/version",
+];
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz/live", only_get(get(healthz_live)))
+        .route("/healthz/ready", only_get(get(healthz_ready)))
+        .route("/healthz/status", only_get(get(healthz_ready)))
+        .route("/livez", only_get(get(livez)))
+        .route("/readyz", only_get(get(readyz)))
+        .route("/readyz/{*mount}", only_get(get(readyz_one)))
+        .route("/version", only_get(get(version)))
+        .with_state(shared)
+}
+
+/// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.
+fn only_get(route: MethodRouter<Arc<Shared>>) -> MethodRouter<Arc<Shared>> {
+    route.fallback(|| async {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+            "method not allowed",
+        )
+    })
+}
+
+fn code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// Live: no mount is unhealthy (unknown and degraded count as alive).
+pub fn is_live(snapshot: &Snapshot) -> bool {
+    snapshot
+        .mounts
+        .iter()
+        .all(|m| m.state.health != Health::Unhealthy)
+}
+
+/// Ready: every mount is healthy, and the initial set of mounts is known.
+pub fn is_ready(snapshot: &Snapshot) -> bool {
+    snapshot.initialized && snapshot.all(Health::Healthy)
+}
+
+async fn healthz_live(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.snapshot();
+    status_json(&snapshot, is_live(&snapshot))
+}
+
+async fn healthz_ready(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.snapshot();
+    status_json(&snapshot, is_ready(&snapshot))
+}
+
+/// The body of `/healthz/*` (and of `check --format json`).
+#[derive(Serialize)]
+pub struct StatusBody<'a> {
+    pub status: &'static str,
+    pub timestamp: String,
+    pub mounts: Vec<MountJson<'a>>,
+}
+
+impl<'a> StatusBody<'a> {
+    pub fn new(mounts: impl IntoIterator<Item = &'a MountView>, ok: bool) -> Self {
+        let now = Instant::now();
+        StatusBody {
+            status: if ok { "healthy" } else { "unhealthy" },
+            timestamp: timestamp(SystemTime::now()),
+            mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
+        }
+    }
+}
+
+/// debrid-mount-monitor's per-mount object, with fields added (never renamed).
+#[derive(Serialize)]
+pub struct MountJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub path: String,
+    pub status: Health,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
+    pub failure_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avail_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_free: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stuck_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+}
+
+pub fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+impl<'a> MountJson<'a> {
+    pub fn new(view: &'a MountView, now: Instant) -> Self {
+        let state = &view.state;
+        let stats = state.stats.as_ref();
+        let failure = state.failure.as_ref();
+        MountJson {
+            name: view.spec.name.as_deref(),
+            path: view.spec.path.display().to_string(),
+            status: state.health,
+            last_check: state.last_check.map(timestamp),
+            failure_count: state.failure_count,
+            last_error: failure.map(|f| f.detail.as_str()),
+            reason: failure.map(|f| f.reason.code()),
+            fs_type: stats.and_then(|s| s.fs_type.as_deref()),
+            read_only: stats.map(|s| s.read_only),
+            size_bytes: stats.map(|s| s.size_bytes),
+            avail_bytes: stats.map(|s| s.avail_bytes),
+            free_bytes: stats.map(|s| s.free_bytes),
+            files: stats.map(|s| s.files),
+            files_free: stats.map(|s| s.files_free),
+            stuck_seconds: view
+                .stuck_for(now)
+                .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+            check_duration_ms: state
+                .check_duration
+                .map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+            last_success: state.last_success.map(timestamp),
+        }
+    }
+}
+
+fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
+    let body = StatusBody::new(snapshot.mounts.iter().map(Arc::as_ref), ok);
+    (code(ok), axum::Json(body)).into_response()
+}
+
+async fn version() -> Response {
+    axum::Json(serde_json::json!({ "version": crate::VERSION })).into_response()
+}
+
+async fn livez(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let age = shared.heartbeat_age();
+    let ok = age < LIVENESS_LIMIT;
+    let options = QueryOptions::parse(query.as_deref());
+    let line = if ok {
+        "[+]monitor-loop ok".to_owned()
+    } else {
+        format!("[-]monitor-loop failed: no tick for {}s", age.as_secs())
+    };
+    let body = if options.verbose || !ok {
+        format!(
+            "{line}\nlivez check {}\n",
+            if ok { "passed" } else { "failed" }
+        )
+    } else {
+        "ok".to_owned()
+    };
+    text(ok, body)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let snapshot = shared.snapshot();
+    let options = QueryOptions::parse(query.as_deref());
+    let mounts: Vec<&MountView> = snapshot
+        .mounts
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|m| !options.exclude.iter().any(|e| mount_matches(m, e)))
+        .collect();
+    let ok = snapshot.initialized && mounts.iter().all(|m| m.state.health == Health::Healthy);
+    text(
+        ok,
+        readyz_body(&mounts, ok, options.verbose, snapshot.initialized),
+    )
+}
+
+async fn readyz_one(
+    State(shared): State<Arc<Shared>>,
+    Path(mount): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let snapshot = shared.snapshot();
+    let options = QueryOptions::parse(query.as_deref());
+    let Some(view) = snapshot.mounts.iter().find(|m| mount_matches(m, &mount)) else {
+        return (StatusCode::NOT_FOUND, format!("no mount named {mount:?}\n")).into_response();
+    };
+    let ok = view.state.health == Health::Healthy;
+    text(ok, readyz_body(&[view.as_ref()], ok, options.verbose, true))
+}
+
+/// A mount is addressed by its name, or by its path (with or without the leading slash, since
+/// `/readyz/<path>` swallows one).
+fn mount_matches(view: &MountView, wanted: &str) -> bool {
+    let label = view.label();
+    label == wanted || label.strip_prefix('/') == Some(wanted.trim_start_matches('/'))
+}
+
+fn readyz_body(mounts: &[&MountView], ok: bool, verbose: bool, initialized: bool) -> String {
+    if ok && !verbose {
+        return "ok".to_owned();
+    }
+    let mut body = String::new();
+    for m in mounts {
+        let label = m.label();
+        if m.state.health == Health::Healthy {
+            body.push_str(&format!("[+]{label} ok\n"));
+        } else {
+            let why = m
+                .state
+                .failure
+                .as_ref()
+                .map(|f| f.reason.code())
+                .unwrap_or("not checked yet");
+            body.push_str(&format!("[-]{label} failed: {why}\n"));
+        }
+    }
+    if !initialized {
+        body.push_str("[-]mounts failed: not discovered yet\n");
+    }
+    body.push_str(if ok {
+        "readyz check passed\n"
+    } else {
+        "readyz check failed\n"
+    });
+    body
+}
+
+fn text(ok: bool, body: String) -> Response {
+    (
+        code(ok),
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Default)]
+struct QueryOptions {
+    verbose: bool,
+    exclude: Vec<String>,
+}
+
+impl QueryOptions {
+    fn parse(query: Option<&str>) -> Self {
+        let pairs: Vec<(String, String)> = query
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        let mut options = QueryOptions::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "verbose" => options.verbose = value != "false" && value != "0",
+                "exclude" => options.exclude.push(value),
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MountSpec, Settings};
+    use crate::probe::Failure;
+    use crate::reason::Reason;
+    use crate::state::MountState;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use http_body_util::BodyExt;
+    use std::path::PathBuf;
+    use tower::ServiceExt;
+
+    fn view(name: &str, health: Health) -> Arc<MountView> {
+        let settings = Settings::default();
+        let spec = MountSpec::plain(
+            Some(name.to_owned()),
+            PathBuf::from(format!("/mnt/{name}")),
+            &settings,
+        );
+        let mut state = MountState::default();
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_366_245);
+        match health {
+            Health::Unknown => {}
+            Health::Healthy => {
+                state.record(Ok(()), at, 3, 1);
+            }
+            Health::Degraded => {
+                state.record(Err(Failure::new(Reason::NotMounted, "gone")), at, 3, 1);
+            }
+            Health::Unhealthy => {
+                state.record(Err(Failure::new(Reason::Stale, "stale handle")), at, 1, 1);
+            }
+        }
+        assert_eq!(state.health, health);
+        Arc::new(MountView {
+            spec: Arc::new(spec),
+            state,
+            stuck_since: None,
+        })
+    }
+
+    fn app(mounts: Vec<Arc<MountView>>) -> Router {
+        let shared = Shared::new(Arc::new(Settings::default()));
+        shared.publish(Snapshot {
+            mounts,
+            initialized: true,
+        });
+        router(shared)
+    }
+
+    async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, String) {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+        call(app, Method::GET, uri).await
+    }
+
+    #[tokio::test]
+    async fn verdicts_for_each_state() {
+        use Health::*;
+        // (mount states, live, ready)
+        let cases = [
+            (vec![Healthy, Healthy], 200, 200),
+            (vec![Healthy, Unknown], 200, 503),
+            (vec![Healthy, Degraded], 200, 503),
+            (vec![Healthy, Unhealthy], 503, 503),
+        ];
+        for (states, live, ready) in cases {
+            let mounts = states
+                .iter()
+                .enumerate()
+                .map(|(i, h)| view(&format!("m{i}"), *h))
+                .collect();
+            let app = app(mounts);
+            assert_eq!(
+                get(&app, "/healthz/live").await.0.as_u16(),
+                live,
+                "{states:?}"
+            );
+            assert_eq!(
+                get(&app, "/healthz/ready").await.0.as_u16(),
+                ready,
+                "{states:?}"
+            );
+            assert_eq!(
+                get(&app, "/healthz/status").await.0.as_u16(),
+                ready,
+                "{states:?}"
+            );
+            assert_eq!(get(&app, "/readyz").await.0.as_u16(), ready, "{states:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn status_body_keeps_debrid_field_names() {
+        let app = app(vec![
+            view("movies", Health::Healthy),
+            view("tv", Health::Degraded),
+        ]);
+        let (status, body) = get(&app, "/healthz/status").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["status"], "unhealthy");
+        assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+        let movies = &json["mounts"][0];
+        assert_eq!(movies["name"], "movies");
+        assert_eq!(movies["path"], "/mnt/movies");
+        assert_eq!(movies["status"], "healthy");
+        assert_eq!(movies["last_check"], "2026-01-02T15:04:05Z");
+        assert_eq!(movies["failure_count"], 0);
+        assert!(movies.get("last_error").is_none(), "omitted when empty");
+        let tv = &json["mounts"][1];
+        assert_eq!(tv["status"], "degraded");
+        assert_eq!(tv["failure_count"], 1);
+        assert_eq!(tv["last_error"], "gone");
+        assert_eq!(tv["reason"], "not_mounted");
+    }
+
+    #[tokio::test]
+    async fn unnamed_mount_omits_name() {
+        let settings = Settings::default();
+        let spec = MountSpec::plain(None, PathBuf::from("/data"), &settings);
+        let app = app(vec![Arc::new(MountView {
+            spec: Arc::new(spec),
+            state: MountState::default(),
+            stuck_since: None,
+        })]);
+        let (_, body) = get(&app, "/healthz/live").await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(json["mounts"][0].get("name").is_none());
+        assert_eq!(json["mounts"][0]["status"], "unknown");
+        assert!(json["mounts"][0].get("last_check").is_none());
+        // Unnamed mounts are addressed by path.
+        assert_eq!(
+            get(&app, "/readyz/data").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn other_methods_are_405() {
+        let app = app(vec![view("a", Health::Healthy)]);
+        for uri in [
+            "/healthz/live",
+            "/healthz/ready",
+            "/healthz/status",
+            "/version",
+            "/readyz",
+        ] {
+            for method in [Method::POST, Method::PUT, Method::DELETE] {
+                let (status, body) = call(&app, method.clone(), uri).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                assert_eq!(body, "method not allowed");
+            }
+            assert_eq!(
+                call(&app, Method::HEAD, uri).await.0,
+                StatusCode::OK,
+                "HEAD {uri}"
+            );
+        }
+        assert_eq!(get(&app, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn readyz_verbose_exclude_and_single_mount() {
+        let app = app(vec![
+            view("movies", Health::Healthy),
+            view("tv", Health::Unhealthy),
+        ]);
+        assert_eq!(
+            get(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (_, body) = get(&app, "/readyz?verbose").await;
+        assert_eq!(
+            body,
+            "[+]movies ok\n[-]tv failed: stale\nreadyz check failed\n"
+        );
+        assert_eq!(
+            get(&app, "/readyz?exclude=tv").await,
+            (StatusCode::OK, "ok".into())
+        );
+        let (status, body) = get(&app, "/readyz?exclude=tv&verbose").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "[+]movies ok\nreadyz check passed\n")
+        );
+        assert_eq!(
+            get(&app, "/readyz/movies").await,
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
+            get(&app, "/readyz/tv").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(get(&app, "/readyz/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn not_ready_before_mounts_are_known() {
+        let shared = Shared::new(Arc::new(Settings::default()));
+        let app = router(shared);
+        assert_eq!(
+            get(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&app, "/healthz/ready").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn livez_follows_the_heartbeat_and_version_answers() {
+        let app = app(vec![view("a", Health::Unhealthy)]);
+        assert_eq!(get(&app, "/livez").await, (StatusCode::OK, "ok".into()));
+        let (status, body) = get(&app, "/version").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["version"], crate::VERSION);
+    }
+}

@@ -1,0 +1,26 @@
+//! mount-monitor: checks that mounts are really there and usable, and says so over HTTP.
+//!
+//! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
+//! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
+//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API), [`report`] and
+//! [`healthcheck`] (the other modes).
+
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod healthcheck;
+pub mod http;
+pub mod logging;
+pub mod monitor;
+pub mod mountinfo;
+pub mod probe;
+pub mod reason;
+pub mod report;
+pub mod server;
+pub mod state;
+
+/// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.
+pub const VERSION: &str = match option_env!("MOUNT_MONITOR_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};

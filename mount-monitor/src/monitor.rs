@@ -1,0 +1,505 @@
+//! The monitor loop: one task per mount, at most one blocking probe in flight per mount, a single
+//! collector that owns the state machines and publishes an immutable [`Snapshot`] for readers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{MountSpec, Settings};
+use crate::discovery;
+use crate::mountinfo::MountTable;
+use crate::probe::{self, Failure, Outcome};
+use crate::reason::Reason;
+use crate::state::{Health, MountState};
+
+/// One mount as readers see it.
+#[derive(Clone, Debug)]
+pub struct MountView {
+    pub spec: Arc<MountSpec>,
+    pub state: MountState,
+    /// When the probe still in flight started, if it has overrun its deadline.
+    pub stuck_since: Option<Instant>,
+}
+
+impl MountView {
+    pub fn label(&self) -> String {
+        self.spec.label()
+    }
+
+    pub fn stuck_for(&self, now: Instant) -> Option<Duration> {
+        self.stuck_since
+            .map(|since| now.saturating_duration_since(since))
+    }
+}
+
+/// The monitor's latest word on every mount. Immutable; replaced whole.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub mounts: Vec<Arc<MountView>>,
+    /// Every configured mount (or the first discovery round) is in `mounts`. Before that, an
+    /// empty list must not read as "all healthy".
+    pub initialized: bool,
+}
+
+impl Snapshot {
+    pub fn all(&self, health: Health) -> bool {
+        self.mounts.iter().all(|m| m.state.health == health)
+    }
+}
+
+/// What the HTTP side reads: the snapshot and the monitor's heartbeat.
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    started: Instant,
+    heartbeat_ms: AtomicU64,
+    pub settings: Arc<Settings>,
+}
+
+impl Shared {
+    pub fn new(settings: Arc<Settings>) -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            started: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            settings,
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    fn beat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the monitor loop last ticked.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// How often the collector proves it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+enum Event {
+    /// Every mount known at start has been added.
+    Initialized,
+    Added(u64, Arc<MountSpec>),
+    Removed(u64),
+    Checked {
+        id: u64,
+        result: Result<(), Failure>,
+        stats: Option<probe::Stats>,
+        duration: Option<Duration>,
+        stuck_since: Option<Instant>,
+    },
+}
+
+/// Starts the monitor on the current tokio runtime. Returns at once; the loop runs until the
+/// runtime stops.
+pub fn start(shared: Arc<Shared>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let table = Arc::new(MountTable::new());
+    let settings = Arc::clone(&shared.settings);
+    tokio::spawn(collect(Arc::clone(&shared), rx));
+    if settings.mounts.is_empty() {
+        tokio::spawn(discover(settings, table, tx));
+    } else {
+        for (id, spec) in settings.mounts.iter().enumerate() {
+            let spec = Arc::new(spec.clone());
+            let _ = tx.send(Event::Added(id as u64, Arc::clone(&spec)));
+            tokio::spawn(watch(
+                id as u64,
+                spec,
+                Arc::clone(&settings),
+                Arc::clone(&table),
+                tx.clone(),
+            ));
+        }
+        let _ = tx.send(Event::Initialized);
+    }
+}
+
+/// Owns every state machine; applies results, logs transitions, publishes snapshots.
+async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    let mut mounts: Vec<(u64, MountView)> = Vec::new();
+    let mut initialized = false;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { return };
+                initialized |= apply(&mut mounts, event);
+                // Drain what else is queued so a burst publishes one snapshot.
+                while let Ok(event) = rx.try_recv() {
+                    initialized |= apply(&mut mounts, event);
+                }
+                shared.publish(Snapshot {
+                    mounts: mounts.iter().map(|(_, v)| Arc::new(v.clone())).collect(),
+                    initialized,
+                });
+            }
+            _ = heartbeat.tick() => shared.beat(),
+        }
+    }
+}
+
+/// Applies one event; true when it marks the initial set of mounts as complete.
+fn apply(mounts: &mut Vec<(u64, MountView)>, event: Event) -> bool {
+    match event {
+        Event::Initialized => return true,
+        Event::Added(id, spec) => {
+            let at = mounts.partition_point(|(i, _)| *i < id);
+            mounts.insert(
+                at,
+                (
+                    id,
+                    MountView {
+                        spec,
+                        state: MountState::default(),
+                        stuck_since: None,
+                    },
+                ),
+            );
+        }
+        Event::Removed(id) => mounts.retain(|(i, _)| *i != id),
+        Event::Checked {
+            id,
+            result,
+            stats,
+            duration,
+            stuck_since,
+        } => {
+            let Ok(at) = mounts.binary_search_by_key(&id, |(i, _)| *i) else {
+                return false;
+            };
+            let view = &mut mounts[at].1;
+            let spec = Arc::clone(&view.spec);
+            let reason = result.as_ref().err().map(|f| f.reason);
+            let detail = result.as_ref().err().map(|f| f.detail.clone());
+            if let Some(t) = view.state.record(
+                result,
+                SystemTime::now(),
+                spec.failure_threshold,
+                spec.success_threshold,
+            ) {
+                log_transition(&spec, t.from, t.to, reason, detail.as_deref());
+            } else if let Some(reason) = reason {
+                tracing::debug!(mount = %spec.label(), path = %spec.path.display(), reason = reason.code(), error = detail.as_deref().unwrap_or(""), "check failed");
+            }
+            if stats.is_some() {
+                view.state.stats = stats;
+            }
+            if duration.is_some() {
+                view.state.check_duration = duration;
+            }
+            view.stuck_since = stuck_since;
+        }
+    }
+    false
+}
+
+fn log_transition(
+    spec: &MountSpec,
+    from: Health,
+    to: Health,
+    reason: Option<Reason>,
+    detail: Option<&str>,
+) {
+    let mount = spec.label();
+    let path = spec.path.display();
+    let reason = reason.map(Reason::code).unwrap_or("ok");
+    let error = detail.unwrap_or("");
+    match to {
+        Health::Healthy => {
+            tracing::info!(%mount, %path, %from, %to, reason, "mount is healthy")
+        }
+        Health::Degraded => {
+            tracing::warn!(%mount, %path, %from, %to, reason, error, "mount check failed")
+        }
+        _ => tracing::error!(%mount, %path, %from, %to, reason, error, "mount is unhealthy"),
+    }
+}
+
+/// The interval with ±10% jitter, so many monitors (and many mounts) do not check in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// Checks one mount on its interval, forever. A probe that overruns its deadline keeps its
+/// thread; no second probe of this mount starts until it returns.
+async fn watch(
+    id: u64,
+    spec: Arc<MountSpec>,
+    settings: Arc<Settings>,
+    table: Arc<MountTable>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut stuck: Option<(JoinHandle<Outcome>, Instant)> = None;
+    loop {
+        let (mut handle, started) = match stuck.take() {
+            Some(in_flight) => in_flight,
+            None => (spawn_probe(&spec, &table), Instant::now()),
+        };
+        let deadline = tokio::time::Instant::from_std(started + settings.timeout);
+        let event = match tokio::time::timeout_at(deadline, &mut handle).await {
+            Ok(joined) => finished(id, joined),
+            Err(_) => {
+                let stuck_for = started.elapsed();
+                stuck = Some((handle, started));
+                Event::Checked {
+                    id,
+                    result: Err(Failure::new(
+                        Reason::Timeout,
+                        format!(
+                            "check has not returned after {:.1}s (timeout {:?})",
+                            stuck_for.as_secs_f64(),
+                            settings.timeout
+                        ),
+                    )),
+                    stats: None,
+                    duration: None,
+                    stuck_since: Some(started),
+                }
+            }
+        };
+        if tx.send(event).is_err() {
+            return;
+        }
+        let next = tokio::time::sleep(jittered(settings.check_interval));
+        tokio::pin!(next);
+        if let Some((handle, _)) = stuck.as_mut() {
+            // Report the stuck probe's own result the moment it returns.
+            tokio::select! {
+                joined = handle => {
+                    stuck = None;
+                    if tx.send(finished(id, joined)).is_err() {
+                        return;
+                    }
+                    next.await;
+                }
+                _ = &mut next => {}
+            }
+        } else {
+            next.await;
+        }
+    }
+}
+
+fn spawn_probe(spec: &Arc<MountSpec>, table: &Arc<MountTable>) -> JoinHandle<Outcome> {
+    let spec = Arc::clone(spec);
+    let table = Arc::clone(table);
+    tokio::task::spawn_blocking(move || probe::probe(&spec, &table))
+}
+
+fn finished(id: u64, joined: Result<Outcome, tokio::task::JoinError>) -> Event {
+    match joined {
+        Ok(outcome) => Event::Checked {
+            id,
+            result: outcome.result,
+            stats: outcome.stats,
+            duration: Some(outcome.duration),
+            stuck_since: None,
+        },
+        Err(e) => Event::Checked {
+            id,
+            result: Err(Failure::new(Reason::Error, format!("check crashed: {e}"))),
+            stats: None,
+            duration: None,
+            stuck_since: None,
+        },
+    }
+}
+
+/// Discovery mode: every real mount, re-read each interval; new mounts get a watcher, vanished
+/// ones are dropped.
+async fn discover(
+    settings: Arc<Settings>,
+    table: Arc<MountTable>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut watched: HashMap<PathBuf, (u64, tokio::task::AbortHandle)> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut announced = false;
+    let mut ticker = tokio::time::interval(settings.check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let table_for_read = Arc::clone(&table);
+        let entries = match tokio::task::spawn_blocking(move || table_for_read.current()).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read /proc/self/mountinfo");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let current: Vec<PathBuf> = discovery::real_mount_points(&entries);
+        let present: std::collections::HashSet<&Path> =
+            current.iter().map(PathBuf::as_path).collect();
+        let gone: Vec<PathBuf> = watched
+            .keys()
+            .filter(|p| !present.contains(p.as_path()))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some((id, task)) = watched.remove(&path) {
+                task.abort();
+                tracing::info!(path = %path.display(), "mount disappeared; no longer monitored");
+                if tx.send(Event::Removed(id)).is_err() {
+                    return;
+                }
+            }
+        }
+        for path in current {
+            if watched.contains_key(&path) {
+                continue;
+            }
+            let id = next_id;
+            next_id += 1;
+            let spec = Arc::new(MountSpec::plain(None, path.clone(), &settings));
+            tracing::info!(path = %path.display(), "monitoring discovered mount");
+            if tx.send(Event::Added(id, Arc::clone(&spec))).is_err() {
+                return;
+            }
+            let task = tokio::spawn(watch(
+                id,
+                spec,
+                Arc::clone(&settings),
+                Arc::clone(&table),
+                tx.clone(),
+            ));
+            watched.insert(path, (id, task.abort_handle()));
+        }
+        if !announced {
+            announced = true;
+            if tx.send(Event::Initialized).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One round over every mount, for `check` mode: all probes concurrently, each under the
+/// deadline. Returns the views in configuration order.
+pub async fn check_once(settings: &Settings) -> Vec<MountView> {
+    let table = Arc::new(MountTable::new());
+    let specs: Vec<MountSpec> = if settings.mounts.is_empty() {
+        let t = Arc::clone(&table);
+        let entries = tokio::task::spawn_blocking(move || t.current())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        discovery::real_mount_points(&entries)
+            .into_iter()
+            .map(|path| MountSpec::plain(None, path, settings))
+            .collect()
+    } else {
+        settings.mounts.clone()
+    };
+    let started = Instant::now();
+    let handles: Vec<_> = specs
+        .into_iter()
+        .map(|spec| {
+            let spec = Arc::new(spec);
+            (Arc::clone(&spec), spawn_probe(&spec, &table))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::from_std(started + settings.timeout);
+    let mut views = Vec::with_capacity(handles.len());
+    for (spec, handle) in handles {
+        let (result, stats, duration) = match tokio::time::timeout_at(deadline, handle).await {
+            Ok(Ok(outcome)) => (outcome.result, outcome.stats, Some(outcome.duration)),
+            Ok(Err(e)) => (
+                Err(Failure::new(Reason::Error, format!("check crashed: {e}"))),
+                None,
+                None,
+            ),
+            Err(_) => (
+                Err(Failure::new(
+                    Reason::Timeout,
+                    format!("check did not return within {:?}", settings.timeout),
+                )),
+                None,
+                None,
+            ),
+        };
+        let mut state = MountState::default();
+        // One round decides: a single failure is reported as unhealthy.
+        state.record(result, SystemTime::now(), 1, 1);
+        state.stats = stats;
+        state.check_duration = duration;
+        views.push(MountView {
+            spec,
+            state,
+            stuck_since: None,
+        });
+    }
+    views
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let base = Duration::from_secs(30);
+        for _ in 0..1000 {
+            let d = jittered(base);
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn monitors_configured_mounts_and_publishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        let mut spec = MountSpec::plain(Some("tmp".into()), dir.path().to_path_buf(), &settings);
+        spec.require_mountpoint = false;
+        let mut missing =
+            MountSpec::plain(Some("missing".into()), dir.path().join("nope"), &settings);
+        missing.require_mountpoint = false;
+        missing.failure_threshold = 1;
+        settings.mounts = vec![spec, missing];
+        let shared = Shared::new(Arc::new(settings));
+        start(Arc::clone(&shared));
+        let mut snapshot = shared.snapshot();
+        for _ in 0..200 {
+            snapshot = shared.snapshot();
+            if snapshot.mounts.len() == 2
+                && snapshot
+                    .mounts
+                    .iter()
+                    .all(|m| m.state.health != Health::Unknown)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(snapshot.mounts[0].label(), "tmp");
+        assert_eq!(snapshot.mounts[0].state.health, Health::Healthy);
+        assert_eq!(snapshot.mounts[1].state.health, Health::Unhealthy);
+        assert_eq!(
+            snapshot.mounts[1].state.failure.as_ref().unwrap().reason,
+            Reason::Missing
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! `/proc/self/mountinfo`: parsing, lookups, and a cache that re-reads the table only when the
+//! kernel says it changed.
+//!
+//! Written by hand rather than with a crate: the format is one line per mount, the crates we
+//! looked at either pull in all of procfs or do not decode octal escapes, and the parser here is
+//! small, fuzzed and unit-tested against the kernel's documented examples.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// One line of mountinfo (see proc_pid_mountinfo(5)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_id: u32,
+    pub parent_id: u32,
+    /// The root of the mount within its filesystem (`/` unless it is a bind mount of a subtree).
+    pub root: String,
+    pub mount_point: PathBuf,
+    pub mount_options: Vec<String>,
+    pub fs_type: String,
+    pub source: String,
+    pub super_options: Vec<String>,
+}
+
+impl MountEntry {
+    /// Read-only per the per-mount options or the superblock (including ext4's `emergency_ro`).
+    pub fn is_read_only(&self) -> bool {
+        self.mount_options.iter().any(|o| o == "ro")
+            || self
+                .super_options
+                .iter()
+                .any(|o| o == "ro" || o == "emergency_ro")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("mountinfo line {line}: {what}")]
+pub struct ParseError {
+    pub line: usize,
+    pub what: &'static str,
+}
+
+/// Parses the whole text of a mountinfo file.
+pub fn parse(text: &str) -> Result<Vec<MountEntry>, ParseError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| parse_line(line).map_err(|what| ParseError { line: i + 1, what }))
+        .collect()
+}
+
+fn parse_line(line: &str) -> Result<MountEntry, &'static str> {
+    let mut fields = line.split(' ');
+    let mut next = |what| fields.next().filter(|f| !f.is_empty()).ok_or(what);
+    let mount_id = next("missing mount id")?
+        .parse()
+        .map_err(|_| "bad mount id")?;
+    let parent_id = next("missing parent id")?
+        .parse()
+        .map_err(|_| "bad parent id")?;
+    let _dev = next("missing major:minor")?;
+    let root = unescape(next("missing root")?);
+    let mount_point = PathBuf::from(unescape(next("missing mount point")?));
+    let mount_options = split_options(next("missing mount options")?);
+    // Optional fields (shared:N, master:N, …) run up to a lone "-".
+    loop {
+        if next("missing separator")? == "-" {
+            break;
+        }
+    }
+    let fs_type = unescape(next("missing filesystem type")?);
+    // The source may legitimately be empty on some filesystems; take it verbatim.
+    let source = fields.next().map(unescape).unwrap_or_default();
+    let super_options = fields.next().map(split_options).unwrap_or_default();
+    Ok(MountEntry {
+        mount_id,
+        parent_id,
+        root,
+        mount_point,
+        mount_options,
+        fs_type,
+        source,
+        super_options,
+    })
+}
+
+fn split_options(field: &str) -> Vec<String> {
+    field.split(',').map(unescape).collect()
+}
+
+/// Decodes the kernel's `\ooo` octal escapes (space, tab, newline and backslash are escaped).
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && is_octal_escape(&bytes[i + 1..i + 4]) {
+            let value = (bytes[i + 1] - b'0') as u32 * 64
+                + (bytes[i + 2] - b'0') as u32 * 8
+                + (bytes[i + 3] - b'0') as u32;
+            out.push(value as u8);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_octal_escape(digits: &[u8]) -> bool {
+    digits.len() == 3 && digits[0] <= b'3' && digits.iter().all(|d| (b'0'..=b'7').contains(d))
+}
+
+/// The topmost mount whose mount point is exactly `path`: the one no other mount on the same
+/// point is stacked on. `None` when `path` is not a mount point.
+pub fn mount_at<'a>(entries: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    topmost(entries.iter().filter(|e| e.mount_point == path))
+}
+
+/// The topmost mount that contains `path` (the longest mount point that is a prefix of it).
+pub fn mount_containing<'a>(entries: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+    let longest = entries
+        .iter()
+        .filter(|e| path.starts_with(&e.mount_point))
+        .map(|e| e.mount_point.as_os_str().len())
+        .max()?;
+    topmost(
+        entries
+            .iter()
+            .filter(|e| path.starts_with(&e.mount_point))
+            .filter(|e| e.mount_point.as_os_str().len() == longest),
+    )
+}
+
+fn topmost<'a>(candidates: impl Iterator<Item = &'a MountEntry> + Clone) -> Option<&'a MountEntry> {
+    let covered = |entry: &MountEntry| candidates.clone().any(|e| e.parent_id == entry.mount_id);
+    candidates
+        .clone()
+        .filter(|e| !covered(e))
+        .last()
+        .or(candidates.last())
+}
+
+/// Makes `path` absolute against the current directory and removes `.` and `..` without touching
+/// the filesystem (which may hang).
+pub fn normalize(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
+    };
+    let mut out = PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// A shared, cached view of `/proc/self/mountinfo`. The kernel signals `POLLPRI` on an open
+/// mountinfo file whenever the mount table changes, so a check costs a zero-timeout `poll`
+/// instead of re-reading and re-parsing the table once per mount.
+pub struct MountTable {
+    path: PathBuf,
+    cache: Mutex<Option<Cached>>,
+}
+
+struct Cached {
+    file: File,
+    entries: Arc<Vec<MountEntry>>,
+}
+
+impl MountTable {
+    pub fn new() -> Self {
+        Self::at("/proc/self/mountinfo")
+    }
+
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        MountTable {
+            path: path.into(),
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current table; re-read only when it changed since the last call.
+    pub fn current(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = cache.as_mut() {
+            if !changed(&cached.file) {
+                return Ok(Arc::clone(&cached.entries));
+            }
+            cached.entries = Arc::new(read_all(&mut cached.file)?);
+            return Ok(Arc::clone(&cached.entries));
+        }
+        let mut file = File::open(&self.path)?;
+        // The first poll reports the table as changed; consume that before reading it.
+        changed(&file);
+        let entries = Arc::new(read_all(&mut file)?);
+        *cache = Some(Cached {
+            file,
+            entries: Arc::clone(&entries),
+        });
+        Ok(entries)
+    }
+}
+
+impl Default for MountTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn changed(file: &File) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLPRI)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .is_none_or(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR)),
+        // Anything unexpected: re-read, which is always correct.
+        Err(_) => true,
+    }
+}
+
+fn read_all(file: &mut File) -> std::io::Result<Vec<MountEntry>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro
+36 22 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+40 22 0:40 / /data rw,nosuid,nodev shared:5 - fuse.rclone remote: rw,user_id=0,group_id=0
+41 40 0:41 / /data rw,relatime - tmpfs tmpfs rw,size=1024k
+50 22 0:50 / /ro ro,relatime - tmpfs tmpfs rw
+51 22 8:2 / /emergency rw,relatime - ext4 /dev/sdb1 rw,emergency_ro
+52 22 0:52 / /tagless rw - nfs4 server:/export rw,vers=4.2
+";
+
+    #[test]
+    fn parses_fields_and_optional_tags() {
+        let entries = parse(SAMPLE).unwrap();
+        assert_eq!(entries.len(), 7);
+        let rclone = &entries[2];
+        assert_eq!(rclone.mount_id, 40);
+        assert_eq!(rclone.parent_id, 22);
+        assert_eq!(rclone.mount_point, Path::new("/data"));
+        assert_eq!(rclone.fs_type, "fuse.rclone");
+        assert_eq!(rclone.source, "remote:");
+        assert_eq!(entries[6].fs_type, "nfs4");
+    }
+
+    #[test]
+    fn decodes_octal_escapes() {
+        let entries = parse(SAMPLE).unwrap();
+        assert_eq!(entries[1].mount_point, Path::new("/mnt/with space"));
+        assert_eq!(entries[1].root, "/mnt1");
+        assert_eq!(unescape("a\\011b\\012c\\134d"), "a\tb\nc\\d");
+        // Not an escape: left as it is.
+        assert_eq!(unescape("a\\9x\\"), "a\\9x\\");
+    }
+
+    #[test]
+    fn stacked_mount_reports_the_topmost() {
+        let entries = parse(SAMPLE).unwrap();
+        let top = mount_at(&entries, Path::new("/data")).unwrap();
+        assert_eq!(top.fs_type, "tmpfs");
+        assert_eq!(top.mount_id, 41);
+    }
+
+    #[test]
+    fn topmost_does_not_depend_on_line_order() {
+        let reversed: String = SAMPLE.lines().rev().map(|l| format!("{l}\n")).collect();
+        let entries = parse(&reversed).unwrap();
+        assert_eq!(mount_at(&entries, Path::new("/data")).unwrap().mount_id, 41);
+    }
+
+    #[test]
+    fn empty_directory_is_not_a_mount_point() {
+        let entries = parse(SAMPLE).unwrap();
+        assert!(mount_at(&entries, Path::new("/data/sub")).is_none());
+        assert!(mount_at(&entries, Path::new("/dat")).is_none());
+        let containing = mount_containing(&entries, Path::new("/data/sub")).unwrap();
+        assert_eq!(containing.mount_id, 41);
+        let root = mount_containing(&entries, Path::new("/datax")).unwrap();
+        assert_eq!(root.mount_point, Path::new("/"));
+    }
+
+    #[test]
+    fn read_only_from_mount_or_superblock() {
+        let entries = parse(SAMPLE).unwrap();
+        assert!(!entries[0].is_read_only());
+        assert!(entries[4].is_read_only());
+        assert!(entries[5].is_read_only());
+    }
+
+    #[test]
+    fn bind_mount_keeps_its_root() {
+        let line = "60 22 8:1 /var/lib/data /srv/bound rw - ext4 /dev/sda1 rw\n";
+        let entries = parse(line).unwrap();
+        assert_eq!(entries[0].root, "/var/lib/data");
+        assert_eq!(
+            mount_at(&entries, Path::new("/srv/bound"))
+                .unwrap()
+                .mount_id,
+            60
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_not_panics() {
+        for bad in [
+            "",
+            "x",
+            "1 2",
+            "1 2 3 / /m rw",
+            "1 2 3 / /m rw shared:1",
+            "a 2 3 / /m rw - t s o",
+        ] {
+            if bad.is_empty() {
+                assert_eq!(parse(bad).unwrap(), vec![]);
+            } else {
+                assert!(parse(bad).is_err(), "{bad:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c/")), Path::new("/a/c"));
+        assert_eq!(normalize(Path::new("/../..")), Path::new("/"));
+        let relative = normalize(Path::new("x"));
+        assert!(relative.is_absolute() && relative.ends_with("x"));
+    }
+
+    #[test]
+    fn live_table_contains_root() {
+        let table = MountTable::new();
+        let entries = table.current().unwrap();
+        assert!(mount_containing(&entries, Path::new("/")).is_some());
+        // Unchanged table: the same Arc comes back without a re-read.
+        let again = table.current().unwrap();
+        assert!(Arc::ptr_eq(&entries, &again));
+    }
+}

@@ -1,0 +1,205 @@
+//! The per-mount state machine: unknown → healthy | degraded | unhealthy.
+
+use std::time::{Duration, SystemTime};
+
+use crate::probe::{Failure, Stats};
+use crate::reason::Reason;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Unknown,
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Health {
+    pub const ALL: [Health; 4] = [
+        Health::Unknown,
+        Health::Healthy,
+        Health::Degraded,
+        Health::Unhealthy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A change of health, logged once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Health,
+    pub to: Health,
+    pub reason: Option<Reason>,
+}
+
+/// Everything known about one mount, as the monitor keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MountState {
+    pub health: Health,
+    /// Consecutive failures; reset when the mount turns healthy.
+    pub failure_count: u32,
+    success_streak: u32,
+    pub last_check: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    /// The latest failure while the mount is not healthy.
+    pub failure: Option<Failure>,
+    pub stats: Option<Stats>,
+    pub check_duration: Option<Duration>,
+    /// Checks made, and failures by reason, since start (for metrics).
+    pub checks_total: u64,
+    pub failures_total: std::collections::BTreeMap<Reason, u64>,
+}
+
+impl Default for MountState {
+    fn default() -> Self {
+        MountState {
+            health: Health::Unknown,
+            failure_count: 0,
+            success_streak: 0,
+            last_check: None,
+            last_success: None,
+            failure: None,
+            stats: None,
+            check_duration: None,
+            checks_total: 0,
+            failures_total: Default::default(),
+        }
+    }
+}
+
+impl MountState {
+    /// Applies one check result. `failure_threshold` consecutive failures make the mount
+    /// unhealthy, fewer degraded; `success_threshold` consecutive successes make it healthy
+    /// again (the first success after start always does).
+    pub fn record(
+        &mut self,
+        result: Result<(), Failure>,
+        at: SystemTime,
+        failure_threshold: u32,
+        success_threshold: u32,
+    ) -> Option<Transition> {
+        let from = self.health;
+        self.last_check = Some(at);
+        self.checks_total += 1;
+        let reason = match result {
+            Ok(()) => {
+                self.last_success = Some(at);
+                self.success_streak = self.success_streak.saturating_add(1);
+                if from == Health::Unknown
+                    || from == Health::Healthy
+                    || self.success_streak >= success_threshold
+                {
+                    self.health = Health::Healthy;
+                    self.failure_count = 0;
+                    self.failure = None;
+                }
+                None
+            }
+            Err(failure) => {
+                self.success_streak = 0;
+                self.failure_count = self.failure_count.saturating_add(1);
+                *self.failures_total.entry(failure.reason).or_default() += 1;
+                self.health = if self.failure_count >= failure_threshold {
+                    Health::Unhealthy
+                } else {
+                    Health::Degraded
+                };
+                let reason = failure.reason;
+                self.failure = Some(failure);
+                Some(reason)
+            }
+        };
+        (from != self.health).then_some(Transition {
+            from,
+            to: self.health,
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail() -> Result<(), Failure> {
+        Err(Failure::new(Reason::NotMounted, "gone"))
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::now()
+    }
+
+    #[test]
+    fn first_success_is_healthy() {
+        let mut s = MountState::default();
+        let t = s.record(Ok(()), now(), 3, 1).unwrap();
+        assert_eq!((t.from, t.to), (Health::Unknown, Health::Healthy));
+        assert_eq!(
+            s.record(Ok(()), now(), 3, 1),
+            None,
+            "no repeated transition"
+        );
+    }
+
+    #[test]
+    fn failures_degrade_then_make_unhealthy() {
+        let mut s = MountState::default();
+        s.record(Ok(()), now(), 3, 1);
+        let t = s.record(fail(), now(), 3, 1).unwrap();
+        assert_eq!(
+            (t.to, t.reason),
+            (Health::Degraded, Some(Reason::NotMounted))
+        );
+        assert_eq!(s.record(fail(), now(), 3, 1), None);
+        assert_eq!(s.failure_count, 2);
+        assert_eq!(s.record(fail(), now(), 3, 1).unwrap().to, Health::Unhealthy);
+        assert_eq!(s.failure_count, 3);
+        assert_eq!(s.failure.as_ref().unwrap().detail, "gone");
+        assert_eq!(s.failures_total[&Reason::NotMounted], 3);
+    }
+
+    #[test]
+    fn threshold_one_goes_straight_to_unhealthy() {
+        let mut s = MountState::default();
+        assert_eq!(s.record(fail(), now(), 1, 1).unwrap().to, Health::Unhealthy);
+    }
+
+    #[test]
+    fn one_success_resets() {
+        let mut s = MountState::default();
+        for _ in 0..5 {
+            s.record(fail(), now(), 3, 1);
+        }
+        assert_eq!(s.record(Ok(()), now(), 3, 1).unwrap().to, Health::Healthy);
+        assert_eq!(s.failure_count, 0);
+        assert!(s.failure.is_none());
+    }
+
+    #[test]
+    fn success_threshold_delays_recovery() {
+        let mut s = MountState::default();
+        for _ in 0..3 {
+            s.record(fail(), now(), 3, 2);
+        }
+        assert_eq!(s.record(Ok(()), now(), 3, 2), None);
+        assert_eq!(s.health, Health::Unhealthy);
+        // A failure in between restarts the count.
+        s.record(fail(), now(), 3, 2);
+        assert_eq!(s.record(Ok(()), now(), 3, 2), None);
+        assert_eq!(s.record(Ok(()), now(), 3, 2).unwrap().to, Health::Healthy);
+    }
+}

@@ -1,0 +1,346 @@
+//! Harness for the end-to-end tests: the real `mount-monitor` binary, real mounts, a real
+//! loopback port.
+//!
+//! Tests that need root (to mount) run whenever `CI=true` and fail there if they cannot; outside
+//! CI they skip with a loud reason.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// True under CI, where nothing may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether a test needing root can run. In CI a missing privilege is a failure, not a skip.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test}: needs root to mount filesystems, and CI=true forbids skipping"
+    );
+    eprintln!(
+        "SKIPPED {test}: needs root to mount filesystems (run as root, or with CI=true to make this an error)"
+    );
+    false
+}
+
+/// The `mount-monitor` binary, built once per test process (`MOUNT_MONITOR_BIN` overrides).
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("MOUNT_MONITOR_BIN") {
+            return PathBuf::from(bin);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = workspace_root();
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mount-monitor",
+                "--bin",
+                "mount-monitor",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building mount-monitor failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug/mount-monitor")
+    })
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// A tmpfs mounted on a fresh directory; lazily unmounted (and the directory removed) on drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl Tmpfs {
+    /// `options` as for `mount -o`, e.g. "size=1m,nr_inodes=64".
+    pub fn new(options: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("mm-e2e-")
+            .tempdir()
+            .expect("create mount point");
+        let mut fs = Tmpfs {
+            dir,
+            mounted: false,
+        };
+        fs.mount(options);
+        fs
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn mount(&mut self, options: &str) {
+        use nix::mount::{MsFlags, mount};
+        mount(
+            Some("tmpfs"),
+            self.path(),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some(options),
+        )
+        .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", self.path().display()));
+        self.mounted = true;
+    }
+
+    pub fn remount(&self, flags: nix::mount::MsFlags) {
+        use nix::mount::{MsFlags, mount};
+        mount(
+            None::<&str>,
+            self.path(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | flags,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| panic!("remount {}: {e}", self.path().display()));
+    }
+
+    /// Unmounts, leaving the empty directory behind, as a dead FUSE mount does.
+    pub fn unmount(&mut self) {
+        nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH)
+            .unwrap_or_else(|e| panic!("umount {}: {e}", self.path().display()));
+        self.mounted = false;
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// A running `mount-monitor serve` on 127.0.0.1 with an OS-chosen port; killed on drop.
+pub struct Monitor {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Monitor {
+    /// Starts `mount-monitor ARGS --listen 127.0.0.1:0 --log-format json` and waits until it
+    /// reports its address.
+    pub fn start<I, S>(args: I) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Self::start_in(args, &std::env::temp_dir())
+    }
+
+    pub fn start_in<I, S>(args: I, cwd: &Path) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = Command::new(binary())
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .current_dir(cwd)
+            .env_remove("MOUNT_MONITOR_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mount-monitor");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = started_address(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "mount-monitor did not start; its log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Monitor { child, addr, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET `path`; (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.addr, "GET", path)
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path);
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// Polls `path` until it answers `status`, or panics after `limit` with the last answer.
+    pub fn wait_for(&self, path: &str, status: u16, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let (got, body) = self.get(path);
+            if got == status {
+                return body;
+            }
+            if started.elapsed() > limit {
+                panic!(
+                    "GET {path}: wanted {status} within {limit:?}, still {got}: {body}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status, at most `limit`.
+    pub fn terminate(mut self, limit: Duration) -> (Option<i32>, Duration) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let started = Instant::now();
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status.code(), started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (None, started.elapsed())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn started_address(line: &str) -> Option<SocketAddr> {
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    if json["message"] != "mount-monitor started" {
+        return None;
+    }
+    json["listen"].as_str()?.parse().ok()
+}
+
+/// A minimal HTTP/1.1 exchange (`Connection: close`); (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: malformed response {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: bad status line in {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run<I, S>(args: I) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mount-monitor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The entry for `name` in a `/healthz/*` body.
+pub fn mount_json<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    body["mounts"]
+        .as_array()
+        .and_then(|mounts| mounts.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no mount {name} in {body}"))
+}

@@ -1,0 +1,333 @@
+//! The service end to end: the real binary, real tmpfs mounts, a real loopback port.
+
+use std::time::Duration;
+
+use nix::mount::MsFlags;
+use tests::{Monitor, Tmpfs, mount_json, require_root, run};
+
+const INTERVAL: &str = "1s";
+/// Two check intervals plus jitter and scheduling slack.
+const TWO_INTERVALS: Duration = Duration::from_millis(2600);
+
+fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn unmount_makes_it_unready_and_remount_recovers() {
+    if !require_root("unmount_makes_it_unready_and_remount_recovers") {
+        return;
+    }
+    let mut fs = Tmpfs::new("size=1m");
+    let mount = format!("data={}", fs.path().display());
+    let monitor = Monitor::start([
+        "--mount",
+        &mount,
+        "--check-interval",
+        INTERVAL,
+        "--timeout",
+        "500ms",
+    ]);
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+    assert_eq!(monitor.get("/readyz"), (200, "ok".to_owned()));
+    let (_, body) = monitor.get_json("/healthz/status");
+    let data = mount_json(&body, "data");
+    assert_eq!(data["status"], "healthy");
+    assert_eq!(data["fs_type"], "tmpfs");
+    assert_eq!(data["size_bytes"], 1024 * 1024);
+
+    // The path stays behind as an empty directory, as a dead FUSE mount leaves it.
+    fs.unmount();
+    monitor.wait_for("/healthz/ready", 503, TWO_INTERVALS);
+    let (status, body) = monitor.get_json("/healthz/status");
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "unhealthy");
+    let data = mount_json(&body, "data");
+    assert_eq!(data["reason"], "not_mounted");
+    assert_eq!(data["status"], "degraded");
+    assert!(
+        data["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a mount point")
+    );
+    let (_, verbose) = monitor.get("/readyz?verbose");
+    assert!(verbose.contains("[-]data failed: not_mounted"), "{verbose}");
+    // Degraded is still alive.
+    assert_eq!(monitor.get("/healthz/live").0, 200);
+    assert_eq!(monitor.get("/livez").0, 200);
+
+    fs.mount("size=1m");
+    monitor.wait_for("/healthz/ready", 200, TWO_INTERVALS);
+    let (_, body) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&body, "data")["failure_count"], 0);
+    assert!(
+        monitor.log().contains("\"to\":\"degraded\""),
+        "the transition is logged: {}",
+        monitor.log()
+    );
+}
+
+#[test]
+fn threshold_failures_make_it_unhealthy_and_not_live() {
+    if !require_root("threshold_failures_make_it_unhealthy_and_not_live") {
+        return;
+    }
+    let mut fs = Tmpfs::new("size=1m");
+    let mount = format!("data={}", fs.path().display());
+    let monitor = Monitor::start([
+        "--mount",
+        &mount,
+        "--check-interval",
+        INTERVAL,
+        "--timeout",
+        "500ms",
+        "--failure-threshold",
+        "2",
+    ]);
+    monitor.wait_for("/healthz/live", 200, Duration::from_secs(5));
+    fs.unmount();
+    monitor.wait_for("/healthz/live", 503, TWO_INTERVALS * 2);
+    let (_, body) = monitor.get_json("/healthz/live");
+    let data = mount_json(&body, "data");
+    assert_eq!(data["status"], "unhealthy");
+    assert_eq!(data["failure_count"], 2);
+    // The process itself is fine: Kubernetes-style liveness stays up.
+    assert_eq!(monitor.get("/livez"), (200, "ok".to_owned()));
+}
+
+#[test]
+fn read_only_space_and_inode_checks() {
+    if !require_root("read_only_space_and_inode_checks") {
+        return;
+    }
+    let ro = Tmpfs::new("size=1m");
+    let space = Tmpfs::new("size=1m");
+    let inodes = Tmpfs::new("size=1m,nr_inodes=32");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "mount-monitor.toml",
+        &format!(
+            r#"
+checkInterval = "1s"
+readTimeout = "500ms"
+failureThreshold = 1
+
+[[mounts]]
+name = "ro"
+path = "{}"
+checkType = "none"
+expect = "rw"
+
+[[mounts]]
+name = "space"
+path = "{}"
+checkType = "none"
+minFree = "512KiB"
+
+[[mounts]]
+name = "inodes"
+path = "{}"
+checkType = "none"
+minFreeInodes = 16
+"#,
+            ro.path().display(),
+            space.path().display(),
+            inodes.path().display()
+        ),
+    );
+    let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+
+    ro.remount(MsFlags::MS_RDONLY);
+    std::fs::write(space.path().join("fill"), vec![0u8; 700 * 1024]).unwrap();
+    for i in 0..20 {
+        std::fs::write(inodes.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let reasons = || {
+        let (_, body) = monitor.get_json("/healthz/status");
+        ["ro", "space", "inodes"].map(|name| {
+            mount_json(&body, name)["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+    };
+    let started = std::time::Instant::now();
+    while reasons() != ["read_only", "low_space", "low_inodes"] {
+        assert!(started.elapsed() < TWO_INTERVALS, "got {:?}", reasons());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, body) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&body, "ro")["read_only"], true);
+    assert_eq!(monitor.get("/healthz/live").0, 503);
+
+    // Recovery.
+    ro.remount(MsFlags::empty());
+    std::fs::remove_file(space.path().join("fill")).unwrap();
+    for i in 0..20 {
+        std::fs::remove_file(inodes.path().join(format!("f{i}"))).unwrap();
+    }
+    monitor.wait_for("/healthz/ready", 200, TWO_INTERVALS);
+    assert_eq!(monitor.get("/readyz/space"), (200, "ok".to_owned()));
+}
+
+#[test]
+fn debrid_example_config_serves_the_same_shape() {
+    if !require_root("debrid_example_config_serves_the_same_shape") {
+        return;
+    }
+    let movies = Tmpfs::new("size=1m");
+    let tv = Tmpfs::new("size=1m");
+    std::fs::write(movies.path().join(".health-check"), "ok").unwrap();
+    let example = std::fs::read_to_string(
+        tests::workspace_root().join("tests/fixtures/debrid-mount-monitor.config.example.json"),
+    )
+    .unwrap();
+    // Only the paths change; everything else loads as shipped.
+    let text = example
+        .replace("/mnt/movies", movies.path().to_str().unwrap())
+        .replace("/mnt/tv", tv.path().to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "config.json", &text);
+    // Picked up from the working directory, as debrid-mount-monitor does.
+    let monitor = Monitor::start_in(["--check-interval", "1s", "--timeout", "500ms"], dir.path());
+    let body = monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "healthy");
+    assert!(json["timestamp"].is_string());
+    for name in ["movies", "tv"] {
+        let m = mount_json(&json, name);
+        for key in ["name", "path", "status", "last_check", "failure_count"] {
+            assert!(m.get(key).is_some(), "{name}.{key} in {m}");
+        }
+        assert!(m.get("last_error").is_none(), "omitted when empty: {m}");
+    }
+    assert_eq!(
+        monitor.get_json("/version").1["version"],
+        run(["--version"])
+            .1
+            .trim()
+            .trim_start_matches("mount-monitor ")
+    );
+    assert_eq!(monitor.get("/version").0, 200);
+    assert_eq!(
+        tests::http(monitor.addr, "POST", "/healthz/ready"),
+        (405, "method not allowed".to_owned())
+    );
+
+    // The canary goes away: canary_failed, while the directory check of tv stays fine.
+    std::fs::remove_file(movies.path().join(".health-check")).unwrap();
+    monitor.wait_for("/healthz/ready", 503, TWO_INTERVALS);
+    let (_, json) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&json, "movies")["reason"], "canary_failed");
+    assert_eq!(mount_json(&json, "tv")["status"], "healthy");
+    drop(config);
+}
+
+#[test]
+fn check_mode_exit_codes() {
+    if !require_root("check_mode_exit_codes") {
+        return;
+    }
+    let mut fs = Tmpfs::new("size=1m");
+    let mount = format!("data={}", fs.path().display());
+    let (code, out, _) = run(["check", "--mount", &mount]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("data") && out.contains("healthy") && out.contains("tmpfs"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(["check", "--format", "json", "--mount", &mount]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(mount_json(&json, "data")["status"], "healthy");
+
+    fs.unmount();
+    let (code, out, _) = run(["check", "--mount", &mount]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not_mounted"), "{out}");
+    // debrid-mount-monitor's flag for the same.
+    let (code, _, _) = run(["--init-container-mode", "--mount", &mount]);
+    assert_eq!(code, 1);
+
+    let (code, _, err) = run(["check", "--mount", &mount, "--check-interval", "soon"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--check-interval") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn healthcheck_follows_readiness() {
+    if !require_root("healthcheck_follows_readiness") {
+        return;
+    }
+    let mut fs = Tmpfs::new("size=1m");
+    let mount = format!("data={}", fs.path().display());
+    let monitor = Monitor::start([
+        "--mount",
+        &mount,
+        "--check-interval",
+        INTERVAL,
+        "--timeout",
+        "500ms",
+    ]);
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+    let url = format!("http://{}/readyz", monitor.addr);
+    assert_eq!(run(["healthcheck", "--url", &url]).0, 0);
+    fs.unmount();
+    monitor.wait_for("/readyz", 503, TWO_INTERVALS);
+    let (code, _, err) = run(["healthcheck", "--url", &url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("503"), "{err}");
+
+    let (code, elapsed) = monitor.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "SIGTERM exits 0 (after {elapsed:?})");
+    // Nothing listens any more.
+    assert_eq!(run(["healthcheck", "--url", &url]).0, 1);
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line() {
+    // No root needed: nothing is mounted.
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = write_config(dir.path(), "bad.json", "{\"checkInterval\": ");
+    let unknown = write_config(
+        dir.path(),
+        "unknown.json",
+        "{\"mounts\":[{\"path\":\"/x\",\"bogus\":1}]}",
+    );
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--config".into(), bad_json.display().to_string()],
+            "bad.json",
+        ),
+        (
+            vec!["--config".into(), unknown.display().to_string()],
+            "bogus",
+        ),
+        (
+            vec!["--config".into(), "/nonexistent/config.json".into()],
+            "/nonexistent/config.json",
+        ),
+        (vec!["--listen".into(), "nowhere".into()], "--listen"),
+        (
+            vec!["--failure-threshold".into(), "0".into()],
+            "--failure-threshold",
+        ),
+        (vec!["--timeout".into(), "fast".into()], "--timeout"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

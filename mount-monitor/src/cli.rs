@@ -143,6 +143,24 @@ impl Options {
     }
 }
 
+/// A command-line error on one line, like every other configuration error: clap's message
+/// without its usage block, e.g. "invalid value 'x' for '--http-port <PORT>': invalid digit found
+/// in string; see --help".
+pub fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect();
+    format!(
+        "{}; see --help",
+        parts.join("; ").trim_start_matches("error: ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +169,27 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parse_errors_fit_on_one_line() {
+        for args in [
+            &["mount-monitor", "--http-port", "99999"][..],
+            &["mount-monitor", "--bogus"],
+            &["mount-monitor", "check", "--format", "xml"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            let line = one_line(&error);
+            assert!(!line.contains('\n'), "{args:?}: {line}");
+            assert!(line.ends_with("; see --help"), "{args:?}: {line}");
+            assert!(!line.starts_with("error:"), "{args:?}: {line}");
+        }
+        let error = Cli::try_parse_from(["mount-monitor", "check", "--format", "xml"]).unwrap_err();
+        assert!(
+            one_line(&error).contains("table, json"),
+            "{}",
+            one_line(&error)
+        );
     }
 
     #[test]

@@ -265,21 +265,48 @@ fn read_file(path: &Path, warnings: &mut Warnings) -> Result<FileConfig, ConfigE
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display();
+    // serde_path_to_error names the key a value was wrong for: `mounts[1].minFree`.
+    let at_key = |key: String| match key.as_str() {
+        "" | "." | "?" => String::new(),
+        key => format!("`{key}`: "),
+    };
     let is_toml = path.extension().is_some_and(|ext| ext == "toml");
     if is_toml {
-        toml::from_str(text).or_else(|e| {
-            let message = e.message().to_owned();
-            let at = e
+        let toml_error = |key: String, e: toml::de::Error| {
+            let line = e
                 .span()
                 .map(|span| {
-                    let line = text[..span.start.min(text.len())].lines().count().max(1);
-                    format!(" (line {line})")
+                    let number = text.as_bytes()[..span.start.min(text.len())]
+                        .split(|&b| b == b'\n')
+                        .count();
+                    // A syntax error has no key path: quote the line, which shows the key.
+                    match text.lines().nth(number - 1).map(str::trim) {
+                        Some(line) if key.is_empty() && !line.is_empty() => {
+                            let line: String = line.chars().take(60).collect();
+                            format!(" (line {number}: {line})")
+                        }
+                        _ => format!(" (line {number})"),
+                    }
                 })
                 .unwrap_or_default();
-            err(format!("config file {shown}: {message}{at}"))
-        })
+            ConfigError(format!(
+                "config file {shown}: {}{}{line}",
+                at_key(key),
+                e.message().trim_end().replace('\n', "; ")
+            ))
+        };
+        let document = toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), e))?;
+        serde_path_to_error::deserialize(document)
+            .map_err(|e| toml_error(e.path().to_string(), e.into_inner()))
     } else {
-        serde_json::from_str(text).or_else(|e| err(format!("config file {shown}: {e}")))
+        let json_error = |key: String, e: serde_json::Error| {
+            ConfigError(format!("config file {shown}: {}{e}", at_key(key)))
+        };
+        let mut document = serde_json::Deserializer::from_str(text);
+        let file = serde_path_to_error::deserialize(&mut document)
+            .map_err(|e| json_error(e.path().to_string(), e.into_inner()))?;
+        document.end().map_err(|e| json_error(String::new(), e))?;
+        Ok(file)
     }
 }
 
@@ -293,13 +320,20 @@ fn resolve(
         None => format!("`{key}`"),
     };
     let mut s = Settings::default();
+    // Where the interval and the timeout were set, for the errors about the two together.
+    let mut interval_from = "`checkInterval` (default)".to_owned();
+    let mut timeout_from = "`readTimeout` (default)".to_owned();
+    let mut interval_set_by = "by default";
 
     // File values.
     if let Some(v) = &file.check_interval {
-        s.check_interval = duration(v, &origin("checkInterval"))?;
+        interval_from = origin("checkInterval");
+        interval_set_by = "from `checkInterval`";
+        s.check_interval = duration(v, &interval_from)?;
     }
     if let Some(v) = &file.read_timeout {
-        s.timeout = duration(v, &origin("readTimeout"))?;
+        timeout_from = origin("readTimeout");
+        s.timeout = duration(v, &timeout_from)?;
     }
     if let Some(v) = &file.shutdown_timeout {
         s.shutdown_timeout = duration(v, &origin("shutdownTimeout"))?;
@@ -331,10 +365,13 @@ fn resolve(
 
     // Environment and flags (clap already let flags win over the environment).
     if let Some(v) = &cli.check_interval {
-        s.check_interval = duration(v, "--check-interval")?;
+        interval_from = "--check-interval".to_owned();
+        interval_set_by = "from --check-interval";
+        s.check_interval = duration(v, &interval_from)?;
     }
     if let Some(v) = &cli.timeout {
-        s.timeout = duration(v, "--timeout")?;
+        timeout_from = "--timeout".to_owned();
+        s.timeout = duration(v, &timeout_from)?;
     }
     if let Some(v) = cli.failure_threshold {
         s.failure_threshold = threshold(v, "--failure-threshold")?;
@@ -354,13 +391,13 @@ fn resolve(
 
     if s.check_interval < Duration::from_secs(1) {
         return err(format!(
-            "check interval {:?} is below the 1s minimum; set checkInterval / --check-interval to 1s or more",
+            "{interval_from}: {:?} is below the 1s minimum; set it to 1s or more",
             s.check_interval
         ));
     }
     if s.timeout < Duration::from_millis(100) || s.timeout >= s.check_interval {
         return err(format!(
-            "timeout {:?} must be at least 100ms and below the check interval ({:?}); fix readTimeout / --timeout",
+            "{timeout_from}: {:?} must be at least 100ms and below the check interval ({:?} {interval_set_by}); change one of them",
             s.timeout, s.check_interval
         ));
     }
@@ -370,24 +407,29 @@ fn resolve(
         .canary_file
         .clone()
         .unwrap_or_else(|| DEFAULT_CANARY_FILE.to_owned());
+    // Each mount with where it was given (the key that names it, and a short form), so that a
+    // duplicate name points at both places.
     let mut mounts = Vec::new();
     for (i, m) in file.mounts.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str| origin(&format!("mounts[{i}].{key}"));
-        mounts.push(file_mount(m, &default_canary, &s, &at)?);
+        let name_key = at(if m.name.is_some() { "name" } else { "path" });
+        let mount = file_mount(m, &default_canary, &s, &at)?;
+        mounts.push((mount, name_key, format!("`mounts[{i}]`")));
     }
     for arg in &cli.mounts {
-        mounts.push(flag_mount(arg, &s)?);
+        let flag = format!("--mount {arg:?}");
+        mounts.push((flag_mount(arg, &s)?, flag.clone(), flag));
     }
-    let mut names = std::collections::HashSet::new();
-    for m in &mounts {
-        if !names.insert(m.label()) {
+    let mut names = std::collections::HashMap::new();
+    for (m, key, short) in &mounts {
+        if let Some(first) = names.insert(m.label(), short) {
             return err(format!(
-                "two mounts are named {:?}; give each mount a unique name",
+                "{key}: {:?} is already the name of {first}; give each mount a unique name",
                 m.label()
             ));
         }
     }
-    s.mounts = mounts;
+    s.mounts = mounts.into_iter().map(|(m, _, _)| m).collect();
     Ok(s)
 }
 
@@ -478,12 +520,22 @@ fn flag_mount(arg: &str, s: &Settings) -> Result<MountSpec, ConfigError> {
     Ok(MountSpec::plain(name, normalize(Path::new(path.trim())), s))
 }
 
+/// The longest interval or timeout accepted: longer ones are surely typos, and deadlines that
+/// far out would overflow the clock arithmetic.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 fn duration(value: &str, what: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).or_else(|e| {
+    let parsed = humantime::parse_duration(value.trim()).or_else(|e| {
         err(format!(
             "{what}: {value:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"1m30s\""
         ))
-    })
+    })?;
+    if parsed > MAX_DURATION {
+        return err(format!(
+            "{what}: {value:?} is longer than the 24h maximum; write it like \"30s\" or \"5m\""
+        ));
+    }
+    Ok(parsed)
 }
 
 fn threshold(value: i64, what: &str) -> Result<u32, ConfigError> {
@@ -689,11 +741,21 @@ minFreeInodes = 1000
             (r#"{"mounts":[{"name":"a"}]}"#, "`mounts[0].path`"),
             (
                 r#"{"mounts":[{"name":"a","path":"/x"},{"name":"a","path":"/y"}]}"#,
-                "two mounts are named \"a\"",
+                "`mounts[1].name`: \"a\" is already the name of `mounts[0]`",
             ),
             (r#"{"listen":"nope"}"#, "`listen`"),
-            (r#"{"checkInterval":"500ms"}"#, "1s minimum"),
-            (r#"{"readTimeout":"30s"}"#, "below the check interval"),
+            (
+                r#"{"checkInterval":"500ms"}"#,
+                "`checkInterval`: 500ms is below the 1s minimum",
+            ),
+            (
+                r#"{"checkInterval":"18446744073709551615s"}"#,
+                "`checkInterval`: \"18446744073709551615s\" is longer than the 24h maximum",
+            ),
+            (
+                r#"{"readTimeout":"30s"}"#,
+                "config file config.json: `readTimeout`: 30s must be at least 100ms and below the check interval (30s by default)",
+            ),
             (
                 r#"{"mounts":[{"path":"/x","checkType":"ping"}]}"#,
                 "`mounts[0].checkType`",
@@ -788,5 +850,287 @@ minFreeInodes = 1000
         assert!(Floor::Absolute(10).violated(9, 0));
         let v = serde_json::Value::String("512MiB".into());
         assert_eq!(floor(&v, true, "x").unwrap(), Floor::Absolute(512 << 20));
+    }
+}
+
+/// Fuzzing the loader: whatever the file or the flags say, loading ends in settings or in a
+/// one-line error, never in a panic. `PROPTEST_CASES` sets the number of cases of each property
+/// (default 2,000).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000)
+    }
+
+    /// Every key, with values (as JSON) that it accepts, so that most documents get past the
+    /// first check and exercise the later ones.
+    type Keys = &'static [(&'static str, &'static [&'static str])];
+    const KEYS: Keys = &[
+        ("checkInterval", &[r#""30s""#, r#""2s""#, r#""1m30s""#]),
+        ("readTimeout", &[r#""5s""#, r#""500ms""#]),
+        ("timeout", &[r#""1s""#]),
+        ("shutdownTimeout", &[r#""30s""#, r#""0s""#]),
+        ("failureThreshold", &["1", "3", "0"]),
+        ("successThreshold", &["1", "2"]),
+        ("httpPort", &["8080", "0", "65535"]),
+        (
+            "listen",
+            &[r#"":8080""#, r#""127.0.0.1:0""#, r#""[::]:9000""#],
+        ),
+        ("logLevel", &[r#""debug""#, r#""WARN""#]),
+        ("logFormat", &[r#""json""#, r#""text""#]),
+        ("canaryFile", &[r#"".health-check""#, r#""/x/y""#]),
+    ];
+    const MOUNT_KEYS: Keys = &[
+        ("name", &[r#""media""#, r#""tv""#, r#""""#, r#""a/b""#]),
+        (
+            "path",
+            &[
+                r#""/mnt/media""#,
+                r#""/mnt/tv/../tv2""#,
+                r#""rel""#,
+                r#""/""#,
+            ],
+        ),
+        ("canaryFile", &[r#""ok""#, r#""/abs""#]),
+        ("checkType", &[r#""canary""#, r#""directory""#, r#""none""#]),
+        ("failureThreshold", &["0", "2"]),
+        ("successThreshold", &["0", "3"]),
+        ("fsType", &[r#""fuse.rclone""#, r#""""#]),
+        ("requireMountpoint", &["true", "false"]),
+        ("expect", &[r#""rw""#, r#""ro""#, r#""any""#]),
+        ("minFree", &[r#""5%""#, r#""512MiB""#, "1000000", r#""0%""#]),
+        ("minFreeInodes", &[r#""2%""#, "10000"]),
+    ];
+
+    /// Values near and far from what each key accepts.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-3i64..100_000).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(
+                &[
+                    "30s",
+                    "1s",
+                    "500ms",
+                    "0s",
+                    "1m30s",
+                    "-5s",
+                    "5",
+                    "18446744073709551615s",
+                    "9999999999999h",
+                    "5%",
+                    "-1%",
+                    "101%",
+                    "NaN%",
+                    "512MiB",
+                    "10GB",
+                    "99999999 EiB",
+                    ":8080",
+                    "0.0.0.0:80",
+                    "[::]:8080",
+                    ":99999",
+                    "rw",
+                    "ro",
+                    "any",
+                    "canary",
+                    "directory",
+                    "none",
+                    "json",
+                    "text",
+                    "debug",
+                    "/mnt/a",
+                    "a/b",
+                    "",
+                    " ",
+                    "..",
+                ][..]
+            )
+            .prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ]
+    }
+
+    /// A key and its value: mostly a known key with a value it accepts, sometimes a known key
+    /// with any value, rarely an unknown key.
+    fn entry(keys: Keys) -> impl Strategy<Value = (String, Value)> {
+        let known = move || prop::sample::select(keys);
+        prop_oneof![
+            12 => known().prop_flat_map(|(key, values)| {
+                prop::sample::select(values).prop_map(move |v| {
+                    (key.to_owned(), serde_json::from_str(v).expect("valid JSON in the table"))
+                })
+            }),
+            4 => (known().prop_map(|(key, _)| key.to_owned()), scalar()),
+            1 => ("[a-zA-Z]{1,12}", scalar()),
+        ]
+    }
+
+    fn object(keys: Keys, len: std::ops::Range<usize>) -> impl Strategy<Value = Value> {
+        vec(entry(keys), len).prop_map(|entries| Value::Object(entries.into_iter().collect()))
+    }
+
+    fn mount() -> impl Strategy<Value = Value> {
+        object(MOUNT_KEYS, 0..8)
+    }
+
+    fn document() -> impl Strategy<Value = Value> {
+        (
+            object(KEYS, 0..6),
+            prop::option::of(vec(mount(), 0..4)),
+            prop::option::of(btree_map(
+                prop::sample::select(&["enabled", "restartDelay", "maxRetries", "x"][..]),
+                scalar(),
+                0..3,
+            )),
+        )
+            .prop_map(|(top, mounts, watchdog)| {
+                let Value::Object(mut doc) = top else {
+                    unreachable!("object() makes objects")
+                };
+                if let Some(mounts) = mounts {
+                    doc.insert("mounts".into(), Value::Array(mounts));
+                }
+                if let Some(w) = watchdog {
+                    let w = w.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                    doc.insert("watchdog".into(), Value::Object(w));
+                }
+                Value::Object(doc)
+            })
+    }
+
+    /// The same document as TOML, written by hand: the `toml` crate is built without its
+    /// serializer.
+    fn to_toml(doc: &Value) -> String {
+        fn value(v: &Value) -> Option<String> {
+            match v {
+                Value::Null | Value::Object(_) => None,
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => None,
+                Value::Number(n) if n.is_f64() && !n.to_string().contains(['.', 'e', 'E']) => {
+                    Some(format!("{n}.0"))
+                }
+                Value::Number(n) => Some(n.to_string()),
+                // A JSON string literal is a TOML basic string.
+                Value::String(_) => Some(v.to_string()),
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().filter_map(value).collect();
+                    Some(format!("[{}]", items.join(", ")))
+                }
+            }
+        }
+        fn table(out: &mut String, map: &serde_json::Map<String, Value>) {
+            for (k, v) in map {
+                if let Some(v) = value(v) {
+                    out.push_str(&format!("{} = {v}\n", Value::from(k.as_str())));
+                }
+            }
+        }
+        let mut out = String::new();
+        let Value::Object(doc) = doc else {
+            return out;
+        };
+        table(&mut out, doc);
+        if let Some(Value::Object(w)) = doc.get("watchdog") {
+            out.push_str("[watchdog]\n");
+            table(&mut out, w);
+        }
+        if let Some(Value::Array(mounts)) = doc.get("mounts") {
+            for m in mounts {
+                out.push_str("[[mounts]]\n");
+                if let Value::Object(m) = m {
+                    table(&mut out, m);
+                }
+            }
+        }
+        out
+    }
+
+    fn overrides() -> impl Strategy<Value = Overrides> {
+        let text = || {
+            prop::option::of(prop_oneof![
+                scalar().prop_map(|v| v.to_string()),
+                any::<String>()
+            ])
+        };
+        (
+            vec(any::<String>(), 0..3),
+            text(),
+            prop::option::of(any::<u16>()),
+            text(),
+            text(),
+            prop::option::of(any::<i64>()),
+            text(),
+            text(),
+        )
+            .prop_map(
+                |(
+                    mounts,
+                    listen,
+                    http_port,
+                    check_interval,
+                    timeout,
+                    failure_threshold,
+                    log_level,
+                    log_format,
+                )| Overrides {
+                    config: None,
+                    mounts,
+                    listen,
+                    http_port,
+                    check_interval,
+                    timeout,
+                    failure_threshold,
+                    log_level,
+                    log_format,
+                },
+            )
+    }
+
+    /// Loads `text` as the file `name` would be: settings, or one line naming the file.
+    fn load_text(text: &str, name: &str, cli: &Overrides) -> Result<(), TestCaseError> {
+        let path = Path::new(name);
+        let result = parse_file(text, path).and_then(|file| resolve(file, Some(path), cli));
+        if let Err(ConfigError(message)) = result {
+            prop_assert!(!message.contains('\n'), "more than one line: {message:?}");
+            prop_assert!(
+                message.contains(name) || message.contains("--") || message.contains("(default)"),
+                "names no file, key or flag: {message:?}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            load_text(&text, "config.json", &Overrides::default())?;
+            load_text(&text, "config.toml", &Overrides::default())?;
+        }
+
+        #[test]
+        fn structured_json_never_panics(doc in document(), cli in overrides()) {
+            load_text(&doc.to_string(), "config.json", &Overrides::default())?;
+            load_text(&doc.to_string(), "config.json", &cli)?;
+        }
+
+        #[test]
+        fn structured_toml_never_panics(doc in document(), cli in overrides()) {
+            load_text(&to_toml(&doc), "config.toml", &Overrides::default())?;
+            load_text(&to_toml(&doc), "config.toml", &cli)?;
+        }
     }
 }

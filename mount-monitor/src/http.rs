@@ -1,9 +1,11 @@
 //! The HTTP API. Handlers only read the latest [`Snapshot`]; they never touch a filesystem.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ pub const ROUTES: &[&str] = &[
     "/healthz/ready",
     "/healthz/status",
     "/livez",
+    "/metrics",
     "/readyz",
     "/readyz/{mount}",
     "/version",
@@ -33,6 +36,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz/ready", only_get(get(healthz_ready)))
         .route("/healthz/status", only_get(get(healthz_ready)))
         .route("/livez", only_get(get(livez)))
+        .route("/metrics", only_get(get(metrics)))
         .route("/readyz", only_get(get(readyz)))
         .route("/readyz/{*mount}", only_get(get(readyz_one)))
         .route("/version", only_get(get(version)))
@@ -93,10 +97,14 @@ impl<'a> StatusBody<'a> {
     pub fn new(mounts: impl IntoIterator<Item = &'a MountView>, ok: bool) -> Self {
         let now = Instant::now();
         StatusBody {
-            status: if ok { "healthy" } else { "unhealthy" },
+            status: Self::status(ok),
             timestamp: timestamp(SystemTime::now()),
             mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
         }
+    }
+
+    fn status(ok: bool) -> &'static str {
+        if ok { "healthy" } else { "unhealthy" }
     }
 }
 
@@ -171,9 +179,69 @@ impl<'a> MountJson<'a> {
     }
 }
 
+/// Bodies rendered from one [`Snapshot`] and kept with it, so that a flood of requests renders
+/// each once per snapshot rather than once per request: rendering is many small copies, which
+/// cost far more than serving the result (most on musl, whose `memcpy` is slow for short
+/// copies). Only what depends on the snapshot alone is kept: nothing while a check is stuck,
+/// since `stuck_seconds` grows with the time of the request.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// The `mounts` array of `/healthz/*` (the `status` and `timestamp` around it vary).
+    status_mounts: OnceLock<Bytes>,
+    metrics: OnceLock<Bytes>,
+}
+
+/// A copy of a snapshot may be changed, so it starts with nothing rendered.
+impl Clone for Rendered {
+    fn clone(&self) -> Self {
+        Rendered::default()
+    }
+}
+
+/// `slot`'s body, rendered now when it is empty or cannot be kept.
+fn rendered(slot: &OnceLock<Bytes>, snapshot: &Snapshot, render: impl FnOnce() -> Bytes) -> Bytes {
+    if snapshot.mounts.iter().any(|m| m.stuck_since.is_some()) {
+        return render();
+    }
+    slot.get_or_init(render).clone()
+}
+
 fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
-    let body = StatusBody::new(snapshot.mounts.iter().map(Arc::as_ref), ok);
-    (code(ok), axum::Json(body)).into_response()
+    let mounts = rendered(&snapshot.rendered.status_mounts, snapshot, || {
+        let now = Instant::now();
+        let mounts: Vec<MountJson> = snapshot
+            .mounts
+            .iter()
+            .map(|m| MountJson::new(m, now))
+            .collect();
+        // Serializing plain data into memory cannot fail.
+        serde_json::to_vec(&mounts).unwrap_or_default().into()
+    });
+    // `StatusBody`'s fields in its order (a test holds the two equal); neither the status nor
+    // the timestamp has anything to escape.
+    let mut body = Vec::with_capacity(mounts.len() + 64);
+    let _ = write!(
+        body,
+        r#"{{"status":"{}","timestamp":"{}","mounts":"#,
+        StatusBody::status(ok),
+        timestamp(SystemTime::now())
+    );
+    body.extend_from_slice(&mounts);
+    body.push(b'}');
+    (
+        code(ok),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.snapshot();
+    let body = rendered(&snapshot.rendered.metrics, &snapshot, || {
+        crate::metrics::render(Arc::clone(&snapshot), Instant::now()).into()
+    });
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn version() -> Response {
@@ -346,6 +414,7 @@ mod tests {
         shared.publish(Snapshot {
             mounts,
             initialized: true,
+            ..Default::default()
         });
         router(shared)
     }
@@ -462,6 +531,7 @@ mod tests {
             "/healthz/status",
             "/version",
             "/readyz",
+            "/metrics",
         ] {
             for method in [Method::POST, Method::PUT, Method::DELETE] {
                 let (status, body) = call(&app, method.clone(), uri).await;
@@ -524,6 +594,95 @@ mod tests {
             get(&app, "/healthz/ready").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[tokio::test]
+    async fn every_listed_route_is_served() {
+        let app = app(vec![view("a", Health::Healthy)]);
+        for route in ROUTES {
+            let uri = route.replace("{mount}", "a");
+            assert_eq!(get(&app, &uri).await.0, StatusCode::OK, "{route}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let app = app(vec![view("a", Health::Healthy)]);
+        let response = app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let (_, body) = get(&app, "/metrics").await;
+        assert!(
+            body.contains("mount_monitor_mount_up{mount=\"a\",path=\"/mnt/a\"} 1\n"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_body_is_what_status_body_serializes() {
+        let mounts = vec![view("movies", Health::Healthy), view("tv", Health::Degraded)];
+        let app = app(mounts.clone());
+        let (_, body) = get(&app, "/healthz/status").await;
+        let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false);
+        let mut expected = serde_json::to_value(&expected).unwrap();
+        for json in [&mut served, &mut expected] {
+            let timestamp = json["timestamp"].take();
+            assert!(timestamp.as_str().unwrap().ends_with('Z'), "{timestamp}");
+        }
+        assert_eq!(served, expected);
+    }
+
+    #[tokio::test]
+    async fn kept_bodies_follow_the_snapshot() {
+        let shared = Shared::new(Arc::new(Settings::default()));
+        let app = router(Arc::clone(&shared));
+        let publish = |health| {
+            shared.publish(Snapshot {
+                mounts: vec![view("a", health)],
+                initialized: true,
+                ..Default::default()
+            })
+        };
+        let up = r#"mount_monitor_mount_up{mount="a",path="/mnt/a"}"#;
+        publish(Health::Healthy);
+        for _ in 0..2 {
+            assert!(get(&app, "/metrics").await.1.contains(&format!("{up} 1\n")));
+            let (status, body) = get(&app, "/healthz/status").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body.contains(r#""status":"healthy""#), "{body}");
+        }
+        publish(Health::Unhealthy);
+        assert!(get(&app, "/metrics").await.1.contains(&format!("{up} 0\n")));
+        let (status, body) = get(&app, "/healthz/status").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains(r#""status":"unhealthy""#), "{body}");
+        let (status, body) = get(&app, "/healthz/live").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains(r#""status":"unhealthy""#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_stuck_check_is_rendered_afresh() {
+        let mut stuck = view("a", Health::Degraded).as_ref().clone();
+        stuck.stuck_since = Instant::now().checked_sub(std::time::Duration::from_secs(12));
+        let app = app(vec![Arc::new(stuck)]);
+        let stuck_seconds = || async {
+            let (_, body) = get(&app, "/healthz/status").await;
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            json["mounts"][0]["stuck_seconds"].as_f64().unwrap()
+        };
+        let first = stuck_seconds().await;
+        // Longer than the 0.1 s the figure is rounded to.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert!(stuck_seconds().await > first);
     }
 
     #[tokio::test]

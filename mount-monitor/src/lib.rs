@@ -2,8 +2,8 @@
 //!
 //! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
 //! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
-//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API), [`report`] and
-//! [`healthcheck`] (the other modes).
+//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API), [`metrics`] (`/metrics`),
+//! [`report`] and [`healthcheck`] (the other modes).
 
 pub mod cli;
 pub mod config;
@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod mountinfo;
 pub mod probe;

@@ -5,16 +5,29 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use mount_monitor::cli::{Cli, Command, Format};
+use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
 use mount_monitor::monitor::{self, Shared};
 use mount_monitor::{VERSION, healthcheck, http, logging, report, server};
+
+/// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
+#[cfg(all(target_env = "musl", feature = "dlmalloc"))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
 /// Exit codes: 0 fine, 1 unhealthy or failed, 2 bad configuration.
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("mount-monitor: {}", cli::one_line(&e));
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let overrides = cli.options.overrides();
 
     if let Some(Command::Healthcheck { url }) = &cli.command {
@@ -125,6 +138,7 @@ async fn serve(settings: Settings) -> ExitCode {
         config = %settings.config_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
         check_interval = ?settings.check_interval,
         timeout = ?settings.timeout,
+        max_connections = server::connection_limit(),
         "mount-monitor started"
     );
     let shared = Shared::new(Arc::clone(&settings));

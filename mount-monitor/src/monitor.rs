@@ -44,6 +44,8 @@ pub struct Snapshot {
     /// Every configured mount (or the first discovery round) is in `mounts`. Before that, an
     /// empty list must not read as "all healthy".
     pub initialized: bool,
+    /// Response bodies rendered from this snapshot, reused until it is replaced.
+    pub rendered: crate::http::Rendered,
 }
 
 impl Snapshot {
@@ -150,6 +152,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 shared.publish(Snapshot {
                     mounts: mounts.iter().map(|(_, v)| Arc::new(v.clone())).collect(),
                     initialized,
+                    ..Default::default()
                 });
             }
             _ = heartbeat.tick() => shared.beat(),
@@ -200,12 +203,7 @@ fn apply(mounts: &mut Vec<(u64, MountView)>, event: Event) -> bool {
             } else if let Some(reason) = reason {
                 tracing::debug!(mount = %spec.label(), path = %spec.path.display(), reason = reason.code(), error = detail.as_deref().unwrap_or(""), "check failed");
             }
-            if stats.is_some() {
-                view.state.stats = stats;
-            }
-            if duration.is_some() {
-                view.state.check_duration = duration;
-            }
+            view.state.measured(stats, duration);
             view.stuck_since = stuck_since;
         }
     }
@@ -358,7 +356,7 @@ async fn discover(
         for path in gone {
             if let Some((id, task)) = watched.remove(&path) {
                 task.abort();
-                tracing::info!(path = %path.display(), "mount disappeared; no longer monitored");
+                tracing::info!(mount = %path.display(), path = %path.display(), "mount disappeared; no longer monitored");
                 if tx.send(Event::Removed(id)).is_err() {
                     return;
                 }
@@ -371,7 +369,7 @@ async fn discover(
             let id = next_id;
             next_id += 1;
             let spec = Arc::new(MountSpec::plain(None, path.clone(), &settings));
-            tracing::info!(path = %path.display(), "monitoring discovered mount");
+            tracing::info!(mount = %path.display(), path = %path.display(), "monitoring discovered mount");
             if tx.send(Event::Added(id, Arc::clone(&spec))).is_err() {
                 return;
             }
@@ -441,8 +439,7 @@ pub async fn check_once(settings: &Settings) -> Vec<MountView> {
         let mut state = MountState::default();
         // One round decides: a single failure is reported as unhealthy.
         state.record(result, SystemTime::now(), 1, 1);
-        state.stats = stats;
-        state.check_duration = duration;
+        state.measured(stats, duration);
         views.push(MountView {
             spec,
             state,

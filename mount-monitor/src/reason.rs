@@ -108,6 +108,19 @@ mod tests {
     }
 
     #[test]
+    fn readme_explains_every_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for reason in Reason::ALL {
+            let row = format!("\n| `{}` | ", reason.code());
+            assert!(
+                readme.contains(&row),
+                "README.md's reason table has no row for `{reason}`: add what it means and what to do"
+            );
+        }
+    }
+
+    #[test]
     fn codes_are_unique_snake_case() {
         let mut seen = std::collections::HashSet::new();
         for reason in Reason::ALL {

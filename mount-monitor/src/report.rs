@@ -34,7 +34,7 @@ pub fn table(views: &[MountView]) -> String {
                     .unwrap_or_else(|| "-".into()),
                 state
                     .check_duration
-                    .map(|d| format!("{:.1}ms", d.as_secs_f64() * 1000.0))
+                    .map(checked_in)
                     .unwrap_or_else(|| "-".into()),
             ]
         })
@@ -66,6 +66,18 @@ pub fn table(views: &[MountView]) -> String {
         }
     }
     out
+}
+
+/// A check's duration in the unit a person reads at a glance: `85µs`, `1.5ms`, `2.25s`.
+fn checked_in(duration: std::time::Duration) -> String {
+    let micros = duration.as_micros();
+    if micros < 1000 {
+        format!("{micros}µs")
+    } else if micros < 1_000_000 {
+        format!("{:.1}ms", micros as f64 / 1e3)
+    } else {
+        format!("{:.2}s", duration.as_secs_f64())
+    }
 }
 
 #[cfg(test)]
@@ -136,5 +148,12 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("b: /mnt/b is not a mount point"), "{out}");
+    }
+
+    #[test]
+    fn check_times_read_at_a_glance() {
+        assert_eq!(checked_in(Duration::from_micros(85)), "85µs");
+        assert_eq!(checked_in(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(checked_in(Duration::from_millis(2250)), "2.25s");
     }
 }

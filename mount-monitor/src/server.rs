@@ -14,6 +14,21 @@ use tokio::sync::Semaphore;
 /// Connections served at once; more are closed on accept so probes are never starved by an
 /// unbounded number of idle sockets.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// [`MAX_CONNECTIONS`], or three quarters of the open-file limit when that is lower: clients
+/// must never take the descriptors the checks need (a canary read failing with EMFILE would
+/// report a healthy mount as `canary_failed`).
+pub fn connection_limit() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    limit_for(getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft))
+}
+
+fn limit_for(open_files: u64) -> usize {
+    usize::try_from(open_files / 4 * 3)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNECTIONS)
+}
+
 /// A client must send its request head within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (oversized headers get 431 or a closed connection).
@@ -31,7 +46,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(connection_limit()));
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
@@ -71,5 +86,19 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_leave_a_quarter_of_the_descriptors_to_the_checks() {
+        assert_eq!(limit_for(256), 192);
+        assert_eq!(limit_for(1024), 768);
+        assert_eq!(limit_for(65536), MAX_CONNECTIONS);
+        assert_eq!(limit_for(u64::MAX), MAX_CONNECTIONS, "RLIM_INFINITY");
+        assert_eq!(limit_for(0), 1);
     }
 }

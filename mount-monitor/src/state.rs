@@ -58,10 +58,48 @@ pub struct MountState {
     /// The latest failure while the mount is not healthy.
     pub failure: Option<Failure>,
     pub stats: Option<Stats>,
+    /// Whether `stats` come from the latest check, rather than from an earlier one: a mount
+    /// that is gone or hangs has no current figures.
+    pub stats_current: bool,
     pub check_duration: Option<Duration>,
     /// Checks made, and failures by reason, since start (for metrics).
     pub checks_total: u64,
     pub failures_total: std::collections::BTreeMap<Reason, u64>,
+    /// How long the checks that returned took (one still stuck is observed when it returns).
+    pub durations: DurationHistogram,
+}
+
+/// Upper bounds, in seconds, of the check-duration histogram: a tmpfs answers in ~100µs, a
+/// healthy network share in milliseconds, a dying one in seconds.
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Check durations as a Prometheus histogram keeps them, as plain data so that a snapshot is a
+/// value (cloning it copies, never shares, the counts).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DurationHistogram {
+    /// Observations per bucket of [`DURATION_BUCKETS`] (not cumulative); the last one counts
+    /// those above every bound.
+    pub counts: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        let bucket = DURATION_BUCKETS.partition_point(|&bound| bound < seconds);
+        self.counts[bucket] += 1;
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+
+    /// (upper bound, observations in that bucket) for every finite bound.
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        DURATION_BUCKETS.iter().copied().zip(self.counts)
+    }
 }
 
 impl Default for MountState {
@@ -74,9 +112,11 @@ impl Default for MountState {
             last_success: None,
             failure: None,
             stats: None,
+            stats_current: false,
             check_duration: None,
             checks_total: 0,
             failures_total: Default::default(),
+            durations: DurationHistogram::default(),
         }
     }
 }
@@ -128,6 +168,19 @@ impl MountState {
             to: self.health,
             reason,
         })
+    }
+
+    /// Keeps what a check measured besides its verdict: the statfs figures (the last known ones
+    /// stay for the JSON when this check got none) and, when the check returned, its duration.
+    pub fn measured(&mut self, stats: Option<Stats>, duration: Option<Duration>) {
+        self.stats_current = stats.is_some();
+        if stats.is_some() {
+            self.stats = stats;
+        }
+        if let Some(duration) = duration {
+            self.check_duration = Some(duration);
+            self.durations.observe(duration);
+        }
     }
 }
 
@@ -187,6 +240,32 @@ mod tests {
         assert_eq!(s.record(Ok(()), now(), 3, 1).unwrap().to, Health::Healthy);
         assert_eq!(s.failure_count, 0);
         assert!(s.failure.is_none());
+    }
+
+    #[test]
+    fn durations_land_in_their_buckets() {
+        let mut s = MountState::default();
+        s.measured(None, Some(Duration::from_micros(100)));
+        s.measured(None, Some(Duration::from_micros(101)));
+        s.measured(None, Some(Duration::from_secs(30)));
+        let h = &s.durations;
+        assert_eq!((h.counts[0], h.counts[1]), (1, 1), "a bound is inclusive");
+        assert_eq!(h.counts[DURATION_BUCKETS.len()], 1, "above every bound");
+        assert_eq!(h.count, 3);
+        assert!((h.sum_seconds - 30.000201).abs() < 1e-9);
+        assert_eq!(s.check_duration, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn stats_are_current_only_when_the_latest_check_got_them() {
+        let mut s = MountState::default();
+        s.measured(Some(Stats::default()), Some(Duration::from_millis(1)));
+        assert!(s.stats_current);
+        // A check that timed out: no figures, no duration; the last known ones stay.
+        s.measured(None, None);
+        assert!(!s.stats_current);
+        assert!(s.stats.is_some());
+        assert_eq!(s.durations.count, 1);
     }
 
     #[test]

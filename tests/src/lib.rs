@@ -11,6 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod figures;
+pub mod fuse;
+pub mod prober;
+pub mod process;
+
 /// True under CI, where nothing may skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -28,6 +33,22 @@ pub fn require_root(test: &str) -> bool {
     eprintln!(
         "SKIPPED {test}: needs root to mount filesystems (run as root, or with CI=true to make this an error)"
     );
+    false
+}
+
+/// Whether the program `tool` (installed by `.ci/setup`) is on the PATH. In CI a missing tool is
+/// a failure, not a skip.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test}: `{tool}` is not installed and CI=true forbids skipping; run `sudo .ci/setup`"
+    );
+    eprintln!("SKIPPED {test}: `{tool}` is not installed; run `sudo .ci/setup`");
     false
 }
 
@@ -156,7 +177,18 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(binary())
+        Self::start_with(args, cwd, |_| {})
+    }
+
+    /// As [`Monitor::start_in`], with `adjust` applied to the command first (limits, environment).
+    pub fn start_with<I, S>(args: I, cwd: &Path, adjust: impl FnOnce(&mut Command)) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(binary());
+        adjust(&mut command);
+        let mut child = command
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .current_dir(cwd)
@@ -173,14 +205,18 @@ impl Monitor {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the address is announced: the start line is in `log()` once
+                // `start` returns.
+                {
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(addr) = started_address(&line)
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(addr);
                 }
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
@@ -250,12 +286,34 @@ impl Monitor {
         }
         (None, started.elapsed())
     }
+
+    /// Waits for the process to end, at most `limit`; `None` while it runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A thread blocked on a hung FUSE request keeps a killed process from being reaped until
+        // the request ends; do not wait for that forever (the FUSE guard aborts the connection).
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            eprintln!(
+                "mount-monitor (pid {}) has not exited 5s after SIGKILL: a thread is blocked in the kernel; threads (state, wait channel): {:?}",
+                self.child.id(),
+                process::thread_states(self.child.id())
+            );
+        }
     }
 }
 

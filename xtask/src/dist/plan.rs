@@ -1,0 +1,620 @@
+//! What `cargo xtask dist` does, as data: built from the flags and a few facts read from the machine,
+//! printed by `--dry-run`, executed otherwise, and unit-tested without building anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Cmd, Shell};
+
+use crate::checksums;
+use crate::emulator::Runner;
+use crate::targets::{Arch, BINARY};
+
+/// The environment variable through which the service embeds its version (agreed with mount-monitor).
+pub const VERSION_ENV: &str = "MOUNT_MONITOR_VERSION";
+
+/// Where absolute build paths point inside the binaries, so they don't depend on who built them.
+const REMAPPED_ROOT: &str = "/mount-monitor";
+const REMAPPED_TARGET_DIR: &str = "/mount-monitor/target";
+const REMAPPED_CARGO_HOME: &str = "/cargo";
+const REMAPPED_SYSROOT: &str = "/rustc-sysroot";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    Cargo,
+    /// cross-rs: cargo in a container that has C cross compilers.
+    Cross,
+}
+
+/// Rust flags the user set in the environment, which cargo would let win over ours (see [`Inputs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserRustflags {
+    /// The variables that are set: they are removed from the build's environment.
+    pub vars: Vec<&'static str>,
+    pub flags: Vec<String>,
+}
+
+impl UserRustflags {
+    /// Cargo's own reading: `CARGO_ENCODED_RUSTFLAGS` (split on 0x1f) if set, else `RUSTFLAGS` (split
+    /// on whitespace); a variable that is set but empty still counts as set.
+    pub fn from_env(encoded: Option<&str>, plain: Option<&str>) -> UserRustflags {
+        let mut vars = Vec::new();
+        if encoded.is_some() {
+            vars.push("CARGO_ENCODED_RUSTFLAGS");
+        }
+        if plain.is_some() {
+            vars.push("RUSTFLAGS");
+        }
+        let flags = match (encoded, plain) {
+            (Some(encoded), _) => encoded
+                .split('\x1f')
+                .filter(|flag| !flag.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(plain)) => plain.split_whitespace().map(str::to_owned).collect(),
+            (None, None) => Vec::new(),
+        };
+        UserRustflags { vars, flags }
+    }
+}
+
+/// Everything the plan depends on. Read from the flags and the machine by `Dist::run`.
+///
+/// Path remapping and cargo's rustflags: cargo takes rustc flags from exactly one source, the first
+/// of `CARGO_ENCODED_RUSTFLAGS`, `RUSTFLAGS`, all `target.<triple>.rustflags` / `target.<cfg>.rustflags`
+/// entries joined, `build.rustflags`. Even an empty `RUSTFLAGS` silences every config entry,
+/// including one passed with `--config`, and `build.rustflags` loses to any target entry. So the
+/// remap goes into `--config target.<triple>.rustflags` (merged with the user's own target entries,
+/// and only for the target, so host build scripts keep their cache), and the user's `RUSTFLAGS` /
+/// `CARGO_ENCODED_RUSTFLAGS` are moved into that same list and removed from the build's
+/// environment: their flags still apply, and can no longer drop the remap.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub archs: Vec<Arch>,
+    pub version: String,
+    pub source_date_epoch: Option<String>,
+    pub builder: Builder,
+    pub root: Utf8PathBuf,
+    pub target_dir: Utf8PathBuf,
+    pub out_dir: Utf8PathBuf,
+    pub cargo_home: Utf8PathBuf,
+    pub sysroot: Utf8PathBuf,
+    pub user_rustflags: UserRustflags,
+    /// Architectures whose Rust standard library is not installed.
+    pub missing_targets: Vec<Arch>,
+    /// How each architecture's binary can be run here; absent when it cannot.
+    pub runners: BTreeMap<Arch, Runner>,
+}
+
+/// One thing dist does, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    AddRustTarget(Arch),
+    RefuseNativeCode(Arch),
+    Build(ShellCommand),
+    RemoveOldChecksums(Utf8PathBuf),
+    Install {
+        arch: Arch,
+        from: Utf8PathBuf,
+        to: Utf8PathBuf,
+    },
+    /// ELF machine, no `PT_INTERP`, no `DT_NEEDED`, none of `build_paths` left in the file.
+    Check {
+        arch: Arch,
+        file: Utf8PathBuf,
+        build_paths: Vec<Utf8PathBuf>,
+    },
+    RunVersion {
+        arch: Arch,
+        file: Utf8PathBuf,
+        runner: Option<Runner>,
+        expected: String,
+    },
+    WriteChecksums {
+        file: Utf8PathBuf,
+        artifacts: Vec<Utf8PathBuf>,
+    },
+}
+
+pub fn plan(inputs: &Inputs) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if inputs.builder == Builder::Cargo {
+        steps.extend(
+            inputs
+                .missing_targets
+                .iter()
+                .map(|&arch| Step::AddRustTarget(arch)),
+        );
+        steps.extend(
+            inputs
+                .archs
+                .iter()
+                .map(|&arch| Step::RefuseNativeCode(arch)),
+        );
+    }
+    steps.extend(build_commands(inputs).into_iter().map(Step::Build));
+
+    let checksums_file = inputs.out_dir.join(checksums::FILE_NAME);
+    steps.push(Step::RemoveOldChecksums(checksums_file.clone()));
+    let mut artifacts = Vec::new();
+    for &arch in &inputs.archs {
+        let artifact = inputs.out_dir.join(arch.artifact_name());
+        steps.push(Step::Install {
+            arch,
+            from: built_binary(&inputs.target_dir, arch),
+            to: artifact.clone(),
+        });
+        steps.push(Step::Check {
+            arch,
+            file: artifact.clone(),
+            build_paths: build_paths(inputs),
+        });
+        steps.push(Step::RunVersion {
+            arch,
+            file: artifact.clone(),
+            runner: inputs.runners.get(&arch).cloned(),
+            expected: version_line(&inputs.version),
+        });
+        artifacts.push(artifact);
+    }
+    steps.push(Step::WriteChecksums {
+        file: checksums_file,
+        artifacts,
+    });
+    steps
+}
+
+/// What `mount-monitor --version` prints for `version`.
+pub fn version_line(version: &str) -> String {
+    format!("{BINARY} {version}")
+}
+
+/// Where cargo leaves the binary for `arch` in `target_dir`.
+pub fn built_binary(target_dir: &Utf8Path, arch: Arch) -> Utf8PathBuf {
+    target_dir.join(arch.triple()).join("release").join(BINARY)
+}
+
+/// One `cargo build` for every architecture (their LTO steps then share the cores), or one
+/// `cross build` per architecture (cross picks its container image by target).
+fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
+    let groups: Vec<Vec<Arch>> = match inputs.builder {
+        Builder::Cargo => vec![inputs.archs.clone()],
+        Builder::Cross => inputs.archs.iter().map(|&arch| vec![arch]).collect(),
+    };
+    let program = match inputs.builder {
+        Builder::Cargo => "cargo",
+        Builder::Cross => "cross",
+    };
+    groups
+        .into_iter()
+        .map(|archs| {
+            let mut env = vec![(VERSION_ENV.to_owned(), inputs.version.clone())];
+            if let Some(epoch) = &inputs.source_date_epoch {
+                env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.clone()));
+            }
+            if inputs.builder == Builder::Cross {
+                // cross starts cargo in a container with only CARGO_*/CROSS_* variables passed.
+                let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+                env.push(("CROSS_BUILD_ENV_PASSTHROUGH".to_owned(), names.join(" ")));
+            }
+            let mut args: Vec<String> = [
+                "build",
+                "--release",
+                "--locked",
+                "--package",
+                BINARY,
+                "--bin",
+                BINARY,
+                "--target-dir",
+                inputs.target_dir.as_str(),
+            ]
+            .map(str::to_owned)
+            .into();
+            for &arch in &archs {
+                args.extend(["--target".to_owned(), arch.triple().to_owned()]);
+            }
+            for &arch in &archs {
+                args.extend(["--config".to_owned(), rustflags_config(inputs, arch)]);
+            }
+            ShellCommand {
+                env_remove: inputs
+                    .user_rustflags
+                    .vars
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                env,
+                program: program.to_owned(),
+                args,
+            }
+        })
+        .collect()
+}
+
+/// `target.<triple>.rustflags=[…]`: the path remaps, then the user's own flags.
+fn rustflags_config(inputs: &Inputs, arch: Arch) -> String {
+    let flags: Vec<String> = remap_flags(inputs)
+        .into_iter()
+        .chain(inputs.user_rustflags.flags.iter().cloned())
+        .map(|flag| toml_string(&flag))
+        .collect();
+    format!("target.{}.rustflags=[{}]", arch.triple(), flags.join(", "))
+}
+
+/// `--remap-path-prefix` for every absolute path that could reach the binary (panic locations,
+/// `file!()`): the workspace, the target dir (generated code under `OUT_DIR`), registry sources in
+/// `$CARGO_HOME`, and the toolchain's sysroot.
+///
+/// rustc applies the last matching remap, so the mappings are ordered from the shortest source path
+/// to the longest: a target dir inside the workspace is then remapped as a target dir.
+pub fn remap_flags(inputs: &Inputs) -> Vec<String> {
+    let mut remaps = [
+        (&inputs.root, REMAPPED_ROOT),
+        (&inputs.target_dir, REMAPPED_TARGET_DIR),
+        (&inputs.cargo_home, REMAPPED_CARGO_HOME),
+        (&inputs.sysroot, REMAPPED_SYSROOT),
+    ];
+    remaps.sort_by_key(|(from, _)| from.as_str().len());
+    remaps
+        .iter()
+        .map(|(from, to)| format!("--remap-path-prefix={from}={to}"))
+        .collect()
+}
+
+/// Paths that must not appear in a release binary: their presence means the remap did not apply.
+fn build_paths(inputs: &Inputs) -> Vec<Utf8PathBuf> {
+    vec![
+        inputs.root.clone(),
+        inputs.target_dir.clone(),
+        inputs.cargo_home.clone(),
+        inputs.sysroot.clone(),
+    ]
+}
+
+/// A TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A command with its environment changes, printable as a line a POSIX shell would run as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCommand {
+    pub env_remove: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl ShellCommand {
+    pub fn to_cmd<'a>(&self, sh: &'a Shell) -> Cmd<'a> {
+        let mut cmd = sh.cmd(&self.program).args(&self.args).quiet();
+        for name in &self.env_remove {
+            cmd = cmd.env_remove(name);
+        }
+        for (name, value) in &self.env {
+            cmd = cmd.env(name, value);
+        }
+        cmd
+    }
+}
+
+impl fmt::Display for ShellCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut words = Vec::new();
+        if !self.env_remove.is_empty() {
+            words.push("env".to_owned());
+            for name in &self.env_remove {
+                words.extend(["-u".to_owned(), name.clone()]);
+            }
+        }
+        for (name, value) in &self.env {
+            words.push(format!("{name}={}", shell_quote(value)));
+        }
+        words.push(shell_quote(&self.program));
+        words.extend(self.args.iter().map(|arg| shell_quote(arg)));
+        f.write_str(&words.join(" "))
+    }
+}
+
+/// `value` as one POSIX shell word.
+pub fn shell_quote(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::AddRustTarget(arch) => write!(f, "$ rustup target add {}", arch.triple()),
+            Step::RefuseNativeCode(arch) => write!(
+                f,
+                "$ cargo metadata --format-version 1 --locked --filter-platform {}  \
+                 # stop if a crate in the {arch} binary compiles C",
+                arch.triple()
+            ),
+            Step::Build(command) => write!(f, "$ {command}"),
+            Step::RemoveOldChecksums(file) => write!(f, "$ rm -f {}", shell_quote(file.as_str())),
+            Step::Install { from, to, .. } => write!(
+                f,
+                "$ install -D {} {}",
+                shell_quote(from.as_str()),
+                shell_quote(to.as_str())
+            ),
+            Step::Check { arch, file, .. } => write!(
+                f,
+                "# check {file}: ELF for {}, no PT_INTERP, no DT_NEEDED, no build paths",
+                arch.target().cpu
+            ),
+            Step::RunVersion {
+                arch,
+                file,
+                runner,
+                expected,
+            } => match runner {
+                Some(runner) => {
+                    let prefix = runner
+                        .prefix()
+                        .map(|qemu| format!("{} ", qemu.display()))
+                        .unwrap_or_default();
+                    write!(
+                        f,
+                        "$ {prefix}{} --version  # expect `{expected}`",
+                        shell_quote(file.as_str())
+                    )
+                }
+                None => write!(
+                    f,
+                    "# cannot run {arch} binaries here (no QEMU): {file} --version is skipped, \
+                     and fails dist when CI=true"
+                ),
+            },
+            Step::WriteChecksums { file, artifacts } => {
+                let dir = file.parent().unwrap_or(Utf8Path::new("."));
+                let names: Vec<String> = artifacts
+                    .iter()
+                    .filter_map(|artifact| artifact.file_name())
+                    .map(shell_quote)
+                    .collect();
+                write!(
+                    f,
+                    "$ (cd {} && sha256sum {} > {})",
+                    shell_quote(dir.as_str()),
+                    names.join(" "),
+                    checksums::FILE_NAME
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            archs: Arch::ALL.to_vec(),
+            version: "1.2.3".into(),
+            source_date_epoch: Some("1700000000".into()),
+            builder: Builder::Cargo,
+            root: "/src/mm".into(),
+            target_dir: "/src/mm/target".into(),
+            out_dir: "/src/mm/target/dist".into(),
+            cargo_home: "/home/u/.cargo".into(),
+            sysroot: "/home/u/.rustup/toolchains/stable".into(),
+            user_rustflags: UserRustflags::default(),
+            missing_targets: Vec::new(),
+            runners: BTreeMap::from([
+                (Arch::Amd64, Runner::Native),
+                (
+                    Arch::Arm64,
+                    Runner::Qemu(PathBuf::from("/usr/bin/qemu-aarch64-static")),
+                ),
+            ]),
+        }
+    }
+
+    fn printed(steps: &[Step]) -> Vec<String> {
+        steps.iter().map(ToString::to_string).collect()
+    }
+
+    const REMAP_AMD64: &str = "'target.x86_64-unknown-linux-musl.rustflags=[\
+        \"--remap-path-prefix=/src/mm=/mount-monitor\", \
+        \"--remap-path-prefix=/src/mm/target=/mount-monitor/target\", \
+        \"--remap-path-prefix=/home/u/.cargo=/cargo\", \
+        \"--remap-path-prefix=/home/u/.rustup/toolchains/stable=/rustc-sysroot\"]'";
+
+    #[test]
+    fn default_plan_builds_both_arches_in_one_cargo_call_then_verifies_each() {
+        let remap_arm64 = REMAP_AMD64.replace("x86_64", "aarch64");
+        let expected = [
+            "$ cargo metadata --format-version 1 --locked --filter-platform x86_64-unknown-linux-musl  # stop if a crate in the amd64 binary compiles C".to_owned(),
+            "$ cargo metadata --format-version 1 --locked --filter-platform aarch64-unknown-linux-musl  # stop if a crate in the arm64 binary compiles C".to_owned(),
+            format!("$ MOUNT_MONITOR_VERSION=1.2.3 SOURCE_DATE_EPOCH=1700000000 cargo build --release --locked \
+                --package mount-monitor --bin mount-monitor --target-dir /src/mm/target \
+                --target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl \
+                --config {REMAP_AMD64} --config {remap_arm64}"),
+            "$ rm -f /src/mm/target/dist/SHA256SUMS".to_owned(),
+            "$ install -D /src/mm/target/x86_64-unknown-linux-musl/release/mount-monitor /src/mm/target/dist/mount-monitor-linux-amd64".to_owned(),
+            "# check /src/mm/target/dist/mount-monitor-linux-amd64: ELF for x86_64, no PT_INTERP, no DT_NEEDED, no build paths".to_owned(),
+            "$ /src/mm/target/dist/mount-monitor-linux-amd64 --version  # expect `mount-monitor 1.2.3`".to_owned(),
+            "$ install -D /src/mm/target/aarch64-unknown-linux-musl/release/mount-monitor /src/mm/target/dist/mount-monitor-linux-arm64".to_owned(),
+            "# check /src/mm/target/dist/mount-monitor-linux-arm64: ELF for aarch64, no PT_INTERP, no DT_NEEDED, no build paths".to_owned(),
+            "$ /usr/bin/qemu-aarch64-static /src/mm/target/dist/mount-monitor-linux-arm64 --version  # expect `mount-monitor 1.2.3`".to_owned(),
+            "$ (cd /src/mm/target/dist && sha256sum mount-monitor-linux-amd64 mount-monitor-linux-arm64 > SHA256SUMS)".to_owned(),
+        ];
+        assert_eq!(printed(&plan(&inputs())), expected);
+    }
+
+    #[test]
+    fn one_arch_only_touches_that_arch() {
+        let inputs = Inputs {
+            archs: vec![Arch::Arm64],
+            ..inputs()
+        };
+        let steps = plan(&inputs);
+        let text = printed(&steps).join("\n");
+        assert!(!text.contains("x86_64"), "{text}");
+        assert!(!text.contains("amd64"), "{text}");
+        assert!(text.contains("--target aarch64-unknown-linux-musl"));
+        assert_eq!(
+            steps.last(),
+            Some(&Step::WriteChecksums {
+                file: "/src/mm/target/dist/SHA256SUMS".into(),
+                artifacts: vec!["/src/mm/target/dist/mount-monitor-linux-arm64".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn missing_rust_target_is_added_first() {
+        let inputs = Inputs {
+            missing_targets: vec![Arch::Arm64],
+            ..inputs()
+        };
+        assert_eq!(plan(&inputs)[0], Step::AddRustTarget(Arch::Arm64));
+        assert_eq!(
+            plan(&inputs)[0].to_string(),
+            "$ rustup target add aarch64-unknown-linux-musl"
+        );
+    }
+
+    #[test]
+    fn cross_builds_each_arch_in_its_container_and_passes_the_version_in() {
+        let inputs = Inputs {
+            builder: Builder::Cross,
+            missing_targets: vec![Arch::Arm64],
+            ..inputs()
+        };
+        let steps = plan(&inputs);
+        let builds: Vec<&ShellCommand> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Build(command) => Some(command),
+                Step::AddRustTarget(_) | Step::RefuseNativeCode(_) => {
+                    panic!("cross handles targets and C code itself: {step}")
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(builds.len(), 2);
+        assert!(builds.iter().all(|c| c.program == "cross"));
+        assert!(
+            builds[0]
+                .args
+                .contains(&"x86_64-unknown-linux-musl".to_owned())
+        );
+        assert!(
+            !builds[0]
+                .args
+                .contains(&"aarch64-unknown-linux-musl".to_owned())
+        );
+        assert!(builds[0].env.contains(&(
+            "CROSS_BUILD_ENV_PASSTHROUGH".to_owned(),
+            "MOUNT_MONITOR_VERSION SOURCE_DATE_EPOCH".to_owned()
+        )));
+    }
+
+    #[test]
+    fn users_rustflags_join_the_remap_instead_of_replacing_it() {
+        let inputs = Inputs {
+            archs: vec![Arch::Amd64],
+            user_rustflags: UserRustflags::from_env(None, Some("  -C target-cpu=x86-64-v2 ")),
+            ..inputs()
+        };
+        let Step::Build(build) = &plan(&inputs)[1] else {
+            panic!("second step is the build")
+        };
+        assert_eq!(build.env_remove, ["RUSTFLAGS"]);
+        assert!(
+            build
+                .to_string()
+                .starts_with("env -u RUSTFLAGS MOUNT_MONITOR_VERSION=")
+        );
+        let config = build.args.last().unwrap();
+        assert!(
+            config
+                .starts_with("target.x86_64-unknown-linux-musl.rustflags=[\"--remap-path-prefix=")
+        );
+        assert!(
+            config.ends_with(", \"-C\", \"target-cpu=x86-64-v2\"]"),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn empty_rustflags_still_count_as_set() {
+        // Cargo ignores every config rustflags entry when either variable is set, even to "".
+        let flags = UserRustflags::from_env(Some(""), Some(""));
+        assert_eq!(flags.vars, ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS"]);
+        assert!(flags.flags.is_empty());
+        assert_eq!(
+            UserRustflags::from_env(None, None),
+            UserRustflags::default()
+        );
+    }
+
+    #[test]
+    fn encoded_rustflags_win_over_plain_and_keep_spaces() {
+        let flags = UserRustflags::from_env(Some("-Clink-arg=a b\x1f-Cdebuginfo=0"), Some("-Cfoo"));
+        assert_eq!(flags.flags, ["-Clink-arg=a b", "-Cdebuginfo=0"]);
+    }
+
+    #[test]
+    fn most_specific_remap_comes_last() {
+        let flags = remap_flags(&inputs());
+        assert_eq!(
+            flags.last().unwrap(),
+            "--remap-path-prefix=/home/u/.rustup/toolchains/stable=/rustc-sysroot"
+        );
+        let target = flags
+            .iter()
+            .position(|f| f.contains("/src/mm/target="))
+            .unwrap();
+        let root = flags.iter().position(|f| f.contains("/src/mm=")).unwrap();
+        assert!(root < target);
+    }
+
+    #[test]
+    fn toml_strings_escape_quotes_and_backslashes() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(toml_string("tab\there"), "\"tab\\u0009here\"");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("/a/b-c_d.e"), "/a/b-c_d.e");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn without_a_runner_the_version_run_is_announced_as_skipped() {
+        let mut inputs = inputs();
+        inputs.runners.remove(&Arch::Arm64);
+        let text = printed(&plan(&inputs)).join("\n");
+        assert!(
+            text.contains("# cannot run arm64 binaries here (no QEMU)"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,739 @@
+//! `cargo xtask docker [--release]`: the container images, multi-arch, from the binaries dist built.
+
+pub mod context;
+pub mod dockerfile;
+pub mod plan;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use xshell::{Shell, cmd};
+
+pub use plan::{Binaries, Engine, Inputs, Labels, Step, plan};
+
+use crate::dist::{self, Dist};
+use crate::emulator::{self, Runner, find_in_path};
+use crate::project_root;
+use crate::targets::{Arch, BINARY};
+
+/// Build the container image: from `Dockerfile` (development), or with --release from dist's
+/// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
+///
+/// Engines: `docker buildx` when the docker CLI has it; else a Docker CLI with BuildKit built in
+/// (before Docker 23, e.g. Debian's docker.io), one build per platform tagged `<tag>-<arch>`; else
+/// podman. `DOCKER` and `PODMAN` name the programs [default: docker, podman].
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Docker {
+    /// Build the release image from dist's binaries (`Dockerfile.release`, no compiler inside)
+    #[arg(long)]
+    pub release: bool,
+
+    /// With --release: reuse the binaries in the dist directory, after checking them against
+    /// SHA256SUMS, instead of running `cargo xtask dist`
+    #[arg(long, requires = "release")]
+    pub no_build: bool,
+
+    /// Image reference; repeat for several. A repository without `:tag` gets the version's tag
+    /// and, for a stable release, `latest` [default: mount-monitor]
+    #[arg(long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Platforms to build, comma-separated or repeated [default: linux/amd64,linux/arm64 for
+    /// --release, this machine's otherwise]
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',', value_parser = plan::parse_platform)]
+    pub platforms: Vec<Arch>,
+
+    /// Push every tag to its registry (a manifest list holding each platform)
+    #[arg(long, conflicts_with = "load")]
+    pub push: bool,
+
+    /// Load the image into the local engine to run it; one platform
+    #[arg(long)]
+    pub load: bool,
+
+    /// Build with this engine instead of the first usable one
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+
+    /// Version for the tag and labels; with --no-build the binaries must print it [default:
+    /// --no-build: what the binaries print; otherwise as `cargo xtask dist`]
+    #[arg(long)]
+    pub version: Option<String>,
+
+    /// Directory of dist's binaries and SHA256SUMS [default: <target-dir>/dist]
+    #[arg(long, value_name = "DIR")]
+    pub dist_dir: Option<Utf8PathBuf>,
+
+    /// Print the exact commands and run none of them (read-only look-ups still run)
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl Docker {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let inputs = self.inputs(sh)?;
+        let steps = plan(&inputs);
+        if self.dry_run {
+            for step in &steps {
+                println!("{step}");
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let _context = match inputs.release {
+            Some(_) => Some(lock_context(&inputs.context_dir)?),
+            None => None,
+        };
+        for step in &steps {
+            eprintln!("{step}");
+            execute(sh, step)?;
+        }
+        println!(
+            "docker: {} with {} in {:.1} s{}",
+            inputs.tags.join(", "),
+            inputs.engine,
+            started.elapsed().as_secs_f64(),
+            if inputs.push { ", pushed" } else { "" }
+        );
+        Ok(())
+    }
+
+    fn inputs(&self, sh: &Shell) -> anyhow::Result<Inputs> {
+        let root = project_root();
+        let target_dir = match std::env::var("CARGO_TARGET_DIR") {
+            Ok(dir) if !dir.is_empty() => std::env::current_dir()
+                .context("reading the current directory")
+                .and_then(|cwd| {
+                    Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")
+                })?
+                .join(dir),
+            _ => root.join("target"),
+        };
+        let dist_dir = self
+            .dist_dir
+            .clone()
+            .unwrap_or_else(|| target_dir.join("dist"));
+        let release = self.release.then_some(if self.no_build {
+            Binaries::Reuse
+        } else {
+            Binaries::Build
+        });
+        let mut archs: Vec<Arch> = Arch::ALL
+            .into_iter()
+            .filter(|arch| self.platforms.contains(arch))
+            .collect();
+        if archs.is_empty() {
+            // A release is every platform; the development image is this machine's, named
+            // explicitly, as podman before 4.4 sets TARGETARCH only for an explicit --platform.
+            archs = match (release, Arch::host()) {
+                (Some(_), _) => Arch::ALL.to_vec(),
+                (None, host) => host.into_iter().collect(),
+            };
+        }
+        if self.load && archs.len() > 1 {
+            bail!(
+                "--load puts one image into the local engine: pick its platform, e.g. \
+                 `--load --platform linux/{}`",
+                Arch::host().unwrap_or(Arch::Amd64)
+            );
+        }
+
+        let version = match (&self.version, release) {
+            (Some(given), _) => given.clone(),
+            // Reused binaries already carry their version: ask them.
+            (None, Some(Binaries::Reuse)) => match version_of_binaries(&dist_dir, &archs)? {
+                Some(version) => version,
+                None => dist::default_version(sh)?,
+            },
+            (None, _) => dist::default_version(sh)?,
+        };
+        dist::check_version(&version)?;
+        let tags =
+            plan::tags(&self.tags, &version, release.is_some()).map_err(anyhow::Error::msg)?;
+        let labels = Labels {
+            revision: cmd!(sh, "git rev-parse HEAD")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .unwrap_or_else(|_| "unknown".to_owned()),
+            created: created(sh)?,
+            source: env!("CARGO_PKG_REPOSITORY").to_owned(),
+            version,
+        };
+        Ok(Inputs {
+            release,
+            engine: detect_engine(sh, self.engine)?,
+            archs,
+            tags,
+            labels,
+            push: self.push,
+            load: self.load,
+            root,
+            dist_dir,
+            context_dir: target_dir.join("docker-context"),
+            build_platform: Arch::host(),
+        })
+    }
+}
+
+fn execute(sh: &Shell, step: &Step) -> anyhow::Result<()> {
+    match step {
+        Step::Dist(args) => {
+            // The arguments the step prints, read as the command line would read them.
+            #[derive(clap::Parser)]
+            struct DistArgs {
+                #[command(flatten)]
+                dist: Dist,
+            }
+            let parsed = <DistArgs as clap::Parser>::try_parse_from(
+                std::iter::once("dist").chain(args.iter().map(String::as_str)),
+            )
+            .context("the dist step's arguments do not parse (a bug in `cargo xtask docker`)")?;
+            parsed.dist.run(sh)
+        }
+        Step::VerifyDist {
+            dir,
+            archs,
+            version,
+        } => {
+            context::verify_dist(dir, archs)?;
+            for &arch in archs {
+                let file = dir.join(arch.artifact_name());
+                match binary_version(&file, arch)? {
+                    Some(printed) if &printed != version => bail!(
+                        "{file} says it is version {printed}, not {version}: build it with \
+                         `cargo xtask dist --version {version}`, or leave out --version"
+                    ),
+                    Some(_) => eprintln!("ok: {file} is version {version}"),
+                    None => eprintln!(
+                        "note: cannot run {arch} binaries here; {file} not asked its version"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        Step::StageContext { dir, files } => context::stage(dir, files),
+        Step::Run(command) => command.to_cmd(sh).run().with_context(|| {
+            format!(
+                "`{}` failed (output above). {}",
+                command.program,
+                engine_hint(&command.program, &command.args)
+            )
+        }),
+        Step::RemoveStale { first, fallback } => {
+            let removed = first
+                .to_cmd(sh)
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok();
+            match fallback {
+                Some(fallback) if !removed => fallback
+                    .to_cmd(sh)
+                    .run()
+                    .with_context(|| format!("removing the old image: run `{fallback}` by hand")),
+                _ => Ok(()),
+            }
+        }
+        Step::ReplacePodmanList { podman, name } => remove_podman_list(sh, podman, name),
+        Step::Note(note) => {
+            eprintln!("note: {note}");
+            Ok(())
+        }
+    }
+}
+
+/// Holds `<context>.lock` until dropped: another `docker --release` in this checkout would
+/// restage the context under a running build.
+fn lock_context(context: &Utf8Path) -> anyhow::Result<std::fs::File> {
+    let lock = context.with_extension("lock");
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+    }
+    let file = std::fs::File::create(&lock).with_context(|| format!("creating {lock}"))?;
+    if file.try_lock().is_err() {
+        eprintln!(
+            "note: waiting for another `cargo xtask docker --release` to finish with {context}"
+        );
+        file.lock().with_context(|| format!("locking {lock}"))?;
+    }
+    Ok(file)
+}
+
+/// Removes podman's image or manifest list `name`, and the images a list held.
+pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Result<()> {
+    let id_format = "{{.Id}}";
+    let repository = name
+        .rsplit_once(':')
+        .map_or(name, |(repository, _)| repository);
+    let old_images: Vec<String> = cmd!(sh, "{podman} manifest inspect {name}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+        .and_then(|list| serde_json::from_str::<serde_json::Value>(&list).ok())
+        .map(|list| {
+            list["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| entry["digest"].as_str())
+                .filter_map(|digest| {
+                    let image = format!("{repository}@{digest}");
+                    cmd!(sh, "{podman} image inspect --format {id_format} {image}")
+                        .quiet()
+                        .ignore_stderr()
+                        .read()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let list_removed = cmd!(sh, "{podman} manifest rm {name}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    if !list_removed {
+        cmd!(sh, "{podman} rmi --ignore {name}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!("removing the old image {name}: run `{podman} rmi {name}` by hand")
+            })?;
+    }
+    if !old_images.is_empty() {
+        // Best effort: an image a container still uses stays.
+        let _ = cmd!(sh, "{podman} rmi --ignore {old_images...}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+    }
+    Ok(())
+}
+
+/// What usually fixes a failed engine command.
+fn engine_hint(program: &str, args: &[String]) -> String {
+    let first = args.first().map(String::as_str);
+    if matches!(first, Some("push") | Some("manifest")) {
+        return "Log in to the registry (`docker login` / `podman login`), check that the \
+                repository exists and that you may push to it"
+            .to_owned();
+    }
+    if program.ends_with("podman") {
+        "Check `podman info`; running arm64 steps needs qemu-user-static (`sudo .ci/setup`)"
+            .to_owned()
+    } else {
+        "Is dockerd running (`docker info`; `sudo .ci/setup` starts it)? Another engine: \
+         `--engine podman`"
+            .to_owned()
+    }
+}
+
+/// `org.opencontainers.image.created`: `SOURCE_DATE_EPOCH`, else the last commit's time (so a
+/// rebuild of the same commit is labelled the same), else now.
+fn created(sh: &Shell) -> anyhow::Result<String> {
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(epoch) => Some(epoch.parse::<u64>().with_context(|| {
+            format!(
+                "SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds: unset it, or set it to one"
+            )
+        })?),
+        Err(_) => cmd!(sh, "git log -1 --format=%ct")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .and_then(|epoch| epoch.parse().ok()),
+    };
+    let time = epoch.map_or_else(SystemTime::now, |epoch| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(epoch)
+    });
+    Ok(humantime::format_rfc3339_seconds(time).to_string())
+}
+
+/// What the release binaries say they are, asked of the first one this machine can run; `None`
+/// when there is none (not built yet, or no way to run it).
+fn version_of_binaries(dir: &Utf8Path, archs: &[Arch]) -> anyhow::Result<Option<String>> {
+    let mut candidates: Vec<Arch> = archs.to_vec();
+    candidates.sort_by_key(|&arch| Some(arch) != Arch::host());
+    for arch in candidates {
+        let file = dir.join(arch.artifact_name());
+        if file.is_file()
+            && let Some(version) = binary_version(&file, arch)?
+        {
+            return Ok(Some(version));
+        }
+    }
+    eprintln!("note: no binary in {dir} could be asked its version; using dist's default");
+    Ok(None)
+}
+
+/// `<version>` from `file --version` (`mount-monitor <version>`); `None` when `arch` binaries cannot
+/// run here.
+fn binary_version(file: &Utf8Path, arch: Arch) -> anyhow::Result<Option<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(runner) = Runner::find(arch) else {
+        return Ok(None);
+    };
+    // Binaries passed through a CI artifact lose their execute bit: run a copy that has it.
+    let mode = std::fs::metadata(file)
+        .with_context(|| format!("reading {file}"))?
+        .permissions()
+        .mode();
+    let copy = (mode & 0o111 == 0)
+        .then(|| -> anyhow::Result<Utf8PathBuf> {
+            let copy = Utf8PathBuf::try_from(std::env::temp_dir())?.join(format!(
+                "xtask-docker-{}-{}",
+                std::process::id(),
+                arch.artifact_name()
+            ));
+            std::fs::copy(file, &copy).with_context(|| format!("copying {file} to {copy}"))?;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+            Ok(copy)
+        })
+        .transpose()?;
+    let mut command = runner.command(copy.as_deref().unwrap_or(file).as_std_path());
+    command.arg("--version");
+    let output = emulator::output_within(command, Duration::from_secs(30));
+    if let Some(copy) = &copy {
+        let _ = std::fs::remove_file(copy);
+    }
+    let output = output.with_context(|| format!("running {file} --version {runner}"))?;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    match printed.trim_end().strip_prefix(&format!("{BINARY} ")) {
+        Some(version) if output.status.success() => Ok(Some(version.to_owned())),
+        _ => bail!(
+            "{file} --version ({runner}) printed {:?}, not `{BINARY} <version>`: rebuild it with \
+             `cargo xtask dist`",
+            printed.trim_end()
+        ),
+    }
+}
+
+/// What a docker CLI can do, as far as the build is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerCli {
+    pub program: String,
+    pub buildx: bool,
+    /// Whether buildx's current builder builds several platforms in one command: any driver but
+    /// `docker`, or the `docker` driver on the containerd image store.
+    pub multi_platform: bool,
+    /// `docker --version`'s major version, when it is Docker's.
+    pub major: Option<u32>,
+}
+
+impl DockerCli {
+    /// Docker 23 made buildx the builder of `docker build`; before, BuildKit was built in.
+    fn has_builtin_buildkit(&self) -> bool {
+        self.major.is_some_and(|major| (18..23).contains(&major))
+    }
+
+    /// Asks `program` (read-only commands).
+    fn probe(sh: &Shell, program: &str) -> DockerCli {
+        let read = |args: &[&str]| {
+            cmd!(sh, "{program} {args...}")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .ok()
+        };
+        let buildx = read(&["buildx", "version"]).is_some();
+        let multi_platform = buildx
+            && match read(&["buildx", "inspect"])
+                .as_deref()
+                .and_then(builder_driver)
+            {
+                Some("docker") => read(&["info", "--format", "{{json .DriverStatus}}"])
+                    .is_some_and(|status| status.contains("io.containerd.snapshotter")),
+                _ => true,
+            };
+        DockerCli {
+            program: program.to_owned(),
+            buildx,
+            multi_platform,
+            major: read(&["--version"])
+                .as_deref()
+                .and_then(docker_major_version),
+        }
+    }
+}
+
+/// The `Driver:` of `docker buildx inspect`'s output.
+pub fn builder_driver(inspect: &str) -> Option<&str> {
+    inspect
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Driver:"))
+        .map(str::trim)
+}
+
+fn detect_engine(sh: &Shell, requested: Option<EngineKind>) -> anyhow::Result<Engine> {
+    let docker_program = std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned());
+    let podman_program = std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned());
+    let installed = |program: &str| {
+        let path = Utf8Path::new(program);
+        path.is_absolute() && path.is_file() || find_in_path(program).is_some()
+    };
+    let docker = (requested != Some(EngineKind::Podman) && installed(&docker_program))
+        .then(|| DockerCli::probe(sh, &docker_program));
+    let podman = (requested != Some(EngineKind::Docker) && installed(&podman_program))
+        .then(|| podman_program.clone());
+    let (engine, note) = choose_engine(requested, docker, podman, &docker_program, &podman_program)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    Ok(engine)
+}
+
+/// `Docker version 20.10.24+dfsg1, build 297e128` → 20.
+pub fn docker_major_version(printed: &str) -> Option<u32> {
+    let rest = printed.trim().strip_prefix("Docker version ")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// The engine to build with, and a note when the choice needs explaining.
+pub fn choose_engine(
+    requested: Option<EngineKind>,
+    docker: Option<DockerCli>,
+    podman: Option<String>,
+    docker_program: &str,
+    podman_program: &str,
+) -> Result<(Engine, Option<String>), String> {
+    let install_podman = "install podman (Debian: `apt-get install podman`) or set PODMAN to it";
+    let docker_unusable = |cli: &DockerCli| {
+        format!(
+            "{} has no buildx plugin, and a Docker CLI {} needs it for BuildKit builds \
+             (`COPY --chmod`, `--platform`): install the buildx plugin (docker-buildx-plugin), \
+             or set DOCKER to a CLI with BuildKit built in (Debian's docker.io 20.10: \
+             DOCKER=/usr/bin/docker), or use --engine podman",
+            cli.program,
+            match cli.major {
+                Some(major) => format!("{major} (23 or newer)"),
+                None => "that is not Docker's own".to_owned(),
+            }
+        )
+    };
+    let usable_docker = |cli: &DockerCli| {
+        let docker = cli.program.clone();
+        if cli.buildx && cli.multi_platform {
+            Some((Engine::Buildx { docker }, None))
+        } else if cli.buildx {
+            Some((
+                Engine::DockerPerPlatform { docker },
+                Some(
+                    "buildx's builder uses the `docker` driver, which builds one platform per \
+                     command: building each platform on its own (tagged <tag>-<arch>). For one \
+                     multi-platform build, `docker buildx create --use` first"
+                        .to_owned(),
+                ),
+            ))
+        } else if cli.has_builtin_buildkit() {
+            Some((Engine::DockerPerPlatform { docker }, None))
+        } else {
+            None
+        }
+    };
+    match requested {
+        Some(EngineKind::Podman) => match podman {
+            Some(podman) => Ok((Engine::Podman { podman }, None)),
+            None => Err(format!(
+                "--engine podman: `{podman_program}` is not installed: {install_podman}"
+            )),
+        },
+        Some(EngineKind::Docker) => match docker {
+            Some(cli) => usable_docker(&cli).ok_or_else(|| docker_unusable(&cli)),
+            None => Err(format!(
+                "--engine docker: `{docker_program}` is not installed: install Docker (Debian: \
+                 `apt-get install docker.io`) or set DOCKER to its CLI"
+            )),
+        },
+        None => {
+            if let Some(choice) = docker.as_ref().and_then(usable_docker) {
+                return Ok(choice);
+            }
+            match (podman, docker) {
+                (Some(podman), Some(cli)) => Ok((
+                    Engine::Podman { podman },
+                    Some(format!("building with podman: {}", docker_unusable(&cli))),
+                )),
+                (Some(podman), None) => Ok((Engine::Podman { podman }, None)),
+                (None, Some(cli)) => Err(docker_unusable(&cli)),
+                (None, None) => Err(format!(
+                    "neither `{docker_program}` nor `{podman_program}` is installed: install \
+                     Docker with buildx, or podman (Debian: `apt-get install podman`)"
+                )),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(buildx: bool, major: Option<u32>) -> Option<DockerCli> {
+        Some(DockerCli {
+            program: "docker".to_owned(),
+            buildx,
+            multi_platform: buildx,
+            major,
+        })
+    }
+
+    fn choose(
+        requested: Option<EngineKind>,
+        docker: Option<DockerCli>,
+        podman: bool,
+    ) -> Result<(Engine, Option<String>), String> {
+        choose_engine(
+            requested,
+            docker,
+            podman.then(|| "podman".to_owned()),
+            "docker",
+            "podman",
+        )
+    }
+
+    #[test]
+    fn buildx_wins_when_the_docker_cli_has_it() {
+        let buildx = Engine::Buildx {
+            docker: "docker".to_owned(),
+        };
+        assert_eq!(
+            choose(None, cli(true, Some(28)), true),
+            Ok((buildx.clone(), None))
+        );
+        assert_eq!(
+            choose(Some(EngineKind::Docker), cli(true, Some(28)), true),
+            Ok((buildx, None))
+        );
+    }
+
+    #[test]
+    fn buildx_on_the_docker_driver_builds_per_platform_and_says_how_to_do_better() {
+        let mut docker = cli(true, Some(28)).unwrap();
+        docker.multi_platform = false;
+        let (engine, note) = choose(None, Some(docker), true).unwrap();
+        assert_eq!(
+            engine,
+            Engine::DockerPerPlatform {
+                docker: "docker".to_owned()
+            }
+        );
+        assert!(note.unwrap().contains("docker buildx create --use"));
+        let inspect = "Name:          default\nDriver:        docker\nLast Activity: 2025-01-01\n\n\
+                       Nodes:\nName:      default\nEndpoint:  default\nStatus:    running\n";
+        assert_eq!(builder_driver(inspect), Some("docker"));
+        assert_eq!(
+            builder_driver("Name: b\nDriver: docker-container\n"),
+            Some("docker-container")
+        );
+        assert_eq!(builder_driver(""), None);
+    }
+
+    #[test]
+    fn a_docker_cli_before_23_builds_per_platform_with_builtin_buildkit() {
+        let (engine, note) = choose(None, cli(false, Some(20)), true).unwrap();
+        assert_eq!(
+            engine,
+            Engine::DockerPerPlatform {
+                docker: "docker".to_owned()
+            }
+        );
+        assert_eq!(note, None);
+    }
+
+    #[test]
+    fn a_new_docker_cli_without_buildx_falls_back_to_podman_or_says_what_to_install() {
+        let (engine, note) = choose(None, cli(false, Some(28)), true).unwrap();
+        assert_eq!(
+            engine,
+            Engine::Podman {
+                podman: "podman".to_owned()
+            }
+        );
+        assert!(note.unwrap().contains("DOCKER=/usr/bin/docker"));
+        let err = choose(None, cli(false, Some(28)), false).unwrap_err();
+        assert!(err.contains("docker-buildx-plugin"), "{err}");
+        let err = choose(Some(EngineKind::Docker), cli(false, Some(28)), true).unwrap_err();
+        assert!(err.contains("--engine podman"), "{err}");
+    }
+
+    #[test]
+    fn podman_is_used_when_asked_for_or_alone() {
+        let podman = Engine::Podman {
+            podman: "podman".to_owned(),
+        };
+        assert_eq!(
+            choose(Some(EngineKind::Podman), cli(true, Some(28)), true),
+            Ok((podman.clone(), None))
+        );
+        assert_eq!(choose(None, None, true), Ok((podman, None)));
+        let err = choose(Some(EngineKind::Podman), None, false).unwrap_err();
+        assert!(err.contains("apt-get install podman"), "{err}");
+        let err = choose(None, None, false).unwrap_err();
+        assert!(err.starts_with("neither `docker` nor `podman`"), "{err}");
+    }
+
+    #[test]
+    fn docker_versions_are_read_from_the_cli() {
+        assert_eq!(
+            docker_major_version("Docker version 20.10.24+dfsg1, build 297e128\n"),
+            Some(20)
+        );
+        assert_eq!(
+            docker_major_version("Docker version 28.2.2, build e6534b4"),
+            Some(28)
+        );
+        assert_eq!(docker_major_version("podman version 4.3.1"), None);
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            docker: Docker,
+        }
+        let cli = Cli::try_parse_from([
+            "docker",
+            "--release",
+            "--no-build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--tag",
+            "a:1",
+            "--tag",
+            "b",
+            "--engine",
+            "podman",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(cli.docker.platforms, Arch::ALL);
+        assert_eq!(cli.docker.tags, ["a:1", "b"]);
+        assert_eq!(cli.docker.engine, Some(EngineKind::Podman));
+        assert!(
+            Cli::try_parse_from(["docker", "--no-build"]).is_err(),
+            "--no-build needs --release"
+        );
+        assert!(Cli::try_parse_from(["docker", "--push", "--load"]).is_err());
+        let err = Cli::try_parse_from(["docker", "--platform", "linux/s390x"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("linux/amd64, linux/arm64"), "{err}");
+    }
+}

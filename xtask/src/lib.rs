@@ -1,0 +1,30 @@
+//! Release automation for mount-monitor, run as `cargo xtask <command>`.
+//!
+//! A library as well as a binary so that the end-to-end tests in `xtask/tests/` use the same target
+//! table and the same emulator lookup as the commands they test.
+
+pub mod bench_dist;
+pub mod bench_docker;
+pub mod checksums;
+pub mod dist;
+pub mod docker;
+pub mod elf;
+pub mod emulator;
+pub mod native_code;
+pub mod targets;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The workspace root: the parent of this crate's directory.
+pub fn project_root() -> Utf8PathBuf {
+    let xtask_dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir
+        .parent()
+        .expect("xtask/ always sits inside the workspace root")
+        .to_owned()
+}
+
+/// `true` when running in CI, where missing tools are errors rather than skipped steps.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}

@@ -1,0 +1,270 @@
+//! Does the binary, as compiled for a target, contain C code?
+//!
+//! Our musl binaries are linked by rust-lld (aarch64) or the host `cc` with Rust's self-contained musl
+//! objects (x86_64), with no C cross compiler and no musl C headers. A crate whose build script
+//! compiles C for the target (`cc`, `cmake`, …) or links a system library (`pkg-config`, …) would
+//! either fail with a confusing compiler error or, worse, link C built against glibc headers into a
+//! "static musl" binary. So dist refuses such a dependency tree up front and points at `--cross`.
+//!
+//! The question is answered from `cargo metadata --filter-platform <triple>`: walk the normal
+//! dependencies of the binary's package (the code that ends up in the binary), skipping proc-macros
+//! (they run on the build machine), and report each package whose build script depends on a
+//! C-building crate. Build-dependencies themselves run on the build machine and are not followed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Crates a build script uses to compile C/C++ or to link a system C library.
+pub const C_BUILD_CRATES: [&str; 7] = [
+    "cc",
+    "cmake",
+    "autotools",
+    "bindgen",
+    "pkg-config",
+    "system-deps",
+    "vcpkg",
+];
+
+/// A package compiled into the binary whose build script brings C code in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NativeCode {
+    pub package: String,
+    pub version: String,
+    pub build_helper: String,
+}
+
+impl fmt::Display for NativeCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} (build script uses `{}`)",
+            self.package, self.version, self.build_helper
+        )
+    }
+}
+
+struct Package<'a> {
+    name: &'a str,
+    version: &'a str,
+    is_proc_macro: bool,
+}
+
+/// Packages reachable from `root_package` through normal dependencies whose build script depends on
+/// one of [`C_BUILD_CRATES`], in `cargo metadata --format-version 1` output.
+pub fn find(metadata: &Value, root_package: &str) -> anyhow::Result<Vec<NativeCode>> {
+    let packages = packages(metadata)?;
+    let nodes = metadata["resolve"]["nodes"]
+        .as_array()
+        .context("cargo metadata has no resolve.nodes")?;
+    let nodes: HashMap<&str, &Value> = nodes
+        .iter()
+        .filter_map(|node| Some((node["id"].as_str()?, node)))
+        .collect();
+    let Some(root) = packages
+        .iter()
+        .find(|(id, package)| package.name == root_package && nodes.contains_key(*id))
+        .map(|(id, _)| *id)
+    else {
+        bail!("package `{root_package}` is not in the resolved dependency graph");
+    };
+
+    let mut found = Vec::new();
+    let mut seen = HashSet::from([root]);
+    let mut queue = VecDeque::from([root]);
+    while let Some(id) = queue.pop_front() {
+        let package = &packages[id];
+        for (dep_id, kind) in dependencies(nodes[id]) {
+            let Some(dep) = packages.get(dep_id) else {
+                continue;
+            };
+            match kind {
+                DepKind::Build if C_BUILD_CRATES.contains(&dep.name) => found.push(NativeCode {
+                    package: package.name.to_owned(),
+                    version: package.version.to_owned(),
+                    build_helper: dep.name.to_owned(),
+                }),
+                DepKind::Normal if !dep.is_proc_macro && seen.insert(dep_id) => {
+                    queue.push_back(dep_id)
+                }
+                _ => {}
+            }
+        }
+    }
+    found.sort_by(|a, b| (&a.package, &a.version).cmp(&(&b.package, &b.version)));
+    found.dedup();
+    Ok(found)
+}
+
+fn packages(metadata: &Value) -> anyhow::Result<HashMap<&str, Package<'_>>> {
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata has no packages")?;
+    Ok(packages
+        .iter()
+        .filter_map(|package| {
+            let is_proc_macro = package["targets"].as_array()?.iter().any(|target| {
+                target["kind"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|kind| kind == "proc-macro"))
+            });
+            let entry = Package {
+                name: package["name"].as_str()?,
+                version: package["version"].as_str()?,
+                is_proc_macro,
+            };
+            Some((package["id"].as_str()?, entry))
+        })
+        .collect())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum DepKind {
+    Normal,
+    Build,
+    Dev,
+}
+
+/// `(package id, kind)` for every edge of a resolve node; an edge can carry several kinds.
+fn dependencies(node: &Value) -> impl Iterator<Item = (&str, DepKind)> {
+    node["deps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|dep| {
+            let id = dep["pkg"].as_str().unwrap_or_default();
+            dep["dep_kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |kind| {
+                    let kind = match kind["kind"].as_str() {
+                        None => DepKind::Normal,
+                        Some("build") => DepKind::Build,
+                        Some(_) => DepKind::Dev,
+                    };
+                    (id, kind)
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A cargo-metadata-shaped document. `deps` are `(from, to, kind)` with kind null, "build" or "dev".
+    fn metadata(packages: &[(&str, bool)], deps: &[(&str, &str, Option<&str>)]) -> Value {
+        let id = |name: &str| format!("registry+https://example.invalid/index#{name}@1.0.0");
+        let packages: Vec<Value> = packages
+            .iter()
+            .map(|(name, proc_macro)| {
+                let kind = if *proc_macro { "proc-macro" } else { "lib" };
+                json!({"id": id(name), "name": name, "version": "1.0.0",
+                       "targets": [{"kind": [kind]}, {"kind": ["custom-build"]}]})
+            })
+            .collect();
+        let nodes: Vec<Value> = packages
+            .iter()
+            .map(|package| {
+                let name = package["name"].as_str().unwrap();
+                let edges: Vec<Value> = deps
+                    .iter()
+                    .filter(|(from, _, _)| *from == name)
+                    .map(|(_, to, kind)| {
+                        json!({"name": to.replace('-', "_"), "pkg": id(to),
+                               "dep_kinds": [{"kind": kind, "target": null}]})
+                    })
+                    .collect();
+                json!({"id": id(name), "deps": edges})
+            })
+            .collect();
+        json!({"packages": packages, "resolve": {"nodes": nodes, "root": null}})
+    }
+
+    fn names(found: &[NativeCode]) -> Vec<String> {
+        found
+            .iter()
+            .map(|n| format!("{}<-{}", n.package, n.build_helper))
+            .collect()
+    }
+
+    #[test]
+    fn pure_rust_tree_has_no_native_code() {
+        let meta = metadata(
+            &[("mount-monitor", false), ("tokio", false), ("libc", false)],
+            &[("mount-monitor", "tokio", None), ("tokio", "libc", None)],
+        );
+        assert_eq!(find(&meta, "mount-monitor").unwrap(), []);
+    }
+
+    #[test]
+    fn transitive_dependency_building_c_is_found() {
+        let meta = metadata(
+            &[
+                ("mount-monitor", false),
+                ("rustls", false),
+                ("ring", false),
+                ("cc", false),
+                ("zlib-sys", false),
+                ("pkg-config", false),
+            ],
+            &[
+                ("mount-monitor", "rustls", None),
+                ("rustls", "ring", None),
+                ("ring", "cc", Some("build")),
+                ("mount-monitor", "zlib-sys", None),
+                ("zlib-sys", "pkg-config", Some("build")),
+            ],
+        );
+        let found = find(&meta, "mount-monitor").unwrap();
+        assert_eq!(names(&found), ["ring<-cc", "zlib-sys<-pkg-config"]);
+        assert_eq!(found[0].to_string(), "ring 1.0.0 (build script uses `cc`)");
+    }
+
+    #[test]
+    fn code_that_runs_only_on_the_build_machine_is_ignored() {
+        let meta = metadata(
+            &[
+                ("mount-monitor", false),
+                ("some-derive", true),
+                ("helper-build", false),
+                ("test-only", false),
+                ("cc", false),
+            ],
+            &[
+                // A proc-macro compiling C runs it on the build machine.
+                ("mount-monitor", "some-derive", None),
+                ("some-derive", "cc", Some("build")),
+                // So does a build-dependency of our own build script…
+                ("mount-monitor", "helper-build", Some("build")),
+                ("helper-build", "cc", Some("build")),
+                // …and a dev-dependency is not in the release binary at all.
+                ("mount-monitor", "test-only", Some("dev")),
+                ("test-only", "cc", Some("build")),
+            ],
+        );
+        assert_eq!(find(&meta, "mount-monitor").unwrap(), []);
+    }
+
+    #[test]
+    fn the_root_package_itself_compiling_c_is_found() {
+        let meta = metadata(
+            &[("mount-monitor", false), ("cc", false)],
+            &[("mount-monitor", "cc", Some("build"))],
+        );
+        assert_eq!(
+            names(&find(&meta, "mount-monitor").unwrap()),
+            ["mount-monitor<-cc"]
+        );
+    }
+
+    #[test]
+    fn missing_root_package_is_an_error() {
+        let meta = metadata(&[("other", false)], &[]);
+        let err = find(&meta, "mount-monitor").unwrap_err();
+        assert!(err.to_string().contains("`mount-monitor`"), "{err}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The release targets: the one table mapping a Rust target triple to its Docker architecture name.
+//!
+//! `dist` names its artifacts by the Docker name, `docker` picks them up by `TARGETARCH`, and both
+//! read it from [`TARGETS`] so the two can never disagree.
+
+use std::fmt;
+
+use clap::builder::PossibleValue;
+
+/// A CPU architecture we ship a release binary for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+/// Everything the release tooling needs to know about one architecture.
+#[derive(Debug)]
+pub struct Target {
+    pub arch: Arch,
+    /// Rust target triple the binary is compiled for.
+    pub triple: &'static str,
+    /// Name Docker, OCI image indexes and `TARGETARCH` use.
+    pub docker_arch: &'static str,
+    /// `std::env::consts::ARCH` of a machine that runs the binary natively; also the suffix of its
+    /// QEMU user-mode emulator (`qemu-aarch64-static`) and binfmt_misc entry (`qemu-aarch64`).
+    pub cpu: &'static str,
+    /// ELF `e_machine` of the binary.
+    pub elf_machine: object::elf::Machine,
+}
+
+pub const TARGETS: [Target; 2] = [
+    Target {
+        arch: Arch::Amd64,
+        triple: "x86_64-unknown-linux-musl",
+        docker_arch: "amd64",
+        cpu: "x86_64",
+        elf_machine: object::elf::EM_X86_64,
+    },
+    Target {
+        arch: Arch::Arm64,
+        triple: "aarch64-unknown-linux-musl",
+        docker_arch: "arm64",
+        cpu: "aarch64",
+        elf_machine: object::elf::EM_AARCH64,
+    },
+];
+
+/// The name of the service binary, as cargo builds it and as release artifacts start.
+pub const BINARY: &str = "mount-monitor";
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
+
+    pub fn target(self) -> &'static Target {
+        TARGETS
+            .iter()
+            .find(|target| target.arch == self)
+            .expect("every Arch has a row in TARGETS (checked by a test)")
+    }
+
+    pub fn triple(self) -> &'static str {
+        self.target().triple
+    }
+
+    pub fn docker_arch(self) -> &'static str {
+        self.target().docker_arch
+    }
+
+    pub fn from_triple(triple: &str) -> Option<Arch> {
+        TARGETS.iter().find(|t| t.triple == triple).map(|t| t.arch)
+    }
+
+    pub fn from_docker_arch(name: &str) -> Option<Arch> {
+        TARGETS
+            .iter()
+            .find(|t| t.docker_arch == name)
+            .map(|t| t.arch)
+    }
+
+    /// The architecture of the machine running this program, if we ship a binary for it.
+    pub fn host() -> Option<Arch> {
+        TARGETS
+            .iter()
+            .find(|t| t.cpu == std::env::consts::ARCH)
+            .map(|t| t.arch)
+    }
+
+    /// File name of the release binary: `mount-monitor-linux-amd64`.
+    pub fn artifact_name(self) -> String {
+        format!("{BINARY}-linux-{}", self.docker_arch())
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.docker_arch())
+    }
+}
+
+/// `--arch amd64|arm64` takes the Docker names straight from the table.
+impl clap::ValueEnum for Arch {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Arch::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.docker_arch()).help(self.triple()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_arch_has_exactly_one_row() {
+        for arch in Arch::ALL {
+            assert_eq!(
+                TARGETS.iter().filter(|t| t.arch == arch).count(),
+                1,
+                "{arch:?}"
+            );
+        }
+        assert_eq!(TARGETS.len(), Arch::ALL.len());
+    }
+
+    #[test]
+    fn triples_and_docker_names_map_both_ways() {
+        assert_eq!(Arch::Amd64.triple(), "x86_64-unknown-linux-musl");
+        assert_eq!(Arch::Arm64.triple(), "aarch64-unknown-linux-musl");
+        assert_eq!(Arch::from_docker_arch("amd64"), Some(Arch::Amd64));
+        assert_eq!(Arch::from_docker_arch("arm64"), Some(Arch::Arm64));
+        assert_eq!(
+            Arch::from_triple("aarch64-unknown-linux-musl"),
+            Some(Arch::Arm64)
+        );
+        assert_eq!(Arch::from_docker_arch("x86_64"), None);
+        assert_eq!(Arch::from_triple("x86_64-unknown-linux-gnu"), None);
+    }
+
+    #[test]
+    fn artifacts_are_named_by_docker_arch() {
+        assert_eq!(Arch::Amd64.artifact_name(), "mount-monitor-linux-amd64");
+        assert_eq!(Arch::Arm64.artifact_name(), "mount-monitor-linux-arm64");
+    }
+
+    #[test]
+    fn arch_flag_accepts_docker_names_only() {
+        use clap::ValueEnum;
+        assert_eq!(Arch::from_str("arm64", false), Ok(Arch::Arm64));
+        assert!(Arch::from_str("aarch64", false).is_err());
+    }
+}

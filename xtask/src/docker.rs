@@ -20,9 +20,10 @@ use crate::targets::{Arch, BINARY};
 /// Build the container image: from `Dockerfile` (development), or with --release from dist's
 /// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
 ///
-/// Engines: `docker buildx` when the docker CLI has it; else a Docker CLI with BuildKit built in
-/// (before Docker 23, e.g. Debian's docker.io), one build per platform tagged `<tag>-<arch>`; else
-/// podman. `DOCKER` and `PODMAN` name the programs [default: docker, podman].
+/// Engines: `docker buildx` when the docker CLI has it; else one BuildKit `docker build` per
+/// platform tagged `<tag>-<arch>` (a Docker CLI before 23 such as Debian's docker.io, or buildx on
+/// its `docker` driver); else podman. `DOCKER` and `PODMAN` name the programs [default: docker,
+/// podman].
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Docker {
     /// Build the release image from dist's binaries (`Dockerfile.release`, no compiler inside)
@@ -107,19 +108,16 @@ impl Docker {
 
     fn inputs(&self, sh: &Shell) -> anyhow::Result<Inputs> {
         let root = project_root();
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
         let target_dir = match std::env::var("CARGO_TARGET_DIR") {
-            Ok(dir) if !dir.is_empty() => std::env::current_dir()
-                .context("reading the current directory")
-                .and_then(|cwd| {
-                    Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")
-                })?
-                .join(dir),
+            Ok(dir) if !dir.is_empty() => cwd.join(dir),
             _ => root.join("target"),
         };
-        let dist_dir = self
-            .dist_dir
-            .clone()
-            .unwrap_or_else(|| target_dir.join("dist"));
+        let dist_dir = match &self.dist_dir {
+            Some(dir) => cwd.join(dir),
+            None => target_dir.join("dist"),
+        };
         let release = self.release.then_some(if self.no_build {
             Binaries::Reuse
         } else {

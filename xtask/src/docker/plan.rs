@@ -471,9 +471,10 @@ fn check_reference(reference: &str) -> Result<(), String> {
     if reference.contains('@') {
         return fail("a digest cannot be built; give a tag like `ghcr.io/org/mount-monitor:1.4.0`");
     }
-    let (repository, tag) = match has_tag(reference) {
-        true => reference.rsplit_once(':').expect("has_tag found a colon"),
-        false => (reference, ""),
+    let (repository, tag) = if has_tag(reference) {
+        reference.rsplit_once(':').expect("has_tag found a colon")
+    } else {
+        (reference, "")
     };
     let path = match repository.split_once('/') {
         // A first component with a dot, a port or `localhost` is a registry host, which may

@@ -128,20 +128,24 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
     }
     let _serial = serial();
     const INTERVALS: u32 = 100;
-    let mut hung = [HangFs::mount(), HangFs::mount()];
-    let names = ["hung0", "hung1"];
+    // More hung mounts than checks run at once (8): stuck checks must not hold up the others.
+    const HUNG: usize = 9;
+    let mut hung: Vec<HangFs> = (0..HUNG).map(|_| HangFs::mount()).collect();
+    let names: Vec<String> = (0..HUNG).map(|i| format!("hung{i}")).collect();
     let healthy = Tmpfs::new("size=1m");
     let dir = tempfile::tempdir().unwrap();
+    let mut mounts: Vec<(&str, &Path)> = names
+        .iter()
+        .zip(&hung)
+        .map(|(name, fs)| (name.as_str(), fs.path()))
+        .collect();
+    mounts.push(("ok", healthy.path()));
     let config = write_config(
         dir.path(),
         "mount-monitor.toml",
         &format!(
             "checkInterval = \"1s\"\nreadTimeout = \"500ms\"\n{}",
-            mounts_toml(&[
-                (names[0], hung[0].path()),
-                (names[1], hung[1].path()),
-                ("ok", healthy.path()),
-            ])
+            mounts_toml(&mounts)
         ),
     );
     let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
@@ -153,13 +157,10 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
     let before = process::settled_usage(pid, 10, Duration::from_millis(100));
 
     let injected: Vec<Instant> = hung.iter_mut().map(HangFs::hang).collect();
-    // The check that hangs is the one whose statfs hangfs now holds.
-    let held: Vec<Instant> = hung
-        .iter()
-        .map(|fs| fs.wait_event("held statfs", 2 * INTERVAL + TIMEOUT))
-        .collect();
+    let (_, body) = monitor.get_json("/healthz/status");
+    let healthy_checked_at = mount_json(&body, "ok")["last_check"].clone();
     // When each mount was first seen reported as `timeout`.
-    let mut detected: [Option<Instant>; 2] = [None, None];
+    let mut detected: Vec<Option<Instant>> = vec![None; HUNG];
     poll_until(
         &monitor,
         TIMEOUT + INTERVAL * 2,
@@ -173,6 +174,11 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
             detected.iter().all(Option::is_some)
         },
     );
+    // The check that hangs is the one whose statfs hangfs holds (hangfs notes when it got it).
+    let held: Vec<Instant> = hung
+        .iter()
+        .map(|fs| fs.wait_event("held statfs", INTERVAL))
+        .collect();
     let mut detection = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let at = detected[i].expect("seen");
@@ -197,7 +203,7 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
     let during = process::usage(pid);
     let (status, body) = monitor.get_json("/healthz/status");
     assert_eq!(status, 503);
-    for name in names {
+    for name in &names {
         assert_eq!(reason(&body, name), "timeout", "{body}");
         assert_eq!(health(&body, name), "unhealthy", "{body}");
         let stuck = mount_json(&body, name)["stuck_seconds"]
@@ -209,6 +215,11 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
         );
     }
     assert_eq!(health(&body, "ok"), "healthy", "{body}");
+    assert_ne!(
+        mount_json(&body, "ok")["last_check"],
+        healthy_checked_at,
+        "the healthy mount is still checked beside {HUNG} hung ones"
+    );
     let (_, verbose) = monitor.get("/readyz?verbose");
     assert!(verbose.contains("[-]hung0 failed: timeout"), "{verbose}");
     assert!(verbose.contains("[+]ok ok"), "{verbose}");
@@ -260,10 +271,11 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
             "intervals": INTERVALS,
             "check_interval_s": secs(INTERVAL),
             "timeout_s": secs(TIMEOUT),
-            "detection_after_check_hangs_s": detection.iter().map(|d| secs(d.0)).collect::<Vec<_>>(),
-            "detection_after_injection_s": detection.iter().map(|d| secs(d.1)).collect::<Vec<_>>(),
+            "detection_after_check_hangs_worst_s": secs(detection.iter().map(|d| d.0).max().unwrap_or_default()),
+            "detection_after_check_hangs_mean_s": secs(detection.iter().map(|d| d.0).sum::<Duration>() / HUNG as u32),
+            "detection_after_injection_worst_s": secs(detection.iter().map(|d| d.1).max().unwrap_or_default()),
             "recovery_after_release_s": secs(recovery),
-            "statfs_held_per_mount": hung.iter().map(|fs| fs.count("held statfs")).collect::<Vec<_>>(),
+            "statfs_held_per_mount_max": hung.iter().map(|fs| fs.count("held statfs")).max(),
             "threads_blocked_in_fuse": blocked,
             "before": before.json(),
             "peak_while_hung": peak.json(),

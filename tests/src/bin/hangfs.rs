@@ -162,7 +162,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let Some(mountpoint) = args.first() else {
-        eprintln!("usage: hangfs MOUNTPOINT  (commands on stdin: hang, release)");
+        eprintln!("usage: hangfs MOUNTPOINT  (commands on stdin: hang, stall, release)");
         return std::process::ExitCode::from(2);
     };
     let fs = std::sync::Arc::new(HangFs::default());

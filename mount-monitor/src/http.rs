@@ -228,12 +228,7 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
     );
     body.extend_from_slice(&mounts);
     body.push(b'}');
-    (
-        code(ok),
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
@@ -627,7 +622,10 @@ mod tests {
 
     #[tokio::test]
     async fn status_body_is_what_status_body_serializes() {
-        let mounts = vec![view("movies", Health::Healthy), view("tv", Health::Degraded)];
+        let mounts = vec![
+            view("movies", Health::Healthy),
+            view("tv", Health::Degraded),
+        ];
         let app = app(mounts.clone());
         let (_, body) = get(&app, "/healthz/status").await;
         let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -5,6 +5,7 @@
 //! looked at either pull in all of procfs or do not decode octal escapes, and the parser here is
 //! small, fuzzed and unit-tested against the kernel's documented examples.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
@@ -118,6 +119,45 @@ fn is_octal_escape(digits: &[u8]) -> bool {
     digits.len() == 3 && digits[0] <= b'3' && digits.iter().all(|d| (b'0'..=b'7').contains(d))
 }
 
+/// One reading of the mount table, indexed by mount point: every check looks its path up, and a
+/// search through the whole table for each would make a round over thousands of mounts
+/// quadratic. Derefs to the entries, in the kernel's order.
+#[derive(Debug, Default)]
+pub struct Table {
+    entries: Vec<MountEntry>,
+    by_mount_point: HashMap<PathBuf, Vec<usize>>,
+}
+
+impl Table {
+    pub fn new(entries: Vec<MountEntry>) -> Table {
+        let mut by_mount_point: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+        for (index, entry) in entries.iter().enumerate() {
+            by_mount_point
+                .entry(entry.mount_point.clone())
+                .or_default()
+                .push(index);
+        }
+        Table {
+            entries,
+            by_mount_point,
+        }
+    }
+
+    /// [`mount_at`], without the search.
+    pub fn mount_at(&self, path: &Path) -> Option<&MountEntry> {
+        let indices = self.by_mount_point.get(path)?;
+        topmost(indices.iter().map(|&index| &self.entries[index]))
+    }
+}
+
+impl std::ops::Deref for Table {
+    type Target = [MountEntry];
+
+    fn deref(&self) -> &[MountEntry] {
+        &self.entries
+    }
+}
+
 /// The topmost mount whose mount point is exactly `path`: the one no other mount on the same
 /// point is stacked on. `None` when `path` is not a mount point.
 pub fn mount_at<'a>(entries: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
@@ -181,7 +221,7 @@ pub struct MountTable {
 
 struct Cached {
     file: File,
-    entries: Arc<Vec<MountEntry>>,
+    entries: Arc<Table>,
 }
 
 impl MountTable {
@@ -197,19 +237,19 @@ impl MountTable {
     }
 
     /// The current table; re-read only when it changed since the last call.
-    pub fn current(&self) -> std::io::Result<Arc<Vec<MountEntry>>> {
+    pub fn current(&self) -> std::io::Result<Arc<Table>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = cache.as_mut() {
             if !changed(&cached.file) {
                 return Ok(Arc::clone(&cached.entries));
             }
-            cached.entries = Arc::new(read_all(&mut cached.file)?);
+            cached.entries = Arc::new(Table::new(read_all(&mut cached.file)?));
             return Ok(Arc::clone(&cached.entries));
         }
         let mut file = File::open(&self.path)?;
         // The first poll reports the table as changed; consume that before reading it.
         changed(&file);
-        let entries = Arc::new(read_all(&mut file)?);
+        let entries = Arc::new(Table::new(read_all(&mut file)?));
         *cache = Some(Cached {
             file,
             entries: Arc::clone(&entries),
@@ -294,6 +334,30 @@ mod tests {
         let reversed: String = SAMPLE.lines().rev().map(|l| format!("{l}\n")).collect();
         let entries = parse(&reversed).unwrap();
         assert_eq!(mount_at(&entries, Path::new("/data")).unwrap().mount_id, 41);
+    }
+
+    #[test]
+    fn the_index_finds_what_the_search_finds() {
+        for text in [
+            SAMPLE.to_owned(),
+            SAMPLE.lines().rev().map(|l| format!("{l}\n")).collect(),
+        ] {
+            let entries = parse(&text).unwrap();
+            let table = Table::new(entries.clone());
+            for path in [
+                "/",
+                "/data",
+                "/data/",
+                "/mnt/with space",
+                "/ro",
+                "/data/sub",
+                "/dat",
+            ] {
+                let path = Path::new(path);
+                assert_eq!(table.mount_at(path), mount_at(&entries, path), "{path:?}");
+            }
+            assert_eq!(&*table, entries.as_slice());
+        }
     }
 
     #[test]

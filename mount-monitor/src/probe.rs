@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::config::{DataCheck, Expect, MountSpec};
-use crate::mountinfo::{self, MountEntry, MountTable};
+use crate::mountinfo::{self, MountEntry, MountTable, Table};
 use crate::reason::Reason;
 
 /// What statfs and mountinfo said about the filesystem.
@@ -96,17 +96,14 @@ fn run_steps(
 
 /// Step 1: the path must be a mount point now (unless `requireMountpoint: false`), of the
 /// expected type. Returns the mount the path is on, for the fs type and read-only flag.
-pub fn locate<'a>(
-    spec: &MountSpec,
-    entries: &'a [MountEntry],
-) -> Result<Option<&'a MountEntry>, Failure> {
+pub fn locate<'a>(spec: &MountSpec, entries: &'a Table) -> Result<Option<&'a MountEntry>, Failure> {
     let entry = if spec.require_mountpoint {
-        let found = mountinfo::mount_at(entries, &spec.path).or_else(|| {
+        let found = entries.mount_at(&spec.path).or_else(|| {
             // The configured path may be a symlink to the mount point. Resolving it touches the
             // filesystem, which is why this runs inside the probe, under its deadline.
             let real = std::fs::canonicalize(&spec.path).ok()?;
             (real != spec.path)
-                .then(|| mountinfo::mount_at(entries, &real))
+                .then(|| entries.mount_at(&real))
                 .flatten()
         });
         match found {
@@ -227,12 +224,14 @@ mod tests {
         MountSpec::plain(None, PathBuf::from(path), &Settings::default())
     }
 
-    fn table() -> Vec<MountEntry> {
-        mountinfo::parse(
-            "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
-             2 1 0:2 / /mnt/media rw - fuse.rclone remote: rw\n",
+    fn table() -> Table {
+        Table::new(
+            mountinfo::parse(
+                "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
+                 2 1 0:2 / /mnt/media rw - fuse.rclone remote: rw\n",
+            )
+            .unwrap(),
         )
-        .unwrap()
     }
 
     #[test]

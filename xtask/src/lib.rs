@@ -3,6 +3,7 @@
 //! A library as well as a binary so that the end-to-end tests in `xtask/tests/` use the same target
 //! table and the same emulator lookup as the commands they test.
 
+pub mod bench;
 pub mod bench_dist;
 pub mod bench_docker;
 pub mod checksums;

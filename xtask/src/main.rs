@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xshell::Shell;
 use xtask::{
-    bench_dist::BenchDist, bench_docker::BenchDocker, dist::Dist, docker::Docker, project_root,
+    bench::Bench, bench_dist::BenchDist, bench_docker::BenchDocker, dist::Dist, docker::Docker,
+    project_root,
 };
 
 /// Release automation for mount-monitor.
@@ -20,6 +21,7 @@ enum Command {
     BenchDist(BenchDist),
     Docker(Docker),
     BenchDocker(BenchDocker),
+    Bench(Bench),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +43,6 @@ fn try_main() -> anyhow::Result<()> {
         Command::BenchDist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
         Command::BenchDocker(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
     }
 }

@@ -1,0 +1,183 @@
+//! The Linux under `cargo xtask bench`: its own mount and PID namespaces, tmpfs mounts, and what
+//! /proc says about a process.
+//!
+//! The benchmark runs as PID 1 of new mount and PID namespaces, so whatever way it ends (an
+//! error, Ctrl-C, SIGKILL of `unshare`), the kernel kills every server it started and drops every
+//! tmpfs it mounted: nothing to unmount by hand, and the 5,000 mounts are never seen by the rest
+//! of the machine (other tests that read the mount table, discovery mode).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// `unshare` flags: new mount and PID namespaces with their own /proc; nothing propagates back
+/// to the machine; the namespace's PID 1 dies with `unshare`.
+pub const UNSHARE_ARGS: [&str; 6] = [
+    "--mount",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--propagation=private",
+    "--kill-child",
+];
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Makes SIGINT and SIGTERM end this process at once. PID 1 of a namespace ignores signals it
+/// has no handler for, so without this Ctrl-C would not stop the benchmark.
+pub fn exit_on_signals() {
+    extern "C" fn exit_now(_signal: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe. Leaving the namespace kills its processes and
+        // drops its mounts.
+        unsafe { libc::_exit(130) }
+    }
+    let handler = exit_now as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only calls an async-signal-safe function.
+        unsafe { libc::signal(signal, handler) };
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. "1m") on `target`. mount(2) rather than 5,000 `mount` processes.
+pub fn mount_tmpfs(target: &Path, size: &str) -> anyhow::Result<()> {
+    let c = |s: &[u8]| CString::new(s).context("a NUL byte in a mount argument");
+    let (source, fstype) = (c(b"tmpfs")?, c(b"tmpfs")?);
+    let target_c = c(target.as_os_str().as_bytes())?;
+    let options = c(format!("size={size},mode=0755").as_bytes())?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target_c.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            options.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("mounting a tmpfs on {}", target.display()));
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is an empty set, and sched_getaffinity only writes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// CPU time (user + system) of the children this process has waited for.
+pub fn waited_children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What /proc/<pid>/status says about memory and threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size since start, KiB.
+    pub peak_rss_kib: u64,
+    pub threads: u64,
+}
+
+pub fn status(pid: u32) -> anyhow::Result<Status> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_status(&text).with_context(|| format!("{path} has no VmRSS, VmHWM or Threads"))
+}
+
+pub fn parse_status(text: &str) -> Option<Status> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+    };
+    Some(Status {
+        rss_kib: field("VmRSS")?,
+        peak_rss_kib: field("VmHWM")?,
+        threads: field("Threads")?,
+    })
+}
+
+/// CPU time (user + system) a running process has used, all its threads together, to the
+/// kernel's clock tick (10 ms).
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_cpu_ticks(&text).with_context(|| format!("{path}: unexpected format"))?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second))
+}
+
+/// utime + stime from /proc/<pid>/stat, in clock ticks. The command name in parentheses may
+/// contain spaces, so fields are counted after the last ')'.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
+    // majflt, cmajflt, utime (14), stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The mount points of this process's mount namespace.
+pub fn mount_points() -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(str::to_owned))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_and_threads_are_read_from_status() {
+        let text = "Name:\tmount-monitor\nVmPeak:\t  12000 kB\nVmHWM:\t    3824 kB\nVmRSS:\t    2624 kB\nThreads:\t3\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Status {
+                rss_kib: 2624,
+                peak_rss_kib: 3824,
+                threads: 3
+            })
+        );
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_counted_after_the_command_name() {
+        let stat =
+            "4242 (mount monitor) S 1 4242 4242 0 -1 4194560 526 0 0 0 37 5 0 0 20 0 3 0 1234 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(42));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
+    }
+}

@@ -29,6 +29,9 @@ fn limit_for(open_files: u64) -> usize {
         .clamp(1, MAX_CONNECTIONS)
 }
 
+/// A response that cannot be written for this long (the client stopped reading) ends the
+/// connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send its request head within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (oversized headers get 431 or a closed connection).
@@ -73,7 +76,11 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES.max(8192));
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        // A client that sends requests but never reads the answers would otherwise hold its
+        // connection (and a permit) for ever once the socket buffers are full.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;

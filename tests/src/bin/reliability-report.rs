@@ -337,6 +337,10 @@ fn render(dir: &Path) -> String {
          the monitor peaked at {} descriptors, and its canary check kept working. Before this \
          limit existed, idle clients took every descriptor: the canary read failed with EMFILE \
          and a healthy mount was reported `canary_failed`, while `accept` failed every 50 ms.\n\n\
+         **Clients that stop reading.** A client that pipelines 20,000 `/metrics` requests and \
+         reads nothing is disconnected once a write has waited 10 s; without that deadline it \
+         held its connection until it read every answer (`cargo test -p tests --test \
+         slow_reader`).\n\n\
          Reproduce: {} and {}\n",
         n(&abuse["idle"]["seconds"]),
         n(&abuse["idle"]["opened_in_total"]),

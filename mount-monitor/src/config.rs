@@ -868,10 +868,7 @@ mod fuzz {
     use serde_json::Value;
 
     fn cases() -> u32 {
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2_000)
+        crate::proptest_cases(2_000)
     }
 
     /// Every key, with values (as JSON) that it accepts, so that most documents get past the

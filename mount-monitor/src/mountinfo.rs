@@ -437,10 +437,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn cases() -> u32 {
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5_000)
+        crate::proptest_cases(5_000)
     }
 
     /// The kernel's escaping of paths, types and sources in mountinfo (`mangle` and

@@ -9,6 +9,20 @@ const INTERVAL: &str = "1s";
 /// Two check intervals plus jitter and scheduling slack.
 const TWO_INTERVALS: Duration = Duration::from_millis(2600);
 
+/// The monitor on `mount` (`NAME=PATH`), checking every [`INTERVAL`] with a 500 ms timeout.
+fn watch(mount: &str, extra: &[&str]) -> Monitor {
+    let mut args = vec![
+        "--mount",
+        mount,
+        "--check-interval",
+        INTERVAL,
+        "--timeout",
+        "500ms",
+    ];
+    args.extend_from_slice(extra);
+    Monitor::start(args)
+}
+
 fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -22,14 +36,7 @@ fn unmount_makes_it_unready_and_remount_recovers() {
     }
     let mut fs = Tmpfs::new("size=1m");
     let mount = format!("data={}", fs.path().display());
-    let monitor = Monitor::start([
-        "--mount",
-        &mount,
-        "--check-interval",
-        INTERVAL,
-        "--timeout",
-        "500ms",
-    ]);
+    let monitor = watch(&mount, &[]);
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
     assert_eq!(monitor.get("/readyz"), (200, "ok".to_owned()));
     let (_, body) = monitor.get_json("/healthz/status");
@@ -77,16 +84,7 @@ fn threshold_failures_make_it_unhealthy_and_not_live() {
     }
     let mut fs = Tmpfs::new("size=1m");
     let mount = format!("data={}", fs.path().display());
-    let monitor = Monitor::start([
-        "--mount",
-        &mount,
-        "--check-interval",
-        INTERVAL,
-        "--timeout",
-        "500ms",
-        "--failure-threshold",
-        "2",
-    ]);
+    let monitor = watch(&mount, &["--failure-threshold", "2"]);
     monitor.wait_for("/healthz/live", 200, Duration::from_secs(5));
     fs.unmount();
     monitor.wait_for("/healthz/live", 503, TWO_INTERVALS * 2);
@@ -270,14 +268,7 @@ fn healthcheck_follows_readiness() {
     }
     let mut fs = Tmpfs::new("size=1m");
     let mount = format!("data={}", fs.path().display());
-    let monitor = Monitor::start([
-        "--mount",
-        &mount,
-        "--check-interval",
-        INTERVAL,
-        "--timeout",
-        "500ms",
-    ]);
+    let monitor = watch(&mount, &[]);
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
     let url = format!("http://{}/readyz", monitor.addr);
     assert_eq!(run(["healthcheck", "--url", &url]).0, 0);

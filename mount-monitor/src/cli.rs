@@ -64,9 +64,15 @@ pub struct Options {
         value_name = "[NAME=]PATH"
     )]
     pub mounts: Vec<String>,
-    /// Address to serve on [default: 0.0.0.0:8080]
-    #[arg(long, global = true, env = "MOUNT_MONITOR_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
+    /// Address to serve on, repeatable or comma-separated [default: [::]:8080, IPv4 and IPv6]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_LISTEN",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
+    pub listen: Vec<String>,
     /// Port to serve on, on all addresses (debrid-mount-monitor's flag)
     #[arg(
         long,
@@ -117,9 +123,31 @@ pub struct Options {
         value_name = "FORMAT"
     )]
     pub log_format: Option<String>,
-    /// Same as `check` (debrid-mount-monitor's flag)
-    #[arg(long, global = true)]
+    /// Check the configured mounts once, log each result, exit 0 when all are healthy and 1
+    /// otherwise (debrid-mount-monitor's flag: bare, =true or =false)
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = go_bool,
+        value_name = "BOOL"
+    )]
     pub init_container_mode: bool,
+    /// Treat warnings about the config file (unknown keys, duplicate names) as errors: exit 2
+    #[arg(long = "strict-config", visible_alias = "strict", global = true)]
+    pub strict_config: bool,
+}
+
+/// A boolean as Go's `strconv.ParseBool` (and so a Go bool flag) reads it.
+fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{value:?} is not a boolean; use true or false")),
+    }
 }
 
 impl Options {
@@ -132,14 +160,29 @@ impl Options {
                 .filter(|m| !m.trim().is_empty())
                 .cloned()
                 .collect(),
-            listen: self.listen.clone(),
+            listen: (!self.listen.is_empty()).then(|| self.listen.join(",")),
             http_port: self.http_port,
             check_interval: self.check_interval.clone(),
             timeout: self.timeout.clone(),
             failure_threshold: self.failure_threshold,
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
+            init_container_mode: self.init_container_mode,
         }
+    }
+}
+
+impl Cli {
+    /// The command line and the environment, leaving out the variables in `ignored` (service
+    /// links, see [`crate::service_links`]) as if they were not set.
+    pub fn parse_ignoring(ignored: &[String]) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command().mut_args(|arg| match arg.get_env() {
+            Some(var) if ignored.iter().any(|i| var == i.as_str()) => arg.env(None::<&str>),
+            _ => arg,
+        });
+        let mut matches = command.try_get_matches()?;
+        Cli::from_arg_matches_mut(&mut matches)
     }
 }
 
@@ -212,5 +255,42 @@ mod tests {
             })
         ));
         assert_eq!(cli.options.mounts, ["a=/x", "/y"]);
+    }
+
+    #[test]
+    fn init_container_mode_is_a_go_bool_flag() {
+        let mode = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("mount-monitor").chain(args.iter().copied()))
+                .map(|cli| cli.options.init_container_mode)
+                .map_err(|e| one_line(&e))
+        };
+        assert_eq!(mode(&[]), Ok(false));
+        assert_eq!(mode(&["--init-container-mode"]), Ok(true));
+        assert_eq!(mode(&["--init-container-mode=true"]), Ok(true));
+        assert_eq!(mode(&["--init-container-mode=1"]), Ok(true));
+        assert_eq!(mode(&["--init-container-mode=false"]), Ok(false));
+        assert_eq!(mode(&["--init-container-mode=False"]), Ok(false));
+        assert!(mode(&["--init-container-mode=yes"]).is_err());
+        assert_eq!(
+            mode(&["--init-container-mode", "--config", "c.json"]),
+            Ok(true),
+            "a bare flag does not swallow the next argument"
+        );
+    }
+
+    #[test]
+    fn listen_takes_several_addresses() {
+        let cli = Cli::try_parse_from([
+            "mount-monitor",
+            "--listen",
+            "127.0.0.1:1,[::1]:2",
+            "--listen",
+            "127.0.0.2:3",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.options.overrides().listen.as_deref(),
+            Some("127.0.0.1:1,[::1]:2,127.0.0.2:3")
+        );
     }
 }

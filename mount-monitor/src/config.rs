@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use crate::mountinfo::normalize;
 
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Every address, IPv4 and IPv6 (one dual-stack socket; IPv4 alone where IPv6 is off), as Go's
+/// `":8080"` listens.
+pub const DEFAULT_LISTEN: &str = "[::]:8080";
 pub const DEFAULT_CANARY_FILE: &str = ".health-check";
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The shortest check interval. debrid-mount-monitor refused anything under 1s; accepting less
@@ -74,8 +76,11 @@ pub enum DataCheck {
     None,
     /// Read this file (absolute; the canary relative to the mount, resolved).
     Canary(PathBuf),
-    /// The path must be a readable directory.
+    /// `stat`: the path must be a directory (debrid-mount-monitor's `directory`; no read
+    /// permission needed).
     Directory,
+    /// The path must be a directory that can be listed (needs read permission).
+    List,
 }
 
 /// One mount to watch, fully resolved.
@@ -83,7 +88,10 @@ pub enum DataCheck {
 pub struct MountSpec {
     /// The configured name; `None` when the mount was given by path only.
     pub name: Option<String>,
+    /// Absolute and normalized, what the checks use.
     pub path: PathBuf,
+    /// The path as configured (`./data/local`), what the JSON and the logs show.
+    pub shown_path: String,
     pub fs_type: Option<String>,
     pub require_mountpoint: bool,
     pub expect: Expect,
@@ -106,6 +114,7 @@ impl MountSpec {
     pub fn plain(name: Option<String>, path: PathBuf, defaults: &Settings) -> MountSpec {
         MountSpec {
             name,
+            shown_path: path.display().to_string(),
             path,
             fs_type: None,
             require_mountpoint: true,
@@ -122,7 +131,8 @@ impl MountSpec {
 /// The validated configuration the service runs with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    pub listen: SocketAddr,
+    /// At least one address. An unspecified IPv6 address (`[::]`) listens dual-stack.
+    pub listen: Vec<SocketAddr>,
     pub check_interval: Duration,
     pub timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -140,7 +150,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            listen: vec![DEFAULT_LISTEN.parse().expect("valid default address")],
             check_interval: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
@@ -166,22 +176,33 @@ pub struct Overrides {
     pub failure_threshold: Option<i64>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
+    /// One round, then exit (debrid-mount-monitor's `--init-container-mode`): the settings
+    /// only serving uses (interval, watchdog) are not checked.
+    pub init_container_mode: bool,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
 pub type Warnings = Vec<String>;
 
-/// The config file as written (camelCase keys; unknown keys are errors).
+/// The config file as written (camelCase keys). TOML is read strictly: unknown keys are errors.
+/// JSON is read as debrid-mount-monitor's Go code reads it ([`crate::gojson`]): unknown keys are
+/// warnings, and a zero value means the default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileConfig {
+    /// Read with Go's rules (a JSON file).
+    #[serde(skip)]
+    go_rules: bool,
+    /// Keys ignored under Go's rules, one warning each.
+    #[serde(skip)]
+    ignored: Vec<String>,
     check_interval: Option<String>,
     #[serde(alias = "timeout")]
     read_timeout: Option<String>,
     shutdown_timeout: Option<String>,
     failure_threshold: Option<i64>,
     success_threshold: Option<i64>,
-    http_port: Option<u16>,
+    http_port: Option<i64>,
     listen: Option<String>,
     log_level: Option<String>,
     log_format: Option<String>,
@@ -224,7 +245,7 @@ struct FileWatchdog {
 /// Loads and validates the configuration.
 pub fn load(overrides: &Overrides) -> Result<(Settings, Warnings), ConfigError> {
     let mut warnings = Warnings::new();
-    let (file, file_path) = match &overrides.config {
+    let (mut file, file_path) = match &overrides.config {
         Some(path) => (read_file(path, &mut warnings)?, Some(path.clone())),
         None if Path::new("config.json").is_file() => {
             let path = PathBuf::from("config.json");
@@ -232,7 +253,9 @@ pub fn load(overrides: &Overrides) -> Result<(Settings, Warnings), ConfigError> 
         }
         None => (FileConfig::default(), None),
     };
+    warnings.append(&mut file.ignored);
     let mut settings = resolve(file, file_path.as_deref(), overrides)?;
+    warnings.extend(duplicate_names(&settings.mounts));
     settings.config_file = file_path;
     Ok((settings, warnings))
 }
@@ -306,12 +329,31 @@ fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
         let json_error = |key: String, e: serde_json::Error| {
             ConfigError(format!("config file {shown}: {}{e}", at_key(key)))
         };
-        let mut document = serde_json::Deserializer::from_str(text);
-        let file = serde_path_to_error::deserialize(&mut document)
+        let (document, ignored) = crate::gojson::normalize(text, &json_schema())
+            .map_err(|e| json_error(String::new(), e))?;
+        let mut file: FileConfig = serde_path_to_error::deserialize(document)
             .map_err(|e| json_error(e.path().to_string(), e.into_inner()))?;
-        document.end().map_err(|e| json_error(String::new(), e))?;
+        file.go_rules = true;
+        file.ignored = ignored
+            .into_iter()
+            .map(|warning| format!("config file {shown}: {warning}"))
+            .collect();
         Ok(file)
     }
+}
+
+/// The keys of `config.json`, taken from the structs serde reads it into.
+fn json_schema() -> crate::gojson::Schema {
+    use crate::gojson::Schema;
+    // debrid-mount-monitor's earlier name for failureThreshold.
+    let renamed = ("debounceThreshold", "failureThreshold");
+    Schema::of::<FileConfig>()
+        .renamed(renamed.0, renamed.1)
+        .with(
+            "mounts",
+            Schema::of::<FileMount>().renamed(renamed.0, renamed.1),
+        )
+        .with("watchdog", Schema::of::<FileWatchdog>())
 }
 
 fn resolve(
@@ -329,38 +371,54 @@ fn resolve(
     let mut timeout_from = "`readTimeout` (default)".to_owned();
     let mut interval_set_by = "by default";
 
-    // File values.
-    if let Some(v) = &file.check_interval {
+    // File values. Under Go's rules (config.json) a zero value is the default, as
+    // debrid-mount-monitor reads it: `httpPort: 0` is 8080, `failureThreshold: 0` is 3, a zero or
+    // negative duration is the default duration, `""` is the default string.
+    let go = file.go_rules;
+    let text = |v: &Option<String>| v.clone().filter(|v| !(go && v.is_empty()));
+    if let Some(v) = &file.check_interval
+        && let Some(d) = file_duration(v, go, &origin("checkInterval"))?
+    {
         interval_from = origin("checkInterval");
         interval_set_by = "from `checkInterval`";
-        s.check_interval = duration(v, &interval_from)?;
+        s.check_interval = d;
     }
-    if let Some(v) = &file.read_timeout {
+    if let Some(v) = &file.read_timeout
+        && let Some(d) = file_duration(v, go, &origin("readTimeout"))?
+    {
         timeout_from = origin("readTimeout");
-        s.timeout = duration(v, &timeout_from)?;
+        s.timeout = d;
     }
-    if let Some(v) = &file.shutdown_timeout {
-        s.shutdown_timeout = duration(v, &origin("shutdownTimeout"))?;
+    if let Some(v) = &file.shutdown_timeout
+        && let Some(d) = file_duration(v, go, &origin("shutdownTimeout"))?
+    {
+        s.shutdown_timeout = d;
     }
-    if let Some(v) = file.failure_threshold {
-        s.failure_threshold = threshold(v, &origin("failureThreshold"))?;
+    match file.failure_threshold {
+        Some(v) if go && v <= 0 => {}
+        Some(v) => s.failure_threshold = threshold(v, &origin("failureThreshold"))?,
+        None => {}
     }
-    if let Some(v) = file.success_threshold {
-        s.success_threshold = threshold(v, &origin("successThreshold"))?;
+    match file.success_threshold {
+        Some(v) if go && v <= 0 => {}
+        Some(v) => s.success_threshold = threshold(v, &origin("successThreshold"))?,
+        None => {}
     }
-    if let Some(port) = file.http_port {
-        s.listen.set_port(port);
+    match file.http_port {
+        Some(port) if go && port <= 0 => {}
+        Some(port) => set_port(&mut s.listen, port, &origin("httpPort"))?,
+        None => {}
     }
-    if let Some(v) = &file.listen {
-        s.listen = listen(v, &origin("listen"))?;
+    if let Some(v) = text(&file.listen) {
+        s.listen = listen(&v, &origin("listen"))?;
     }
-    if let Some(v) = &file.log_level {
-        s.log_level = log_level(v, &origin("logLevel"))?;
+    if let Some(v) = text(&file.log_level) {
+        s.log_level = log_level(&v, &origin("logLevel"))?;
     }
-    if let Some(v) = &file.log_format {
-        s.log_format = Some(log_format(v, &origin("logFormat"))?);
+    if let Some(v) = text(&file.log_format) {
+        s.log_format = Some(log_format(&v, &origin("logFormat"))?);
     }
-    if file.watchdog.as_ref().and_then(|w| w.enabled) == Some(true) {
+    if !cli.init_container_mode && file.watchdog.as_ref().and_then(|w| w.enabled) == Some(true) {
         return err(format!(
             "{}: the pod-restart watchdog is not supported; set `enabled` to false and let a Kubernetes livenessProbe on /healthz/live restart the pod",
             origin("watchdog.enabled")
@@ -380,8 +438,9 @@ fn resolve(
     if let Some(v) = cli.failure_threshold {
         s.failure_threshold = threshold(v, "--failure-threshold")?;
     }
-    if let Some(port) = cli.http_port {
-        s.listen.set_port(port);
+    // 0 is "not given", as debrid-mount-monitor's `--http-port` reads it.
+    if let Some(port) = cli.http_port.filter(|&port| port > 0) {
+        set_port(&mut s.listen, i64::from(port), "--http-port")?;
     }
     if let Some(v) = &cli.listen {
         s.listen = listen(v, "--listen")?;
@@ -393,13 +452,20 @@ fn resolve(
         s.log_format = Some(log_format(v, "--log-format")?);
     }
 
-    if s.check_interval < MIN_CHECK_INTERVAL {
+    if s.timeout < Duration::from_millis(100) {
+        return err(format!(
+            "{timeout_from}: {:?} is below the 100ms minimum; set it to 100ms or more",
+            s.timeout
+        ));
+    }
+    // One round (init-container mode) has no interval, as in debrid-mount-monitor.
+    if !cli.init_container_mode && s.check_interval < MIN_CHECK_INTERVAL {
         return err(format!(
             "{interval_from}: {:?} is below the {MIN_CHECK_INTERVAL:?} minimum; set it to {MIN_CHECK_INTERVAL:?} or more",
             s.check_interval
         ));
     }
-    if s.timeout < Duration::from_millis(100) || s.timeout >= s.check_interval {
+    if !cli.init_container_mode && s.timeout >= s.check_interval {
         return err(format!(
             "{timeout_from}: {:?} must be at least 100ms and below the check interval ({:?} {interval_set_by}); change one of them",
             s.timeout, s.check_interval
@@ -410,73 +476,83 @@ fn resolve(
     let default_canary = file
         .canary_file
         .clone()
+        .filter(|c| !c.is_empty())
         .unwrap_or_else(|| DEFAULT_CANARY_FILE.to_owned());
-    // Each mount with where it was given (the key that names it, and a short form), so that a
-    // duplicate name points at both places.
     let mut mounts = Vec::new();
     for (i, m) in file.mounts.unwrap_or_default().into_iter().enumerate() {
         let at = |key: &str| origin(&format!("mounts[{i}].{key}"));
-        let name_key = at(if m.name.is_some() { "name" } else { "path" });
-        let mount = file_mount(m, &default_canary, &s, &at)?;
-        mounts.push((mount, name_key, format!("`mounts[{i}]`")));
+        mounts.push(file_mount(m, &default_canary, go, &s, &at)?);
     }
     for arg in &cli.mounts {
-        let flag = format!("--mount {arg:?}");
-        mounts.push((flag_mount(arg, &s)?, flag.clone(), flag));
+        mounts.push(flag_mount(arg, &s)?);
     }
-    let mut names = std::collections::HashMap::new();
-    for (m, key, short) in &mounts {
-        if let Some(first) = names.insert(m.label(), short) {
-            return err(format!(
-                "{key}: {:?} is already the name of {first}; give each mount a unique name",
-                m.label()
+    s.mounts = mounts;
+    Ok(s)
+}
+
+/// Mounts that share a name (debrid-mount-monitor allowed it, so it loads): `/readyz/<name>`
+/// then answers for all of them together.
+pub fn duplicate_names(mounts: &[MountSpec]) -> Warnings {
+    let mut first = std::collections::HashMap::new();
+    let mut warnings = Warnings::new();
+    for (i, m) in mounts.iter().enumerate() {
+        if let Some(name) = &m.name
+            && let Some(earlier) = first.insert(name.as_str(), i)
+        {
+            first.insert(name.as_str(), earlier);
+            warnings.push(format!(
+                "mount {} ({}) has the name {name:?} of mount {} ({}); /readyz/<name> answers for both, give each a unique name to tell them apart",
+                i + 1,
+                m.shown_path,
+                earlier + 1,
+                mounts[earlier].shown_path
             ));
         }
     }
-    s.mounts = mounts.into_iter().map(|(m, _, _)| m).collect();
-    Ok(s)
+    warnings
 }
 
 fn file_mount(
     m: FileMount,
     default_canary: &str,
+    go: bool,
     s: &Settings,
     at: &dyn Fn(&str) -> String,
 ) -> Result<MountSpec, ConfigError> {
-    let path = match m.path.as_deref().map(str::trim) {
-        Some(p) if !p.is_empty() => normalize(Path::new(p)),
+    let (path, shown_path) = match m.path.as_deref() {
+        Some(p) if !p.trim().is_empty() => (normalize(Path::new(p.trim())), p.to_owned()),
         _ => return err(format!("{}: every mount needs a path", at("path"))),
     };
-    let name = match m.name {
-        Some(n) if n.trim().is_empty() => None,
-        Some(n) if n.contains('/') => {
-            return err(format!(
-                "{}: {n:?} contains '/'; mount names are used in URLs, pick one without",
-                at("name")
-            ));
-        }
-        other => other,
-    };
-    let check = match m.check_type.as_deref().unwrap_or("canary") {
-        "canary" => {
-            let canary = m.canary_file.as_deref().unwrap_or(default_canary);
+    let name = m.name.filter(|n| !n.trim().is_empty());
+    // `""` is the default check, and an empty canary name the global one.
+    let check = match m.check_type.as_deref().unwrap_or("") {
+        "canary" | "" => {
+            let canary = m
+                .canary_file
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .unwrap_or(default_canary);
             DataCheck::Canary(path.join(canary.trim_start_matches('/')))
         }
         "directory" => DataCheck::Directory,
+        "list" => DataCheck::List,
         "none" => DataCheck::None,
         other => {
             return err(format!(
-                "{}: unknown check type {other:?}; use canary, directory or none",
+                "{}: unknown check type {other:?}; use canary, directory, list or none",
                 at("checkType")
             ));
         }
     };
+    // 0 is the global value; under Go's rules only a negative per-mount threshold is an error,
+    // as in debrid-mount-monitor.
     let failure_threshold = match m.failure_threshold {
         None | Some(0) => s.failure_threshold,
         Some(v) => threshold(v, &at("failureThreshold"))?,
     };
     let success_threshold = match m.success_threshold {
         None | Some(0) => s.success_threshold,
+        Some(v) if go && v < 0 => s.success_threshold,
         Some(v) => threshold(v, &at("successThreshold"))?,
     };
     let expect = match m.expect.as_deref() {
@@ -493,6 +569,7 @@ fn file_mount(
     Ok(MountSpec {
         name,
         path,
+        shown_path,
         fs_type: m.fs_type.filter(|t| !t.is_empty()),
         require_mountpoint: m.require_mountpoint.unwrap_or(true),
         expect,
@@ -521,19 +598,46 @@ fn flag_mount(arg: &str, s: &Settings) -> Result<MountSpec, ConfigError> {
             "--mount {arg:?}: expected PATH or NAME=PATH, e.g. --mount media=/mnt/media"
         ));
     }
-    Ok(MountSpec::plain(name, normalize(Path::new(path.trim())), s))
+    let mut spec = MountSpec::plain(name, normalize(Path::new(path.trim())), s);
+    spec.shown_path = path.trim().to_owned();
+    Ok(spec)
 }
 
 /// The longest interval or timeout accepted: longer ones are surely typos, and deadlines that
 /// far out would overflow the clock arithmetic.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A duration in Go's syntax (`"1m30s"`, `"-5s"`, `"300µs"`), or humantime's (`"1h 30m"`,
+/// `"2min"`), which this program read before.
+fn signed_duration(value: &str, what: &str) -> Result<i128, ConfigError> {
+    match crate::duration::parse_go(value) {
+        Ok(nanos) => Ok(i128::from(nanos)),
+        Err(go_error) => humantime::parse_duration(value.trim())
+            .map(|d| d.as_nanos() as i128)
+            .or_else(|_| {
+                err(format!(
+                    "{what}: {value:?} is not a duration ({go_error}); write it like \"30s\", \"500ms\" or \"1m30s\""
+                ))
+            }),
+    }
+}
+
+/// A duration from the config file: under Go's rules zero or negative is `None` (the default).
+fn file_duration(value: &str, go: bool, what: &str) -> Result<Option<Duration>, ConfigError> {
+    if go && signed_duration(value, what)? <= 0 {
+        return Ok(None);
+    }
+    duration(value, what).map(Some)
+}
+
 fn duration(value: &str, what: &str) -> Result<Duration, ConfigError> {
-    let parsed = humantime::parse_duration(value.trim()).or_else(|e| {
-        err(format!(
-            "{what}: {value:?} is not a duration ({e}); write it like \"30s\", \"500ms\" or \"1m30s\""
-        ))
-    })?;
+    let nanos = signed_duration(value, what)?;
+    if nanos < 0 {
+        return err(format!(
+            "{what}: {value:?} is negative; write a duration such as \"30s\""
+        ));
+    }
+    let parsed = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
     if parsed > MAX_DURATION {
         return err(format!(
             "{what}: {value:?} is longer than the 24h maximum; write it like \"30s\" or \"5m\""
@@ -551,18 +655,36 @@ fn threshold(value: i64, what: &str) -> Result<u32, ConfigError> {
     }
 }
 
-fn listen(value: &str, what: &str) -> Result<SocketAddr, ConfigError> {
-    let value = value.trim();
-    let parsed = if let Some(port) = value.strip_prefix(':') {
-        format!("0.0.0.0:{port}").parse()
-    } else {
-        value.parse()
-    };
-    parsed.or_else(|_| {
-        err(format!(
-            "{what}: {value:?} is not an address; use IP:PORT such as 0.0.0.0:8080, [::]:8080 or :8080"
-        ))
-    })
+/// One or more comma-separated addresses. `:PORT` is every address, IPv4 and IPv6, as in Go.
+fn listen(value: &str, what: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut addresses = Vec::new();
+    for one in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let parsed = match one.strip_prefix(':') {
+            Some(port) => format!("[::]:{port}").parse(),
+            None => one.parse(),
+        };
+        addresses.push(parsed.or_else(|_| {
+            err(format!(
+                "{what}: {one:?} is not an address; use IP:PORT such as [::]:8080, 0.0.0.0:8080, 127.0.0.1:8080 or :8080 (several: comma-separated)"
+            ))
+        })?);
+    }
+    if addresses.is_empty() {
+        return err(format!(
+            "{what}: no address given; use IP:PORT such as [::]:8080"
+        ));
+    }
+    Ok(addresses)
+}
+
+/// `httpPort`/`--http-port`: that port on every listen address.
+fn set_port(listen: &mut [SocketAddr], port: i64, what: &str) -> Result<(), ConfigError> {
+    let port = u16::try_from(port)
+        .or_else(|_| err(format!("{what}: {port} is not a port; use 1 to 65535")))?;
+    for address in listen {
+        address.set_port(port);
+    }
+    Ok(())
 }
 
 fn log_level(value: &str, what: &str) -> Result<LogLevel, ConfigError> {
@@ -640,7 +762,7 @@ mod tests {
         assert_eq!(s.check_interval, Duration::from_secs(30));
         assert_eq!(s.timeout, Duration::from_secs(5));
         assert_eq!(s.failure_threshold, 3);
-        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.listen[0].port(), 8080);
         assert_eq!(s.log_format, Some(LogFormat::Json));
         assert_eq!(s.mounts.len(), 2);
         let movies = &s.mounts[0];
@@ -684,7 +806,7 @@ minFreeInodes = 1000
         let json = r#"{"checkInterval":"20s","httpPort":9000,"logLevel":"warn"}"#;
         let s = from_json(json, Overrides::default()).unwrap();
         assert_eq!(s.check_interval, Duration::from_secs(20));
-        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.listen[0].port(), 9000);
         assert_eq!(s.log_level, LogLevel::Warn);
         assert_eq!(s.timeout, Duration::from_secs(5), "default kept");
 
@@ -695,7 +817,7 @@ minFreeInodes = 1000
         };
         let s = from_json(json, cli).unwrap();
         assert_eq!(s.check_interval, Duration::from_secs(40));
-        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.listen[0].port(), 9100);
         assert_eq!(s.log_level, LogLevel::Warn);
 
         let cli = Overrides {
@@ -705,7 +827,7 @@ minFreeInodes = 1000
         };
         assert_eq!(
             from_json(json, cli).unwrap().listen,
-            "127.0.0.1:7000".parse().unwrap()
+            ["127.0.0.1:7000".parse().unwrap()]
         );
     }
 
@@ -731,22 +853,16 @@ minFreeInodes = 1000
     fn every_error_class_names_what_is_wrong() {
         let cases = [
             (r#"{"checkInterval": "#, "config.json"),
-            (r#"{"bogus": 1}"#, "unknown field `bogus`"),
-            (
-                r#"{"mounts":[{"path":"/a","colour":"red"}]}"#,
-                "unknown field `colour`",
-            ),
             (r#"{"checkInterval":"often"}"#, "`checkInterval`"),
-            (r#"{"failureThreshold":0}"#, "`failureThreshold`: 0 must be"),
+            (r#"{"checkInterval":5}"#, "`checkInterval`"),
             (
-                r#"{"failureThreshold":-2}"#,
-                "`failureThreshold`: -2 must be",
+                r#"{"mounts":[{"path":"/x","failureThreshold":-2}]}"#,
+                "`mounts[0].failureThreshold`: -2 must be",
             ),
             (r#"{"mounts":[{"name":"a"}]}"#, "`mounts[0].path`"),
-            (
-                r#"{"mounts":[{"name":"a","path":"/x"},{"name":"a","path":"/y"}]}"#,
-                "`mounts[1].name`: \"a\" is already the name of `mounts[0]`",
-            ),
+            (r#"{"httpPort":70000}"#, "`httpPort`: 70000 is not a port"),
+            (r#"{"httpPort":"80"}"#, "`httpPort`"),
+            (r#"[]"#, "config.json"),
             (r#"{"listen":"nope"}"#, "`listen`"),
             (
                 r#"{"checkInterval":"100ms"}"#,
@@ -780,6 +896,135 @@ minFreeInodes = 1000
             assert!(message.contains(needle), "{json}: {message}");
             assert!(!message.contains('\n'), "one line: {message}");
         }
+    }
+
+    /// config.json as debrid-mount-monitor's Go code reads it (COMPAT.md).
+    #[test]
+    fn json_is_read_with_go_rules() {
+        let load = |json: &str| {
+            let file = parse_file(json, Path::new("config.json")).unwrap();
+            let ignored = file.ignored.clone();
+            let s = resolve(file, Some(Path::new("config.json")), &Overrides::default()).unwrap();
+            (s, ignored)
+        };
+        // Keys in any case, unknown keys warned about, the last of a repeated key.
+        let (s, ignored) = load(
+            r#"{"$schema": "https://example.com/s.json", "HttpPort": 9000, "debounceThreshold": 2,
+                "FAILURETHRESHOLD": 4, "failureThreshold": 5,
+                "mounts": [{"Name": "a/b", "PATH": "/mnt/a", "checkType": ""},
+                           {"name": "a/b", "path": "./data/local", "CanaryFile": ""}]}"#,
+        );
+        assert_eq!(s.listen[0].port(), 9000);
+        assert_eq!(s.failure_threshold, 5);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(
+            ignored[0].starts_with("config file config.json: unknown key `$schema` ignored"),
+            "{ignored:?}"
+        );
+        assert!(
+            ignored[1].ends_with("did you mean `failureThreshold`?"),
+            "{ignored:?}"
+        );
+        assert_eq!(s.mounts[0].name.as_deref(), Some("a/b"));
+        assert_eq!(
+            s.mounts[0].check,
+            DataCheck::Canary("/mnt/a/.health-check".into())
+        );
+        assert_eq!(s.mounts[1].shown_path, "./data/local");
+        assert!(s.mounts[1].path.is_absolute());
+        assert_eq!(
+            s.mounts[1].check,
+            DataCheck::Canary(s.mounts[1].path.join(".health-check"))
+        );
+        assert_eq!(duplicate_names(&s.mounts).len(), 1);
+
+        // Zero means the default.
+        let (s, _) = load(
+            r#"{"httpPort": 0, "failureThreshold": 0, "canaryFile": "", "checkInterval": "0s",
+                "readTimeout": "-1s", "shutdownTimeout": "0", "logLevel": "", "logFormat": "",
+                "mounts": [{"path": "/m", "failureThreshold": 0}]}"#,
+        );
+        let defaults = Settings::default();
+        assert_eq!(s.listen, defaults.listen);
+        assert_eq!(s.failure_threshold, 3);
+        assert_eq!(s.check_interval, defaults.check_interval);
+        assert_eq!(s.timeout, defaults.timeout);
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!(s.log_format, None);
+        assert_eq!(s.mounts[0].failure_threshold, 3);
+        assert_eq!(
+            s.mounts[0].check,
+            DataCheck::Canary("/m/.health-check".into())
+        );
+        let (s, _) = load(r#"{"checkInterval": "-5s", "failureThreshold": -1, "httpPort": -1}"#);
+        assert_eq!(s.check_interval, defaults.check_interval);
+        assert_eq!(s.failure_threshold, 3);
+
+        // Go's duration syntax.
+        let (s, _) = load(r#"{"checkInterval": "1m30s", "readTimeout": "1.5s"}"#);
+        assert_eq!(s.check_interval, Duration::from_secs(90));
+        assert_eq!(s.timeout, Duration::from_millis(1500));
+        let (s, _) = load(r#"{"readTimeout": "500000µs", "checkInterval": "2000000μs"}"#);
+        assert_eq!(s.timeout, Duration::from_millis(500));
+        assert_eq!(s.check_interval, Duration::from_secs(2));
+        let (s, _) = load(
+            r#"{"mounts": [{"path": "/m", "checkType": "directory"}, {"path": "/n", "checkType": "list"}]}"#,
+        );
+        assert_eq!(s.mounts[0].check, DataCheck::Directory);
+        assert_eq!(s.mounts[1].check, DataCheck::List);
+    }
+
+    #[test]
+    fn toml_stays_strict() {
+        for (text, needle) in [
+            ("bogus = 1", "unknown field `bogus`"),
+            ("HttpPort = 1", "unknown field `HttpPort`"),
+            ("failureThreshold = 0", "`failureThreshold`: 0 must be"),
+            ("checkInterval = \"-5s\"", "negative"),
+        ] {
+            let e = parse_file(text, Path::new("c.toml"))
+                .and_then(|file| resolve(file, Some(Path::new("c.toml")), &Overrides::default()))
+                .unwrap_err();
+            assert!(e.0.contains(needle), "{text}: {}", e.0);
+        }
+    }
+
+    #[test]
+    fn init_container_mode_skips_the_serving_checks() {
+        let json =
+            r#"{"checkInterval": "100ms", "readTimeout": "5s", "watchdog": {"enabled": true}}"#;
+        assert!(from_json(json, Overrides::default()).is_err());
+        let once = Overrides {
+            init_container_mode: true,
+            ..Default::default()
+        };
+        let s = from_json(json, once.clone()).unwrap();
+        assert_eq!(s.timeout, Duration::from_secs(5));
+        // The timeout is still checked: a round needs one.
+        assert!(from_json(r#"{"readTimeout": "50ms"}"#, once).is_err());
+    }
+
+    #[test]
+    fn listen_takes_several_addresses_and_go_ports() {
+        let cli = Overrides {
+            listen: Some("127.0.0.1:1, [::1]:2,:3".into()),
+            ..Default::default()
+        };
+        let s = from_json("{}", cli).unwrap();
+        let want: Vec<SocketAddr> = ["127.0.0.1:1", "[::1]:2", "[::]:3"]
+            .map(|a| a.parse().unwrap())
+            .to_vec();
+        assert_eq!(s.listen, want);
+        assert_eq!(Settings::default().listen, ["[::]:8080".parse().unwrap()]);
+        let cli = Overrides {
+            http_port: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_json(r#"{"httpPort": 9000}"#, cli).unwrap().listen[0].port(),
+            9000
+        );
     }
 
     #[test]
@@ -1095,6 +1340,7 @@ mod fuzz {
                     failure_threshold,
                     log_level,
                     log_format,
+                    init_container_mode: false,
                 },
             )
     }

@@ -155,7 +155,7 @@ impl<'a> MountJson<'a> {
         let failure = state.failure.as_ref();
         MountJson {
             name: view.spec.name.as_deref(),
-            path: view.spec.path.display().to_string(),
+            path: view.spec.shown_path.clone(),
             status: state.health,
             last_check: state.last_check.map(timestamp),
             failure_count: state.failure_count,
@@ -227,7 +227,8 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
         timestamp(SystemTime::now())
     );
     body.extend_from_slice(&mounts);
-    body.push(b'}');
+    // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
+    body.extend_from_slice(b"}\n");
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -240,7 +241,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn version() -> Response {
-    axum::Json(serde_json::json!({ "version": crate::VERSION })).into_response()
+    let body = format!("{}\n", serde_json::json!({ "version": crate::VERSION }));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn livez(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
@@ -286,11 +288,56 @@ async fn readyz_one(
 ) -> Response {
     let snapshot = shared.snapshot();
     let options = QueryOptions::parse(query.as_deref());
-    let Some(view) = snapshot.mounts.iter().find(|m| mount_matches(m, &mount)) else {
+    // Several mounts may share a name (debrid-mount-monitor allowed it): all of them answer.
+    let views: Vec<&MountView> = snapshot
+        .mounts
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|m| mount_matches(m, &mount))
+        .collect();
+    if views.is_empty() {
         return (StatusCode::NOT_FOUND, format!("no mount named {mount:?}\n")).into_response();
-    };
-    let ok = view.state.health == Health::Healthy;
-    text(ok, readyz_body(&[view.as_ref()], ok, options.verbose, true))
+    }
+    let ok = views.iter().all(|v| v.state.health == Health::Healthy);
+    text(ok, readyz_body(&views, ok, options.verbose, true))
+}
+
+/// The path of a mount's readiness endpoint: its name (or path) percent-encoded as one URL path
+/// segment, so that `movies/4k` or `my movies` can be asked for.
+pub fn readyz_path(label: &str) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    /// Everything but RFC 3986's unreserved characters.
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'[')
+        .add(b']')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'|')
+        .add(b'&')
+        .add(b'+')
+        .add(b'=')
+        .add(b';')
+        .add(b':')
+        .add(b'@')
+        .add(b',')
+        .add(b'$')
+        .add(b'!')
+        .add(b'\'')
+        .add(b'(')
+        .add(b')')
+        .add(b'*');
+    format!("/readyz/{}", utf8_percent_encode(label, SEGMENT))
 }
 
 /// A mount is addressed by its name, or by its path (with or without the leading slash, since
@@ -575,6 +622,51 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(get(&app, "/readyz/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn names_with_slashes_and_shared_names_are_found() {
+        let mut first = view("x", Health::Healthy).as_ref().clone();
+        Arc::make_mut(&mut first.spec).name = Some("movies/4k hdr".into());
+        let mut second = view("x", Health::Unhealthy).as_ref().clone();
+        Arc::make_mut(&mut second.spec).name = Some("movies/4k hdr".into());
+        let alone = view("tv", Health::Healthy);
+        let app = app(vec![Arc::new(first.clone()), alone.clone()]);
+        let url = readyz_path("movies/4k hdr");
+        assert_eq!(url, "/readyz/movies%2F4k%20hdr");
+        assert_eq!(get(&app, &url).await, (StatusCode::OK, "ok".into()));
+        // Both mounts of a shared name must be healthy.
+        let app = router_with(vec![Arc::new(first), Arc::new(second), alone]);
+        let (status, body) = get(&app, &format!("{url}?verbose")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "[+]movies/4k hdr ok\n[-]movies/4k hdr failed: stale\nreadyz check failed\n"
+        );
+        assert_eq!(get(&app, "/readyz/tv").await.0, StatusCode::OK);
+    }
+
+    fn router_with(mounts: Vec<Arc<MountView>>) -> Router {
+        app(mounts)
+    }
+
+    #[tokio::test]
+    async fn bodies_end_with_a_newline_and_show_the_path_as_configured() {
+        let mut relative = view("local", Health::Healthy).as_ref().clone();
+        Arc::make_mut(&mut relative.spec).shown_path = "./data/local".into();
+        let app = app(vec![Arc::new(relative)]);
+        for uri in [
+            "/healthz/live",
+            "/healthz/ready",
+            "/healthz/status",
+            "/version",
+        ] {
+            let (_, body) = get(&app, uri).await;
+            assert!(body.ends_with("}\n"), "{uri}: {body:?}");
+        }
+        let (_, body) = get(&app, "/healthz/status").await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["mounts"][0]["path"], "./data/local");
     }
 
     #[tokio::test]

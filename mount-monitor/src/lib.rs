@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod config;
 pub mod discovery;
+pub mod duration;
+pub mod gojson;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;
@@ -18,6 +20,7 @@ pub mod probe;
 pub mod reason;
 pub mod report;
 pub mod server;
+pub mod service_links;
 pub mod state;
 
 /// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.

@@ -1,25 +1,26 @@
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
-
 use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
 use mount_monitor::monitor::{self, Shared};
-use mount_monitor::{VERSION, healthcheck, http, logging, report, server};
+use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links};
 
 /// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
 #[cfg(all(target_env = "musl", feature = "dlmalloc"))]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
-/// Exit codes: 0 fine, 1 unhealthy or failed, 2 bad configuration.
+/// Exit codes: 0 fine, 1 unhealthy or failed, 2 bad configuration (1 in init-container mode,
+/// as debrid-mount-monitor exits).
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let links = service_links::find(std::env::vars_os());
+    let ignored: Vec<String> = links.iter().map(|(key, _)| key.clone()).collect();
+    let cli = match Cli::parse_ignoring(&ignored) {
         Ok(cli) => cli,
         // --help and --version.
         Err(e) if !e.use_stderr() => e.exit(),
@@ -28,14 +29,27 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    let overrides = cli.options.overrides();
+    let mut overrides = cli.options.overrides();
+    // debrid-mount-monitor's one-round mode; the `check` subcommand keeps its own behaviour.
+    let init_container_mode =
+        cli.options.init_container_mode && matches!(cli.command, None | Some(Command::Serve));
+    overrides.init_container_mode = init_container_mode;
+    let bad_config = if init_container_mode {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::from(EXIT_BAD_CONFIG)
+    };
 
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url.clone().unwrap_or_else(|| {
             let listen = config::load(&overrides)
                 .map(|(s, _)| s.listen)
                 .unwrap_or_else(|_| Settings::default().listen);
-            format!("http://{}/readyz", local_address(listen))
+            let first = listen
+                .first()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 8080));
+            format!("http://{}/readyz", local_address(first))
         });
         return match healthcheck::run(&url, Duration::from_secs(2)) {
             Ok(()) => ExitCode::SUCCESS,
@@ -50,10 +64,29 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("mount-monitor: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
+            return bad_config;
         }
     };
+    if cli.options.strict_config && !warnings.is_empty() {
+        for warning in &warnings {
+            eprintln!("mount-monitor: {warning}");
+        }
+        eprintln!(
+            "mount-monitor: --strict-config: {} warning(s) about the configuration above; fix them, or leave out --strict-config",
+            warnings.len()
+        );
+        return bad_config;
+    }
+    if init_container_mode && settings.mounts.is_empty() {
+        eprintln!(
+            "mount-monitor: at least one mount is required in init-container mode; list them under `mounts` in the config file or give --mount"
+        );
+        return bad_config;
+    }
     logging::init(&settings);
+    for (key, value) in &links {
+        tracing::warn!("{}", service_links::warning(key, value));
+    }
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -70,28 +103,65 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let check_format = match cli.command {
-        Some(Command::Check { format }) => Some(format),
-        _ if cli.options.init_container_mode => Some(Format::Table),
-        _ => None,
-    };
-    let code = match check_format {
-        Some(format) => runtime.block_on(check(&settings, format)),
-        None => runtime.block_on(serve(settings)),
+    let code = match cli.command {
+        Some(Command::Check { format }) => runtime.block_on(check(&settings, format)),
+        _ if init_container_mode => runtime.block_on(init_container(&settings)),
+        _ => runtime.block_on(serve(settings)),
     };
     // A probe stuck in the kernel must not hold up the exit.
     runtime.shutdown_background();
     code
 }
 
-/// The address to reach a server listening on `listen` from this host.
+/// The address to reach a server listening on `listen` from this host. An unspecified address
+/// of either family is reached on 127.0.0.1: `[::]` listens dual-stack, or falls back to
+/// `0.0.0.0` where IPv6 is off, and IPv4 reaches both.
 fn local_address(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
+    let ip = if listen.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        listen.ip()
     };
     SocketAddr::new(ip, listen.port())
+}
+
+/// debrid-mount-monitor's `--init-container-mode`: one round over the configured mounts, one
+/// log line per mount and one for the verdict; exit 0 when all are healthy, 1 otherwise.
+async fn init_container(settings: &Settings) -> ExitCode {
+    tracing::info!(
+        version = VERSION,
+        mounts = settings.mounts.len(),
+        "running in init-container mode"
+    );
+    let views = monitor::check_once(settings).await;
+    let mut healthy = true;
+    for view in &views {
+        let name = view.spec.name.as_deref().unwrap_or("");
+        let path = view.spec.shown_path.as_str();
+        let duration = view
+            .state
+            .check_duration
+            .map(|d| format!("{d:?}"))
+            .unwrap_or_default();
+        match (&view.state.health, &view.state.failure) {
+            (mount_monitor::state::Health::Healthy, _) => {
+                tracing::info!(name, path, duration, "mount check passed")
+            }
+            (_, failure) => {
+                healthy = false;
+                let error = failure.as_ref().map_or("", |f| f.detail.as_str());
+                let reason = failure.as_ref().map_or("error", |f| f.reason.code());
+                tracing::error!(name, path, error, reason, duration, "mount check failed");
+            }
+        }
+    }
+    if healthy {
+        tracing::info!(count = views.len(), "all mount checks passed");
+        ExitCode::SUCCESS
+    } else {
+        tracing::error!(count = views.len(), "one or more mount checks failed");
+        ExitCode::FAILURE
+    }
 }
 
 async fn check(settings: &Settings, format: Format) -> ExitCode {
@@ -117,22 +187,24 @@ async fn check(settings: &Settings, format: Format) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    let listener = match server::bind(settings.listen).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(listen = %settings.listen, error = %e, "cannot listen; choose another address with --listen");
-            eprintln!(
-                "mount-monitor: cannot listen on {}: {e}; choose another address with --listen",
-                settings.listen
-            );
+    let listeners = match server::bind(&settings.listen) {
+        Ok(listeners) => listeners,
+        Err((address, e)) => {
+            tracing::error!(listen = %address, error = %e, "cannot listen; choose another address with --listen");
             return ExitCode::FAILURE;
         }
     };
-    let address = listener.local_addr().unwrap_or(settings.listen);
+    // The addresses as bound (port 0 resolved), comma-separated as --listen takes them.
+    let addresses = listeners
+        .iter()
+        .zip(&settings.listen)
+        .map(|(listener, configured)| listener.local_addr().unwrap_or(*configured).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let settings = Arc::new(settings);
     tracing::info!(
         version = VERSION,
-        listen = %address,
+        listen = %addresses,
         mounts = settings.mounts.len(),
         mode = if settings.mounts.is_empty() { "discovery" } else { "configured" },
         config = %settings.config_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -141,10 +213,26 @@ async fn serve(settings: Settings) -> ExitCode {
         max_connections = server::connection_limit(),
         "mount-monitor started"
     );
+    for spec in &settings.mounts {
+        let check_type = match &spec.check {
+            config::DataCheck::Canary(_) => "canary",
+            config::DataCheck::Directory => "directory",
+            config::DataCheck::List => "list",
+            config::DataCheck::None => "none",
+        };
+        tracing::info!(
+            name = spec.name.as_deref().unwrap_or(""),
+            path = spec.shown_path.as_str(),
+            check_type,
+            failureThreshold = spec.failure_threshold,
+            readyz = http::readyz_path(&spec.label()),
+            "mount registered"
+        );
+    }
     let shared = Shared::new(Arc::clone(&settings));
     monitor::start(Arc::clone(&shared));
     server::serve(
-        listener,
+        listeners,
         http::router(shared),
         shutdown_signal(),
         settings.shutdown_timeout,

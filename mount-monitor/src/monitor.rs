@@ -15,7 +15,7 @@ use crate::discovery;
 use crate::mountinfo::MountTable;
 use crate::probe::{self, Failure, Outcome};
 use crate::reason::Reason;
-use crate::state::{Health, MountState};
+use crate::state::{Health, MountState, Transition};
 
 /// One mount as readers see it.
 #[derive(Clone, Debug)]
@@ -208,17 +208,16 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
             };
             let view = Arc::make_mut(&mut mounts[at].1);
             let spec = Arc::clone(&view.spec);
-            let reason = result.as_ref().err().map(|f| f.reason);
-            let detail = result.as_ref().err().map(|f| f.detail.clone());
-            if let Some(t) = view.state.record(
+            let failure = result.as_ref().err().cloned();
+            let transition = view.state.record(
                 result,
                 SystemTime::now(),
                 spec.failure_threshold,
                 spec.success_threshold,
-            ) {
-                log_transition(&spec, t.from, t.to, reason, detail.as_deref());
-            } else if let Some(reason) = reason {
-                tracing::debug!(mount = %spec.label(), path = %spec.path.display(), reason = reason.code(), error = detail.as_deref().unwrap_or(""), "check failed");
+            );
+            log_check(&spec, failure.as_ref(), duration, view.state.health);
+            if let Some(t) = transition {
+                log_transition(&spec, &t);
             }
             view.state.measured(stats, duration);
             view.stuck_since = stuck_since;
@@ -227,26 +226,54 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
     false
 }
 
-fn log_transition(
+/// Every check, as debrid-mount-monitor logs it: a WARN `health check failed` per failure (log
+/// alerts count them), `health check passed` at debug.
+fn log_check(
     spec: &MountSpec,
-    from: Health,
-    to: Health,
-    reason: Option<Reason>,
-    detail: Option<&str>,
+    failure: Option<&Failure>,
+    duration: Option<Duration>,
+    status: Health,
 ) {
+    let path = spec.shown_path.as_str();
+    let name = spec.name.as_deref().unwrap_or("");
     let mount = spec.label();
-    let path = spec.path.display();
-    let reason = reason.map(Reason::code).unwrap_or("ok");
-    let error = detail.unwrap_or("");
-    match to {
-        Health::Healthy => {
-            tracing::info!(%mount, %path, %from, %to, reason, "mount is healthy")
-        }
-        Health::Degraded => {
-            tracing::warn!(%mount, %path, %from, %to, reason, error, "mount check failed")
-        }
-        _ => tracing::error!(%mount, %path, %from, %to, reason, error, "mount is unhealthy"),
+    let duration = duration.map(|d| format!("{d:?}")).unwrap_or_default();
+    match failure {
+        None => tracing::debug!(
+            path,
+            success = true,
+            duration,
+            status = status.as_str(),
+            name,
+            mount,
+            "health check passed"
+        ),
+        Some(f) => tracing::warn!(
+            path,
+            success = false,
+            duration,
+            status = status.as_str(),
+            name,
+            error = f.detail.as_str(),
+            reason = f.reason.code(),
+            mount,
+            "health check failed"
+        ),
     }
+}
+
+/// A change of state, once, with debrid-mount-monitor's message and fields.
+fn log_transition(spec: &MountSpec, t: &Transition) {
+    tracing::info!(
+        path = spec.shown_path.as_str(),
+        previous_state = t.from.as_str(),
+        new_state = t.to.as_str(),
+        trigger = t.trigger(),
+        name = spec.name.as_deref().unwrap_or(""),
+        mount = spec.label(),
+        reason = t.reason.map_or("ok", Reason::code),
+        "mount state changed"
+    );
 }
 
 /// The interval with ±10% jitter, so many monitors (and many mounts) do not check in lockstep.

@@ -188,7 +188,24 @@ fn check_data(spec: &MountSpec) -> Result<(), Failure> {
                 format!("canary {}: {e}", file.display()),
             )
         }),
-        DataCheck::Directory => read_directory(&spec.path),
+        DataCheck::Directory => stat_directory(&spec.path),
+        DataCheck::List => read_directory(&spec.path),
+    }
+}
+
+/// debrid-mount-monitor's `directory` check: `stat` says it is a directory. Needs no read
+/// permission on it, so a `0700` mount root owned by someone else passes for uid 65534.
+fn stat_directory(path: &Path) -> Result<(), Failure> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::new(
+            Reason::NotADirectory,
+            format!("path is not a directory: {}", path.display()),
+        )),
+        Err(e) => Err(Failure::new(
+            Reason::from_io(&e),
+            format!("stat {}: {e}", path.display()),
+        )),
     }
 }
 

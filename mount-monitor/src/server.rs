@@ -1,14 +1,15 @@
 //! Serving the router: bounded connections, bounded header size and read time, graceful
 //! shutdown with a deadline.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 /// Connections served at once; more are closed on accept so probes are never starved by an
@@ -37,14 +38,83 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (oversized headers get 431 or a closed connection).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Listens on every address, in order; the first that fails is returned with its error. Call
+/// inside the runtime.
+///
+/// An unspecified IPv6 address (`[::]`, the default) listens dual-stack, IPv4 included, as Go's
+/// `":8080"` does; where the kernel has no IPv6 at all it falls back to `0.0.0.0`, logged.
+pub fn bind(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for &address in addresses {
+        let listener = match listen_on(address) {
+            Err(e) if address.is_ipv6() && address.ip().is_unspecified() && no_ipv6(&e) => {
+                let ipv4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), address.port());
+                tracing::info!(listen = %ipv4, error = %e, "IPv6 is not available; listening on IPv4 only");
+                listen_on(ipv4).map_err(|e| (ipv4, e))?
+            }
+            other => other.map_err(|e| (address, e))?,
+        };
+        listeners.push(TcpListener::from_std(listener).map_err(|e| (address, e))?);
+    }
+    Ok(listeners)
+}
+
+fn listen_on(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() && address.ip().is_unspecified() {
+        // Off by default on Linux, but `net.ipv6.bindv6only=1` turns it on for every socket.
+        socket.set_only_v6(false)?;
+    }
+    // What tokio's own `TcpListener::bind` does: a restart may bind while old connections
+    // linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The errors of a kernel without IPv6 (`ipv6.disable=1`) or without an IPv6 address.
+fn no_ipv6(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    error.raw_os_error().is_some_and(|code| {
+        [
+            Errno::EAFNOSUPPORT,
+            Errno::EPROTONOSUPPORT,
+            Errno::EADDRNOTAVAIL,
+        ]
+        .contains(&Errno::from_raw(code))
+    })
+}
+
+/// The next connection on any of the listeners; each turn starts with the listener after the
+/// one that answered last, so a flood on one cannot starve the others.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let at = (*next + offset) % listeners.len();
+            if let Poll::Ready(accepted) = listeners[at].poll_accept(cx) {
+                *next = at + 1;
+                return Poll::Ready(accepted);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Serves until `shutdown` completes, then stops accepting and gives in-flight requests up to
 /// `grace` to finish.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
@@ -53,9 +123,10 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
+    let mut next = 0;
     loop {
         let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners, &mut next) => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -87,7 +158,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(listeners);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

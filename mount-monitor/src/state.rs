@@ -46,6 +46,17 @@ pub struct Transition {
     pub reason: Option<Reason>,
 }
 
+impl Transition {
+    /// What caused the change, in debrid-mount-monitor's words (its `trigger` log field).
+    pub fn trigger(&self) -> &'static str {
+        match (self.from, self.to, self.reason) {
+            (Health::Unhealthy, Health::Healthy, _) => "recovered",
+            (_, _, None) => "check_passed",
+            (_, _, Some(_)) => "check_failed",
+        }
+    }
+}
+
 /// Everything known about one mount, as the monitor keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MountState {
@@ -223,6 +234,32 @@ mod tests {
         assert_eq!(s.failure_count, 3);
         assert_eq!(s.failure.as_ref().unwrap().detail, "gone");
         assert_eq!(s.failures_total[&Reason::NotMounted], 3);
+    }
+
+    #[test]
+    fn triggers_name_the_cause() {
+        let mut s = MountState::default();
+        assert_eq!(
+            s.record(Ok(()), now(), 2, 1).unwrap().trigger(),
+            "check_passed"
+        );
+        assert_eq!(
+            s.record(fail(), now(), 2, 1).unwrap().trigger(),
+            "check_failed"
+        );
+        assert_eq!(
+            s.record(Ok(()), now(), 2, 1).unwrap().trigger(),
+            "check_passed"
+        );
+        s.record(fail(), now(), 2, 1);
+        assert_eq!(
+            s.record(fail(), now(), 2, 1).unwrap().trigger(),
+            "check_failed"
+        );
+        assert_eq!(
+            s.record(Ok(()), now(), 2, 1).unwrap().trigger(),
+            "recovered"
+        );
     }
 
     #[test]

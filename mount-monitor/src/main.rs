@@ -68,12 +68,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.options.strict_config && !warnings.is_empty() {
-        for warning in &warnings {
-            eprintln!("mount-monitor: {warning}");
-        }
         eprintln!(
-            "mount-monitor: --strict-config: {} warning(s) about the configuration above; fix them, or leave out --strict-config",
-            warnings.len()
+            "mount-monitor: --strict-config: {}; fix this, or leave out --strict-config",
+            warnings.join("; ")
         );
         return bad_config;
     }
@@ -225,6 +222,7 @@ async fn serve(settings: Settings) -> ExitCode {
             path = spec.shown_path.as_str(),
             check_type,
             failureThreshold = spec.failure_threshold,
+            mount = spec.label(),
             readyz = http::readyz_path(&spec.label()),
             "mount registered"
         );

@@ -157,8 +157,27 @@ impl Drop for Tmpfs {
 /// A running `mount-monitor serve` on 127.0.0.1 with an OS-chosen port; killed on drop.
 pub struct Monitor {
     child: Child,
+    /// The first address it listens on.
     pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+    /// Every address it listens on, in the order given.
+    pub addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<Logs>>,
+}
+
+/// What the monitor logged: info and debug go to stdout, warnings and errors to stderr.
+#[derive(Default)]
+struct Logs {
+    /// Both streams, each line as it arrived.
+    all: String,
+    stdout: String,
+    stderr: String,
+}
+
+/// One of the monitor's output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 impl Monitor {
@@ -186,56 +205,106 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Self::start_listening(args, cwd, "127.0.0.1:0", adjust)
+    }
+
+    /// As [`Monitor::start_with`], listening on `listen` (what `--listen` takes) instead of
+    /// 127.0.0.1 with an OS-chosen port.
+    pub fn start_listening<I, S>(
+        args: I,
+        cwd: &Path,
+        listen: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut command = Command::new(binary());
         adjust(&mut command);
         let mut child = command
             .args(args)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--listen", listen, "--log-format", "json"])
             .current_dir(cwd)
             .env_remove("MOUNT_MONITOR_LISTEN")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start mount-monitor");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(Logs::default()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Logged before the address is announced: the start line is in `log()` once
-                // `start` returns.
-                {
-                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    log.push_str(&line);
-                    log.push('\n');
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        for (stream, reader) in [
+            (Stream::Stdout, Box::new(stdout) as Box<dyn Read + Send>),
+            (Stream::Stderr, Box::new(stderr)),
+        ] {
+            let sink = Arc::clone(&log);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    // Logged before the address is announced: the start line is in `log()`
+                    // once `start` returns.
+                    {
+                        let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                        log.push(stream, &line);
+                    }
+                    if let Some(addrs) = started_addresses(&line)
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(addrs);
+                    }
                 }
-                if let Some(addr) = started_address(&line)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
+            });
+        }
+        drop(tx);
+        let addrs = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(100));
                 panic!(
                     "mount-monitor did not start; its log:\n{}",
-                    log.lock().unwrap()
+                    log.lock().unwrap().all
                 );
             }
         };
-        Monitor { child, addr, log }
+        Monitor {
+            child,
+            addr: addrs[0],
+            addrs,
+            log,
+        }
     }
 
+    /// Everything logged so far, both streams.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all
+            .clone()
+    }
+
+    /// What was logged to one stream so far.
+    pub fn log_of(&self, stream: Stream) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        match stream {
+            Stream::Stdout => log.stdout.clone(),
+            Stream::Stderr => log.stderr.clone(),
+        }
+    }
+
+    /// The JSON log lines whose `msg` is `msg`, both streams.
+    pub fn log_lines(&self, msg: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|json| json["msg"] == msg)
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -317,12 +386,32 @@ impl Drop for Monitor {
     }
 }
 
-fn started_address(line: &str) -> Option<SocketAddr> {
+impl Logs {
+    fn push(&mut self, stream: Stream, line: &str) {
+        let text = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        for text in [text, &mut self.all] {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+}
+
+/// The addresses in the `mount-monitor started` line (on stdout, at info): `listen` is
+/// comma-separated, as `--listen` takes it.
+fn started_addresses(line: &str) -> Option<Vec<SocketAddr>> {
     let json: serde_json::Value = serde_json::from_str(line).ok()?;
-    if json["message"] != "mount-monitor started" {
+    if json["msg"] != "mount-monitor started" {
         return None;
     }
-    json["listen"].as_str()?.parse().ok()
+    json["listen"]
+        .as_str()?
+        .split(',')
+        .map(|a| a.parse().ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|addrs| !addrs.is_empty())
 }
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`); (status, body).

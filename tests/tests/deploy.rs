@@ -113,6 +113,12 @@ fn probes_and_annotations_match_the_binary() {
             let Some((metadata, spec)) = pod(doc) else {
                 continue;
             };
+            // Service links would put MOUNT_MONITOR_*=tcp://… into the environment.
+            assert_eq!(
+                spec["enableServiceLinks"],
+                Value::Bool(false),
+                "{file}: set `enableServiceLinks: false` in the pod spec"
+            );
             let annotations = &metadata["annotations"];
             if annotations["prometheus.io/scrape"] == "true" {
                 scraped += 1;

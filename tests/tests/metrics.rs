@@ -141,13 +141,13 @@ fn metrics_pass_promtool_and_follow_the_mount() {
         started.elapsed()
     );
 
-    // Every log line is JSON with time, level and message; those about the mount name it.
+    // Every log line is JSON with time, level and msg; those about the mount name it.
     let log = monitor.log();
     let mut about_the_mount = 0;
     for line in log.lines() {
         let json: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        for key in ["timestamp", "level", "message"] {
+        for key in ["time", "level", "msg"] {
             assert!(json[key].is_string(), "no {key}: {line}");
         }
         if json["path"] == path.as_str() {

@@ -108,7 +108,7 @@ fn log_field(monitor: &Monitor, message: &str, field: &str) -> Value {
         .log()
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|json| json["message"] == message)
+        .find(|json| json["msg"] == message)
         .map(|json| json[field].clone())
         .unwrap_or(Value::Null)
 }

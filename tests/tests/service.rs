@@ -71,7 +71,7 @@ fn unmount_makes_it_unready_and_remount_recovers() {
     let (_, body) = monitor.get_json("/healthz/status");
     assert_eq!(mount_json(&body, "data")["failure_count"], 0);
     assert!(
-        monitor.log().contains("\"to\":\"degraded\""),
+        monitor.log().contains("\"new_state\":\"degraded\""),
         "the transition is logged: {}",
         monitor.log()
     );
@@ -300,7 +300,11 @@ fn bad_configuration_exits_2_with_one_line() {
             "bad.json",
         ),
         (
-            vec!["--config".into(), unknown.display().to_string()],
+            vec![
+                "--config".into(),
+                unknown.display().to_string(),
+                "--strict-config".into(),
+            ],
             "bogus",
         ),
         (

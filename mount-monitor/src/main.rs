@@ -207,6 +207,7 @@ async fn serve(settings: Settings) -> ExitCode {
         config = %settings.config_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
         check_interval = ?settings.check_interval,
         timeout = ?settings.timeout,
+        shutdown_timeout = ?settings.shutdown_timeout,
         max_connections = server::connection_limit(),
         "mount-monitor started"
     );

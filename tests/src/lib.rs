@@ -205,15 +205,16 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        Self::start_listening(args, cwd, "127.0.0.1:0", adjust)
+        Self::start_listening(args, cwd, Some("127.0.0.1:0"), adjust)
     }
 
     /// As [`Monitor::start_with`], listening on `listen` (what `--listen` takes) instead of
-    /// 127.0.0.1 with an OS-chosen port.
+    /// 127.0.0.1 with an OS-chosen port; `None` gives no `--listen`, so the configured or
+    /// default address is used.
     pub fn start_listening<I, S>(
         args: I,
         cwd: &Path,
-        listen: &str,
+        listen: Option<&str>,
         adjust: impl FnOnce(&mut Command),
     ) -> Monitor
     where
@@ -224,7 +225,13 @@ impl Monitor {
         adjust(&mut command);
         let mut child = command
             .args(args)
-            .args(["--listen", listen, "--log-format", "json"])
+            .args(
+                listen
+                    .map(|listen| ["--listen", listen])
+                    .into_iter()
+                    .flatten(),
+            )
+            .args(["--log-format", "json"])
             .current_dir(cwd)
             .env_remove("MOUNT_MONITOR_LISTEN")
             .stdin(Stdio::null())

@@ -3,6 +3,7 @@
 //! tmpfs mounts, in serve and in init-container mode; then one test per thing that used to break
 //! a working setup. Every test mounts tmpfs, so needs root.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -356,4 +357,395 @@ fn kind_example_serves_with_the_watchdog_off() {
 fn kind_example_in_init_container_mode() {
     needs_root();
     checks_once(&mut Setup::new("dmm-kind.config.json", |t| t));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What broke a working debrid-mount-monitor setup (issue 15), one test each.
+
+/// Tests that need the default port 8080 take turns.
+static DEFAULT_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A working directory with `config.json` = `json` (`{a}` and `{b}` replaced by two tmpfs
+/// paths); readable by everyone, for the tests that run as another user.
+fn workdir(json: &str) -> (tempfile::TempDir, Mounted, Mounted) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("mm-compat-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = Mounted::at(dir.path().join("a"), "size=1m");
+    let b = Mounted::at(dir.path().join("b"), "size=1m");
+    let text = json
+        .replace("{a}", &a.path.display().to_string())
+        .replace("{b}", &b.path.display().to_string());
+    std::fs::write(dir.path().join("config.json"), text).unwrap();
+    (dir, a, b)
+}
+
+/// Runs the binary for at most `limit`: `Some(exit code, stderr)`, or `None` when it was still
+/// running (and then killed).
+fn run_briefly(cwd: &Path, args: &[&str], limit: Duration) -> Option<(i32, String)> {
+    let mut child = Command::new(tests::binary())
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mount-monitor");
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
+            return Some((status.code().unwrap_or(-1), err));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Item 2: `config.json` is read as Go's `encoding/json` reads it: keys in any case, unknown
+/// keys warned about (naming the closest known one), the last of a repeated key, `""` check
+/// type, names with `/` and shared names, zero thresholds, Go durations with `µs`/`μs`.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn config_json_is_read_as_go_reads_it() {
+    needs_root();
+    let (dir, _a, _b) = workdir(
+        r#"{
+  "$schema": "https://example.com/debrid-mount-monitor.schema.json",
+  "debounceThreshold": 2,
+  "HttpPort": 8080,
+  "CheckInterval": "0s",
+  "readTimeout": "500000µs",
+  "READTIMEOUT": "400000μs",
+  "failureThreshold": 0,
+  "logLevel": "",
+  "mounts": [
+    {"name": "movies/4k", "path": "{a}", "checkType": ""},
+    {"Name": "movies/4k", "PATH": "{b}", "CheckType": "directory", "failureThreshold": 0}
+  ]
+}"#,
+    );
+    let monitor = Monitor::start_in(Vec::<&str>::new(), dir.path());
+    let body = monitor.wait_for("/healthz/ready", 200, DETECT);
+    let json: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&Value> = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["name"])
+        .collect();
+    assert_eq!(
+        names,
+        [&Value::from("movies/4k"), &Value::from("movies/4k")]
+    );
+    let started = &monitor.log_lines("mount-monitor started")[0];
+    assert_eq!(started["timeout"], "400ms", "the last readTimeout, in μs");
+    assert_eq!(started["check_interval"], "30s", "\"0s\" is the default");
+    let warnings = monitor.log_of(Stream::Stderr);
+    assert!(
+        warnings
+            .contains("unknown key `debounceThreshold` ignored; did you mean `failureThreshold`?"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("unknown key `$schema` ignored"),
+        "{warnings}"
+    );
+    // A name with a slash is one percent-encoded path segment; a shared name answers for both.
+    assert_eq!(monitor.get("/readyz/movies%2F4k"), (200, "ok".to_owned()));
+    let (_, verbose) = monitor.get("/readyz/movies%2F4k?verbose");
+    assert_eq!(verbose.matches("[+]movies/4k ok").count(), 2, "{verbose}");
+
+    // Linting in CI: the same file is an error with --strict (check) and --strict-config.
+    let (code, out, err) = run_in(dir.path(), &["check", "--strict"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("did you mean `failureThreshold`?"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let refused = run_briefly(dir.path(), &["--strict-config"], Duration::from_secs(5));
+    assert!(
+        matches!(&refused, Some((2, err)) if err.contains("$schema")),
+        "serve --strict-config: {refused:?}"
+    );
+    // TOML stays strict.
+    std::fs::write(dir.path().join("c.toml"), "HttpPort = 8080\n").unwrap();
+    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("HttpPort"), "{err}");
+}
+
+/// Item 3: zero means the default: `httpPort: 0` is 8080, `canaryFile: ""` is `.health-check`,
+/// `shutdownTimeout: "0"` is 30s.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn zero_means_the_default() {
+    needs_root();
+    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, _a, _b) = workdir(
+        r#"{"httpPort": 0, "canaryFile": "", "shutdownTimeout": "0",
+            "mounts": [{"name": "media", "path": "{a}", "canaryFile": ""}]}"#,
+    );
+    let monitor = Monitor::start_listening(Vec::<&str>::new(), dir.path(), None, |_| {});
+    let default: SocketAddr = "[::]:8080".parse().unwrap();
+    assert_eq!(monitor.addrs, [default], "{}", monitor.log());
+    let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let started = std::time::Instant::now();
+    // The canary is `.health-check`, not the mount's directory.
+    while tests::http(local, "GET", "/healthz/ready").0 != 200 {
+        assert!(started.elapsed() < DETECT, "{}", monitor.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = &monitor.log_lines("mount-monitor started")[0];
+    assert_eq!(started["shutdown_timeout"], "30s");
+}
+
+/// Item 4: `--init-container-mode` is a Go bool flag: bare, `=true`, `=false`.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn init_container_mode_takes_go_bool_values() {
+    needs_root();
+    let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
+    for flag in [
+        "--init-container-mode",
+        "--init-container-mode=true",
+        "--init-container-mode=1",
+    ] {
+        let (code, out, err) = run_in(dir.path(), &[flag], &[]);
+        assert_eq!(code, 0, "{flag}: {out}{err}");
+        assert_eq!(
+            lines(&out, "all mount checks passed").len(),
+            1,
+            "{flag}: {out}"
+        );
+    }
+    let monitor = Monitor::start_in(["--init-container-mode=false"], dir.path());
+    monitor.wait_for("/healthz/ready", 200, DETECT);
+}
+
+/// Item 5: init-container mode as there: no serve-only validation, JSON log lines, exit 1 on a
+/// config error and with no mounts; `check` keeps its table, discovery and exit 2.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn init_container_mode_behaves_as_there() {
+    needs_root();
+    // An interval below the timeout and the watchdog on: only serving cares.
+    let (dir, _a, _b) = workdir(
+        r#"{"checkInterval": "500ms", "readTimeout": "5s", "shutdownTimeout": "0s",
+            "watchdog": {"enabled": true},
+            "mounts": [{"name": "media", "path": "{a}"}, {"name": "tv", "path": "{b}", "checkType": "directory"}]}"#,
+    );
+    let (code, out, err) = run_in(dir.path(), &["--init-container-mode"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("MOUNT "), "no table: {out}");
+    assert_eq!(
+        lines(&out, "running in init-container mode").len(),
+        1,
+        "{out}"
+    );
+    assert_eq!(lines(&out, "mount check passed").len(), 2, "{out}");
+    assert_eq!(lines(&out, "all mount checks passed")[0]["count"], 2);
+    // `check` validates everything, and a bad config is exit 2 there.
+    let (code, _, err) = run_in(dir.path(), &["check"], &[]);
+    assert_eq!(code, 2, "{err}");
+
+    // No mounts, and a config error: exit 1, as debrid-mount-monitor exits.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("config.json"), r#"{"canaryFile": ".x"}"#).unwrap();
+    let (code, out, err) = run_in(empty.path(), &["--init-container-mode"], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("at least one mount is required"), "{err}");
+    std::fs::write(empty.path().join("config.json"), r#"{"checkInterval": 5}"#).unwrap();
+    let (code, _, err) = run_in(empty.path(), &["--init-container-mode"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("checkInterval"), "{err}");
+    // `check` without mounts still discovers them and prints its table.
+    std::fs::write(empty.path().join("config.json"), "{}").unwrap();
+    let (_, out, _) = run_in(empty.path(), &["check"], &[]);
+    assert!(out.starts_with("MOUNT "), "{out}");
+}
+
+/// Item 6: the default listens on IPv4 and IPv6 (`[::]:8080`, dual-stack); `--listen` takes
+/// several addresses, repeated or comma-separated; `healthcheck` finds the default.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn listens_on_ipv4_and_ipv6() {
+    needs_root();
+    let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
+    let both = Monitor::start_listening(
+        ["--listen", "[::1]:0"],
+        dir.path(),
+        Some("127.0.0.1:0,127.0.0.2:0"),
+        |_| {},
+    );
+    assert_eq!(both.addrs.len(), 3, "{}", both.log());
+    assert!(
+        both.addrs[0].is_ipv6() && both.addrs[1].is_ipv4(),
+        "{:?}",
+        both.addrs
+    );
+    both.wait_for("/healthz/ready", 200, DETECT);
+    for addr in &both.addrs {
+        assert_eq!(tests::http(*addr, "GET", "/healthz/ready").0, 200, "{addr}");
+    }
+    drop(both);
+
+    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let monitor = Monitor::start_listening(Vec::<&str>::new(), dir.path(), None, |_| {});
+    assert_eq!(monitor.addrs, ["[::]:8080".parse::<SocketAddr>().unwrap()]);
+    for local in ["127.0.0.1:8080", "[::1]:8080"] {
+        let local: SocketAddr = local.parse().unwrap();
+        let started = std::time::Instant::now();
+        while tests::http(local, "GET", "/healthz/ready").0 != 200 {
+            assert!(started.elapsed() < DETECT, "{local}: {}", monitor.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (code, _, err) = run_in(dir.path(), &["healthcheck"], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Item 7: `checkType: directory` only stats the path, so a `0700` mount root passes for uid
+/// 65534; listing it is `checkType: list`, which needs read permission.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn directory_check_needs_no_read_permission() {
+    needs_root();
+    let (dir, mut a, mut b) = workdir(
+        r#"{"mounts": [{"name": "private", "path": "{a}", "checkType": "directory"},
+                       {"name": "listed", "path": "{b}", "checkType": "list"}]}"#,
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("config.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    for m in [&mut a, &mut b] {
+        m.unmount();
+        m.mount("size=1m,mode=0700");
+    }
+    let monitor = Monitor::start_with(FAST, dir.path(), |command| {
+        use std::os::unix::process::CommandExt;
+        command.uid(65534).gid(65534);
+    });
+    monitor.wait_for("/readyz/private", 200, DETECT);
+    monitor.wait_for("/readyz/listed", 503, DETECT);
+    let (_, json) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&json, "listed")["reason"], "permission_denied");
+    assert_eq!(mount_json(&json, "private")["status"], "healthy");
+}
+
+/// Item 8: JSON log lines with slog's keys and messages; info on stdout, warn and error on
+/// stderr; `health check failed` per failed check; `mount state changed` on each transition.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn logs_as_debrid_mount_monitor_writes_them() {
+    needs_root();
+    let (dir, mut a, _b) =
+        workdir(r#"{"failureThreshold": 1, "mounts": [{"name": "media", "path": "{a}"}]}"#);
+    let path = a.path.display().to_string();
+    let monitor = Monitor::start_in(FAST, dir.path());
+    monitor.wait_for("/healthz/ready", 200, DETECT);
+    let changed = |previous: &str, new: &str, trigger: &str| {
+        let previous = previous.to_owned();
+        let (new, trigger, path) = (new.to_owned(), trigger.to_owned(), path.clone());
+        move |monitor: &Monitor| {
+            lines(&monitor.log_of(Stream::Stdout), "mount state changed")
+                .iter()
+                .any(|l| {
+                    l["level"] == "INFO"
+                        && l["path"] == path.as_str()
+                        && l["name"] == "media"
+                        && l["previous_state"] == previous.as_str()
+                        && l["new_state"] == new.as_str()
+                        && l["trigger"] == trigger.as_str()
+                })
+        }
+    };
+    wait_for_log(
+        &monitor,
+        "unknown → healthy",
+        changed("unknown", "healthy", "check_passed"),
+    );
+    a.unmount();
+    monitor.wait_for("/healthz/ready", 503, DETECT);
+    wait_for_log(&monitor, "a WARN per failed check", |monitor| {
+        lines(&monitor.log_of(Stream::Stderr), "health check failed")
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["path"] == path.as_str() && l["error"].is_string())
+    });
+    wait_for_log(
+        &monitor,
+        "healthy → unhealthy",
+        changed("healthy", "unhealthy", "check_failed"),
+    );
+    a.mount("size=1m");
+    monitor.wait_for("/healthz/ready", 200, DETECT);
+    wait_for_log(
+        &monitor,
+        "unhealthy → healthy",
+        changed("unhealthy", "healthy", "recovered"),
+    );
+    // Every line is JSON with time, level, msg first; each stream has its levels.
+    for (stream, levels) in [
+        (Stream::Stdout, ["DEBUG", "INFO"]),
+        (Stream::Stderr, ["WARN", "ERROR"]),
+    ] {
+        for line in monitor.log_of(stream).lines() {
+            assert!(line.starts_with(r#"{"time":""#), "{line}");
+            let json: Value = serde_json::from_str(line).unwrap();
+            let level = json["level"].as_str().unwrap();
+            assert!(levels.contains(&level), "{stream:?}: {line}");
+            assert!(json["msg"].is_string(), "{line}");
+        }
+    }
+}
+
+/// Item 9: a Kubernetes service link in a `MOUNT_MONITOR_*` variable is ignored with a warning.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn service_links_are_ignored() {
+    needs_root();
+    let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
+    let monitor = Monitor::start_with(FAST, dir.path(), |command| {
+        command
+            .env("MOUNT_MONITOR_HTTP_PORT", "tcp://10.0.0.1:8080")
+            .env("MOUNT_MONITOR_MOUNTS", "tcp://10.0.0.3:9000");
+    });
+    let body = monitor.wait_for("/healthz/ready", 200, DETECT);
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["mounts"].as_array().unwrap().len(), 1, "{json}");
+    let warnings = monitor.log_of(Stream::Stderr);
+    for var in ["MOUNT_MONITOR_HTTP_PORT", "MOUNT_MONITOR_MOUNTS"] {
+        assert!(
+            warnings.contains(&format!("ignoring {var}=tcp://")),
+            "{var}: {warnings}"
+        );
+    }
+}
+
+/// Item 10: `path` is the configured string as written; the body ends with a newline.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn path_is_shown_as_written() {
+    needs_root();
+    let dir = tempfile::tempdir().unwrap();
+    let _local = Mounted::at(dir.path().join("data/local"), "size=1m");
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"mounts": [{"name": "local", "path": "./data/local"}]}"#,
+    )
+    .unwrap();
+    let monitor = Monitor::start_in(FAST, dir.path());
+    let body = monitor.wait_for("/healthz/status", 200, DETECT);
+    assert!(body.ends_with("}\n"), "{body:?}");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(mount_json(&json, "local")["path"], "./data/local");
 }

@@ -115,7 +115,7 @@ pub struct Options {
         value_name = "LEVEL"
     )]
     pub log_level: Option<String>,
-    /// json or text [default: json, or text on a terminal]
+    /// json or text [default: json]
     #[arg(
         long,
         global = true,

@@ -139,7 +139,7 @@ pub struct Settings {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub log_level: LogLevel,
-    /// `None`: JSON when stderr is not a terminal, text when it is.
+    /// `None`: not set, JSON (debrid-mount-monitor logs JSON even on a terminal).
     pub log_format: Option<LogFormat>,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,

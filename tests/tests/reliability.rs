@@ -952,10 +952,13 @@ fn every_bad_configuration_exits_2_with_one_line() {
             vec![path("dup.toml"), "readTimeout".into()],
         ),
         (
-            "unknown key",
+            // A warning in config.json (read as debrid-mount-monitor's Go code reads it),
+            // an error for those who lint.
+            "unknown key, --strict",
             vec![
                 "-c".into(),
                 file("unknown.json", "{\"chekInterval\": \"5s\"}"),
+                "--strict".into(),
             ],
             vec![path("unknown.json"), "`chekInterval`".into()],
         ),
@@ -1005,9 +1008,10 @@ fn every_bad_configuration_exits_2_with_one_line() {
             vec![path("slow.json"), "`readTimeout`".into()],
         ),
         (
+            // In config.json, 0 is the default.
             "zero threshold",
-            vec!["-c".into(), file("zero.json", "{\"failureThreshold\": 0}")],
-            vec![path("zero.json"), "`failureThreshold`".into()],
+            vec!["-c".into(), file("zero.toml", "failureThreshold = 0\n")],
+            vec![path("zero.toml"), "`failureThreshold`".into()],
         ),
         (
             "negative threshold",
@@ -1037,29 +1041,28 @@ fn every_bad_configuration_exits_2_with_one_line() {
             vec![path("nopath.json"), "`mounts[0].path`".into()],
         ),
         (
-            "duplicate names",
+            // Shared names load (a warning), as in debrid-mount-monitor.
+            "duplicate names, --strict",
             vec![
                 "-c".into(),
                 file(
                     "twice.json",
                     "{\"mounts\":[{\"name\":\"a\",\"path\":\"/x\"},{\"name\":\"a\",\"path\":\"/y\"}]}",
                 ),
+                "--strict".into(),
             ],
-            vec![
-                path("twice.json"),
-                "`mounts[1].name`".into(),
-                "`mounts[0]`".into(),
-            ],
+            vec!["\"a\"".into(), "(/y)".into(), "(/x)".into()],
         ),
         (
-            "duplicate flag names",
+            "duplicate flag names, --strict",
             vec![
                 "--mount".into(),
                 "a=/x".into(),
                 "--mount".into(),
                 "a=/y".into(),
+                "--strict".into(),
             ],
-            vec!["--mount \"a=/y\"".into(), "--mount \"a=/x\"".into()],
+            vec!["\"a\"".into(), "(/y)".into(), "(/x)".into()],
         ),
         (
             "bad size",

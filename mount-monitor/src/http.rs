@@ -305,38 +305,13 @@ async fn readyz_one(
 /// The path of a mount's readiness endpoint: its name (or path) percent-encoded as one URL path
 /// segment, so that `movies/4k` or `my movies` can be asked for.
 pub fn readyz_path(label: &str) -> String {
-    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
     /// Everything but RFC 3986's unreserved characters.
-    const SEGMENT: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'/')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'[')
-        .add(b']')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'|')
-        .add(b'&')
-        .add(b'+')
-        .add(b'=')
-        .add(b';')
-        .add(b':')
-        .add(b'@')
-        .add(b',')
-        .add(b'$')
-        .add(b'!')
-        .add(b'\'')
-        .add(b'(')
-        .add(b')')
-        .add(b'*');
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     format!("/readyz/{}", utf8_percent_encode(label, SEGMENT))
 }
 
@@ -631,12 +606,12 @@ mod tests {
         let mut second = view("x", Health::Unhealthy).as_ref().clone();
         Arc::make_mut(&mut second.spec).name = Some("movies/4k hdr".into());
         let alone = view("tv", Health::Healthy);
-        let app = app(vec![Arc::new(first.clone()), alone.clone()]);
+        let one = app(vec![Arc::new(first.clone()), alone.clone()]);
         let url = readyz_path("movies/4k hdr");
         assert_eq!(url, "/readyz/movies%2F4k%20hdr");
-        assert_eq!(get(&app, &url).await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get(&one, &url).await, (StatusCode::OK, "ok".into()));
         // Both mounts of a shared name must be healthy.
-        let app = router_with(vec![Arc::new(first), Arc::new(second), alone]);
+        let app = app(vec![Arc::new(first), Arc::new(second), alone]);
         let (status, body) = get(&app, &format!("{url}?verbose")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
@@ -644,10 +619,6 @@ mod tests {
             "[+]movies/4k hdr ok\n[-]movies/4k hdr failed: stale\nreadyz check failed\n"
         );
         assert_eq!(get(&app, "/readyz/tv").await.0, StatusCode::OK);
-    }
-
-    fn router_with(mounts: Vec<Arc<MountView>>) -> Router {
-        app(mounts)
     }
 
     #[tokio::test]

@@ -171,6 +171,31 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_unspecified_ipv6_address_takes_ipv4_too() {
+        let any: SocketAddr = "[::]:0".parse().unwrap();
+        let listeners = bind(&[any, "127.0.0.1:0".parse().unwrap()]).unwrap();
+        let port = listeners[0].local_addr().unwrap().port();
+        for client in ["127.0.0.1", "::1"] {
+            let address = SocketAddr::new(client.parse().unwrap(), port);
+            let connected = TcpStream::connect(address).await;
+            assert!(connected.is_ok(), "{address}: {connected:?}");
+            let (_, peer) = listeners[0].accept().await.unwrap();
+            assert_eq!(peer.ip().to_canonical().is_ipv4(), client.contains('.'));
+        }
+        // A port taken is an error naming the address.
+        let taken = listeners[1].local_addr().unwrap();
+        let (address, _) = bind(&[taken]).unwrap_err();
+        assert_eq!(address, taken);
+        // The errors of a kernel without IPv6 fall back to IPv4; others do not.
+        assert!(no_ipv6(&std::io::Error::from_raw_os_error(
+            nix::libc::EAFNOSUPPORT
+        )));
+        assert!(!no_ipv6(&std::io::Error::from_raw_os_error(
+            nix::libc::EADDRINUSE
+        )));
+    }
+
     #[test]
     fn connections_leave_a_quarter_of_the_descriptors_to_the_checks() {
         assert_eq!(limit_for(256), 192);

@@ -173,6 +173,16 @@ impl Options {
 }
 
 impl Cli {
+    /// The environment variables the options read (`MOUNT_MONITOR_…`).
+    pub fn environment_variables() -> Vec<String> {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|var| var.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// The command line and the environment, leaving out the variables in `ignored` (service
     /// links, see [`crate::service_links`]) as if they were not set.
     pub fn parse_ignoring(ignored: &[String]) -> Result<Cli, clap::Error> {
@@ -275,6 +285,19 @@ mod tests {
             mode(&["--init-container-mode", "--config", "c.json"]),
             Ok(true),
             "a bare flag does not swallow the next argument"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_its_variable() {
+        let vars = Cli::environment_variables();
+        assert!(
+            vars.contains(&"MOUNT_MONITOR_HTTP_PORT".to_owned()),
+            "{vars:?}"
+        );
+        assert!(
+            vars.iter().all(|v| v.starts_with("MOUNT_MONITOR_")),
+            "{vars:?}"
         );
     }
 

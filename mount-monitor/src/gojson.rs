@@ -160,15 +160,9 @@ fn assign(
             let merged = items
                 .into_iter()
                 .enumerate()
-                .filter_map(|(i, item)| {
-                    assign(
-                        old.next(),
-                        item,
-                        Some(schema),
-                        &format!("{path}[{i}]"),
-                        warnings,
-                    )
-                    .or(Some(Value::Null))
+                .map(|(i, item)| {
+                    let at = format!("{path}[{i}]");
+                    assign(old.next(), item, Some(schema), &at, warnings).unwrap_or(Value::Null)
                 })
                 .collect();
             Some(Value::Array(merged))

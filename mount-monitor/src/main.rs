@@ -18,7 +18,7 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let links = service_links::find(std::env::vars_os());
+    let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());
     let ignored: Vec<String> = links.iter().map(|(key, _)| key.clone()).collect();
     let cli = match Cli::parse_ignoring(&ignored) {
         Ok(cli) => cli,

@@ -7,12 +7,16 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 
-/// The variables of ours whose value is a Docker link (`tcp://IP:PORT`, `udp://…`, `sctp://…`):
-/// never a value any of our settings takes.
-pub fn find(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(String, String)> {
+/// The variables among `settings` (the names our options read) whose value is a Docker link
+/// (`tcp://IP:PORT`, `udp://…`, `sctp://…`): never a value any setting takes. Link variables
+/// that are no setting (`MOUNT_MONITOR_HTTP_PORT_8080_TCP`) are not ours to mention.
+pub fn find(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    settings: &[String],
+) -> Vec<(String, String)> {
     vars.into_iter()
         .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
-        .filter(|(key, value)| key.starts_with("MOUNT_MONITOR_") && is_link(value))
+        .filter(|(key, value)| settings.contains(key) && is_link(value))
         .collect()
 }
 
@@ -43,13 +47,25 @@ mod tests {
 
     #[test]
     fn only_link_values_of_our_variables() {
-        let found = find(vars(&[
-            ("MOUNT_MONITOR_HTTP_PORT", "tcp://10.0.0.1:8080"),
-            ("MOUNT_MONITOR_LISTEN", "udp://[fd00::1]:53"),
-            ("MOUNT_MONITOR_MOUNTS", "media=/mnt/media"),
-            ("MOUNT_MONITOR_CHECK_INTERVAL", "tcp://soon"),
-            ("OTHER_PORT", "tcp://10.0.0.2:80"),
-        ]));
+        let settings: Vec<String> = [
+            "MOUNT_MONITOR_HTTP_PORT",
+            "MOUNT_MONITOR_LISTEN",
+            "MOUNT_MONITOR_MOUNTS",
+            "MOUNT_MONITOR_CHECK_INTERVAL",
+        ]
+        .map(String::from)
+        .to_vec();
+        let found = find(
+            vars(&[
+                ("MOUNT_MONITOR_HTTP_PORT", "tcp://10.0.0.1:8080"),
+                ("MOUNT_MONITOR_HTTP_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+                ("MOUNT_MONITOR_LISTEN", "udp://[fd00::1]:53"),
+                ("MOUNT_MONITOR_MOUNTS", "media=/mnt/media"),
+                ("MOUNT_MONITOR_CHECK_INTERVAL", "tcp://soon"),
+                ("OTHER_PORT", "tcp://10.0.0.2:80"),
+            ]),
+            &settings,
+        );
         assert_eq!(
             found,
             [

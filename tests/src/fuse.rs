@@ -11,27 +11,16 @@ use std::time::{Duration, Instant};
 /// Where the kernel lets root abort a FUSE connection.
 const FUSECTL: &str = "/sys/fs/fuse/connections";
 
-/// Whether a test needing FUSE can run: root, `/dev/fuse` and the fusectl filesystem (mounted here
-/// when missing). In CI anything missing is a failure, not a skip.
-pub fn require_fuse(test: &str) -> bool {
-    if !crate::require_root(test) {
-        return false;
-    }
-    let problem = if !Path::new("/dev/fuse").exists() {
-        Some("/dev/fuse is missing (run with --device /dev/fuse, or modprobe fuse)".to_owned())
-    } else {
-        mount_fusectl().err()
-    };
-    match problem {
-        None => true,
-        Some(problem) => {
-            assert!(
-                !crate::in_ci(),
-                "{test}: {problem}, and CI=true forbids skipping"
-            );
-            eprintln!("SKIPPED {test}: {problem}");
-            false
-        }
+/// Panics unless a test needing FUSE can run: root, `/dev/fuse` and the fusectl filesystem
+/// (mounted here when missing).
+pub fn require_fuse(test: &str) {
+    crate::require_root(test);
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "{test}: /dev/fuse is missing (in a container: --device /dev/fuse; else modprobe fuse)"
+    );
+    if let Err(problem) = mount_fusectl() {
+        panic!("{test}: {problem}");
     }
 }
 

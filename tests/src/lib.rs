@@ -1,8 +1,9 @@
 //! Harness for the end-to-end tests: the real `mount-monitor` binary, real mounts, a real
 //! loopback port.
 //!
-//! Tests that need root (to mount) run whenever `CI=true` and fail there if they cannot; outside
-//! CI they skip with a loud reason.
+//! Tests that need root, FUSE, a container engine or a tool are `#[ignore = "needs …"]`: plain
+//! `cargo test` lists them as ignored with that reason, and `cargo xtask test` (as root) installs
+//! what they need and runs them all. Run, they fail when something is missing; they never skip.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,40 +17,24 @@ pub mod fuse;
 pub mod prober;
 pub mod process;
 
-/// True under CI, where nothing may skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Whether a test needing root can run. In CI a missing privilege is a failure, not a skip.
-pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+/// Panics unless the test runs as root. Tests that mount filesystems are `#[ignore]`d with that
+/// reason, so plain `cargo test` lists them as ignored; `cargo xtask test` runs them as root.
+pub fn require_root(test: &str) {
     assert!(
-        !in_ci(),
-        "{test}: needs root to mount filesystems, and CI=true forbids skipping"
+        nix::unistd::geteuid().is_root(),
+        "{test}: needs root to mount filesystems; run the whole suite with `cargo xtask test` as root"
     );
-    eprintln!(
-        "SKIPPED {test}: needs root to mount filesystems (run as root, or with CI=true to make this an error)"
-    );
-    false
 }
 
-/// Whether the program `tool` (installed by `.ci/setup`) is on the PATH. In CI a missing tool is
-/// a failure, not a skip.
-pub fn require_tool(test: &str, tool: &str) -> bool {
+/// Panics unless the program `tool` is on the PATH (`.ci/setup`, which `cargo xtask test` runs
+/// as root, installs it).
+pub fn require_tool(test: &str, tool: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
-    if found {
-        return true;
-    }
     assert!(
-        !in_ci(),
-        "{test}: `{tool}` is not installed and CI=true forbids skipping; run `sudo .ci/setup`"
+        found,
+        "{test}: `{tool}` is not installed; `cargo xtask test` as root installs what the tests need"
     );
-    eprintln!("SKIPPED {test}: `{tool}` is not installed; run `sudo .ci/setup`");
-    false
 }
 
 /// The `mount-monitor` binary, built once per test process (`MOUNT_MONITOR_BIN` overrides).
@@ -159,6 +144,8 @@ pub struct Monitor {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The empty working directory [`Monitor::start`] made, removed on drop.
+    _workdir: Option<tempfile::TempDir>,
 }
 
 impl Monitor {
@@ -169,7 +156,12 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        Self::start_in(args, &std::env::temp_dir())
+        // An empty directory: a `./config.json` wherever the tests happen to run must not
+        // configure the binary under test.
+        let workdir = empty_workdir();
+        let mut monitor = Self::start_in(args, workdir.path());
+        monitor._workdir = Some(workdir);
+        monitor
     }
 
     pub fn start_in<I, S>(args: I, cwd: &Path) -> Monitor
@@ -231,7 +223,12 @@ impl Monitor {
                 );
             }
         };
-        Monitor { child, addr, log }
+        Monitor {
+            child,
+            addr,
+            log,
+            _workdir: None,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -382,9 +379,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    let workdir = empty_workdir();
     let out = Command::new(binary())
         .args(args)
-        .current_dir(std::env::temp_dir())
+        .current_dir(workdir.path())
         .stdin(Stdio::null())
         .output()
         .expect("run mount-monitor");
@@ -393,6 +391,14 @@ where
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A fresh empty directory to run the binary in, so that no `./config.json` is picked up.
+pub fn empty_workdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mm-cwd-")
+        .tempdir()
+        .expect("create a working directory")
 }
 
 /// The entry for `name` in a `/healthz/*` body.

@@ -53,7 +53,9 @@ pub struct Docker {
     #[arg(long)]
     pub load: bool,
 
-    /// Build with this engine instead of the first usable one
+    /// Build with this engine instead of the first usable one (`docker`: buildx when the CLI
+    /// has it, else one BuildKit build per platform). With --dry-run nothing is asked of the
+    /// host: the plan is for this engine [default with --dry-run: buildx]
     #[arg(long, value_enum)]
     pub engine: Option<EngineKind>,
 
@@ -66,13 +68,15 @@ pub struct Docker {
     #[arg(long, value_name = "DIR")]
     pub dist_dir: Option<Utf8PathBuf>,
 
-    /// Print the exact commands and run none of them (read-only look-ups still run)
+    /// Print the exact commands and run none of them; the engine is not looked up (see
+    /// --engine), so the plan is the same on every machine
     #[arg(long)]
     pub dry_run: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
+    Buildx,
     Docker,
     Podman,
 }
@@ -167,7 +171,11 @@ impl Docker {
         };
         Ok(Inputs {
             release,
-            engine: detect_engine(sh, self.engine)?,
+            engine: if self.dry_run {
+                planned_engine(self.engine)
+            } else {
+                detect_engine(sh, self.engine)?
+            },
             archs,
             tags,
             labels,
@@ -475,9 +483,33 @@ pub fn builder_driver(inspect: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+fn docker_program() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned())
+}
+
+fn podman_program() -> String {
+    std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned())
+}
+
+/// The engine a dry run plans for, without asking the host: what `--engine` names, else buildx
+/// (what the release workflow uses).
+pub fn planned_engine(requested: Option<EngineKind>) -> Engine {
+    match requested {
+        None | Some(EngineKind::Buildx) => Engine::Buildx {
+            docker: docker_program(),
+        },
+        Some(EngineKind::Docker) => Engine::DockerPerPlatform {
+            docker: docker_program(),
+        },
+        Some(EngineKind::Podman) => Engine::Podman {
+            podman: podman_program(),
+        },
+    }
+}
+
 fn detect_engine(sh: &Shell, requested: Option<EngineKind>) -> anyhow::Result<Engine> {
-    let docker_program = std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned());
-    let podman_program = std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned());
+    let docker_program = docker_program();
+    let podman_program = podman_program();
     let installed = |program: &str| {
         let path = Utf8Path::new(program);
         path.is_absolute() && path.is_file() || find_in_path(program).is_some()
@@ -547,6 +579,29 @@ pub fn choose_engine(
             Some(podman) => Ok((Engine::Podman { podman }, None)),
             None => Err(format!(
                 "--engine podman: `{podman_program}` is not installed: {install_podman}"
+            )),
+        },
+        Some(EngineKind::Buildx) => match docker {
+            Some(cli) if cli.buildx && cli.multi_platform => Ok((
+                Engine::Buildx {
+                    docker: cli.program,
+                },
+                None,
+            )),
+            Some(cli) if cli.buildx => Err(format!(
+                "--engine buildx: the current builder of `{} buildx` uses the `docker` driver, \
+                 which builds one platform per command: run `{} buildx create --use` first, or \
+                 use --engine docker",
+                cli.program, cli.program
+            )),
+            Some(cli) => Err(format!(
+                "--engine buildx: `{}` has no buildx plugin: install docker-buildx-plugin, or use \
+                 --engine docker or --engine podman",
+                cli.program
+            )),
+            None => Err(format!(
+                "--engine buildx: `{docker_program}` is not installed: install Docker with the \
+                 buildx plugin, or set DOCKER to its CLI"
             )),
         },
         Some(EngineKind::Docker) => match docker {
@@ -666,6 +721,40 @@ mod tests {
         assert!(err.contains("docker-buildx-plugin"), "{err}");
         let err = choose(Some(EngineKind::Docker), cli(false, Some(28)), true).unwrap_err();
         assert!(err.contains("--engine podman"), "{err}");
+    }
+
+    #[test]
+    fn buildx_when_asked_for_needs_a_multi_platform_builder() {
+        let buildx = Engine::Buildx {
+            docker: "docker".to_owned(),
+        };
+        assert_eq!(
+            choose(Some(EngineKind::Buildx), cli(true, Some(28)), true),
+            Ok((buildx, None))
+        );
+        let mut docker_driver = cli(true, Some(28)).unwrap();
+        docker_driver.multi_platform = false;
+        let err = choose(Some(EngineKind::Buildx), Some(docker_driver), true).unwrap_err();
+        assert!(err.contains("buildx create --use"), "{err}");
+        let err = choose(Some(EngineKind::Buildx), cli(false, Some(20)), true).unwrap_err();
+        assert!(err.contains("docker-buildx-plugin"), "{err}");
+    }
+
+    #[test]
+    fn a_dry_run_plans_for_the_named_engine_or_buildx() {
+        assert!(matches!(planned_engine(None), Engine::Buildx { .. }));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Buildx)),
+            Engine::Buildx { .. }
+        ));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Docker)),
+            Engine::DockerPerPlatform { .. }
+        ));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Podman)),
+            Engine::Podman { .. }
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 use xtask::{
     bench::Bench, bench_dist::BenchDist, bench_docker::BenchDocker, dist::Dist, docker::Docker,
-    project_root,
+    project_root, test::Test,
 };
 
 /// Release automation for mount-monitor.
@@ -22,6 +22,7 @@ enum Command {
     Docker(Docker),
     BenchDocker(BenchDocker),
     Bench(Bench),
+    Test(Test),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +45,6 @@ fn try_main() -> anyhow::Result<()> {
         Command::Docker(cmd) => cmd.run(&sh),
         Command::BenchDocker(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -55,13 +55,14 @@ pub struct Options {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// A mount to monitor, repeatable (environment: comma-separated)
+    /// A mount to monitor, repeatable: `[NAME=]PATH` then options, e.g.
+    /// `media=/mnt/media,fstype=fuse.rclone,min-free=5%` (options: the config file's per-mount
+    /// keys in kebab case). Several mounts in one value are separated by `;`
     #[arg(
         long = "mount",
         global = true,
         env = "MOUNT_MONITOR_MOUNTS",
-        value_delimiter = ',',
-        value_name = "[NAME=]PATH"
+        value_name = "[NAME=]PATH[,OPTION=VALUE…]"
     )]
     pub mounts: Vec<String>,
     /// Address to serve on [default: 0.0.0.0:8080]
@@ -117,6 +118,15 @@ pub struct Options {
         value_name = "FORMAT"
     )]
     pub log_format: Option<String>,
+    /// Checks left blocked in the kernel at most (a thread each); past it, a mount whose earlier
+    /// check is still blocked reports `timeout` without starting another [default: 64]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_BLOCKED_CHECKS",
+        value_name = "N"
+    )]
+    pub max_blocked_checks: Option<usize>,
     /// Same as `check` (debrid-mount-monitor's flag)
     #[arg(long, global = true)]
     pub init_container_mode: bool,
@@ -139,6 +149,7 @@ impl Options {
             failure_threshold: self.failure_threshold,
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
+            max_blocked_checks: self.max_blocked_checks,
         }
     }
 }

@@ -57,7 +57,7 @@ fn unmount_makes_it_unready_and_remount_recovers() {
         data["last_error"]
             .as_str()
             .unwrap()
-            .contains("not a mount point")
+            .contains("nothing is mounted")
     );
     let (_, verbose) = monitor.get("/readyz?verbose");
     assert!(verbose.contains("[-]data failed: not_mounted"), "{verbose}");

@@ -66,17 +66,30 @@ pub struct HangFs {
     events: Arc<Mutex<Vec<(String, Instant)>>>,
     connection: Option<String>,
     mounted: bool,
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// The mount point, when this guard created it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl HangFs {
+    /// Mounts hangfs on a fresh directory.
     pub fn mount() -> HangFs {
         let dir = tempfile::Builder::new()
             .prefix("mm-hangfs-")
             .tempdir()
             .expect("create mount point");
+        let path = dir.path().to_path_buf();
+        Self::mount_with(path, Some(dir))
+    }
+
+    /// Mounts hangfs on `path`, an existing directory (or a mount point: it stacks on top).
+    pub fn mount_at(path: &Path) -> HangFs {
+        Self::mount_with(path.to_path_buf(), None)
+    }
+
+    fn mount_with(path: PathBuf, dir: Option<tempfile::TempDir>) -> HangFs {
         let mut daemon = Command::new(hangfs_binary())
-            .arg(dir.path())
+            .arg(&path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -97,7 +110,8 @@ impl HangFs {
             events,
             connection: None,
             mounted: false,
-            dir,
+            path,
+            _dir: dir,
         };
         fs.wait_event("mounted", Duration::from_secs(10));
         fs.mounted = true;
@@ -111,7 +125,7 @@ impl HangFs {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     fn send(&mut self, command: &str) {

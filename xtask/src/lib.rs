@@ -1,11 +1,9 @@
 //! Release automation for mount-monitor, run as `cargo xtask <command>`.
 //!
-//! A library as well as a binary so that the end-to-end tests in `xtask/tests/` use the same target
-//! table and the same emulator lookup as the commands they test.
+//! A library as well as a binary so that the end-to-end tests in `xtask/tests/` and `tests/`, and
+//! the measurement tools in `bench/`, use the same target table and the same emulator lookup as
+//! the commands they test.
 
-pub mod bench;
-pub mod bench_dist;
-pub mod bench_docker;
 pub mod checksums;
 pub mod dist;
 pub mod docker;

@@ -1,11 +1,9 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use xshell::Shell;
-use xtask::{
-    bench::Bench, bench_dist::BenchDist, bench_docker::BenchDocker, dist::Dist, docker::Docker,
-    project_root, test::Test,
-};
+use xshell::{Shell, cmd};
+use xtask::{dist::Dist, docker::Docker, project_root, test::Test};
 
 /// Release automation for mount-monitor.
 #[derive(Parser)]
@@ -18,11 +16,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Dist(Dist),
-    BenchDist(BenchDist),
     Docker(Docker),
-    BenchDocker(BenchDocker),
     Bench(Bench),
     Test(Test),
+}
+
+/// Run a measurement tool: `cargo run -p bench -- <ARGS>` (perf, dist, docker, reliability)
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+struct Bench {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    args: Vec<String>,
+}
+
+impl Bench {
+    fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let args = self.args;
+        cmd!(sh, "cargo run --quiet --package bench -- {args...}")
+            .run()
+            .context("the measurement tool failed (output above)")?;
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
@@ -41,9 +59,7 @@ fn try_main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match cli.command {
         Command::Dist(cmd) => cmd.run(&sh),
-        Command::BenchDist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
-        Command::BenchDocker(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }

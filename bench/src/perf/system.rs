@@ -1,4 +1,4 @@
-//! The Linux under `cargo xtask bench`: its own mount and PID namespaces, tmpfs mounts, and what
+//! The Linux under `cargo xtask bench perf`: its own mount and PID namespaces, tmpfs mounts, and what
 //! /proc says about a process.
 //!
 //! The benchmark runs as PID 1 of new mount and PID namespaces, so whatever way it ends (an

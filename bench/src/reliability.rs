@@ -1,50 +1,49 @@
-//! Reruns the reliability scenarios and the fuzzers, and writes RELIABILITY.md from what they
-//! measured. Needs root and /dev/fuse, like the tests.
-//!
-//! ```console
-//! $ cargo run -p tests --bin reliability-report                  # full runs, about 10 minutes
-//! $ cargo run -p tests --bin reliability-report -- --quick       # CI's lengths, about 5 minutes
-//! $ cargo run -p tests --bin reliability-report -- --render-only # rewrite it from target/reliability
-//! ```
+//! `cargo xtask bench reliability`: reruns the reliability scenarios and the fuzzers, and writes
+//! RELIABILITY.md from what they measured. Needs root and /dev/fuse, like the tests.
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
+use anyhow::{Context, bail};
 use serde_json::Value;
 use tests::figures::FIGURES_DIR;
+use xtask::project_root;
+
+use crate::measure::cores;
+use crate::report::RELIABILITY;
 
 /// Cases per property for the fuzzers (`PROPTEST_CASES`), full and quick.
 const FUZZ_CASES: (u32, u32) = (20_000, 2_000);
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reliability-report: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// Rerun the reliability scenarios and the fuzzers (as root, about 10 minutes) and rewrite
+/// RELIABILITY.md from their figures
+#[derive(clap::Args, Debug, Clone)]
+pub struct Reliability {
+    /// CI's lengths: a shorter soak and churn, fewer fuzz cases (about 5 minutes)
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Measure nothing: rewrite RELIABILITY.md from the figures in target/reliability
+    #[arg(long)]
+    pub render_only: bool,
 }
 
-fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = tests::workspace_root();
-    let figures = root.join("target/reliability");
-    if !args.iter().any(|a| a == "--render-only") {
-        measure(&root, &figures, args.iter().any(|a| a == "--quick"))?;
+impl Reliability {
+    pub fn run(self) -> anyhow::Result<()> {
+        let root = project_root();
+        let figures = root.join("target/reliability");
+        if !self.render_only {
+            measure(root.as_std_path(), figures.as_std_path(), self.quick)?;
+        }
+        RELIABILITY.write(&render(figures.as_std_path()))
     }
-    let report = render(&figures);
-    let path = root.join("RELIABILITY.md");
-    std::fs::write(&path, report).map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
-    Ok(())
 }
 
 /// Runs the scenarios and the fuzzers; their figures land in `figures`.
-fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
+fn measure(root: &Path, figures: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(figures);
-    std::fs::create_dir_all(figures).map_err(|e| format!("{}: {e}", figures.display()))?;
+    std::fs::create_dir_all(figures).with_context(|| format!("creating {}", figures.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
     let mut scenarios = Command::new(&cargo);
@@ -73,14 +72,14 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
         .args(["test", "-p", "mount-monitor", "--lib", "fuzz"])
         .env("PROPTEST_CASES", cases.to_string())
         .output()
-        .map_err(|e| format!("running the fuzzers: {e}"))?;
+        .context("running the fuzzers")?;
     let output = String::from_utf8_lossy(&fuzz.stdout);
     print!("{output}");
     if !fuzz.status.success() {
-        return Err(format!(
+        bail!(
             "the fuzzers failed:\n{}",
             String::from_utf8_lossy(&fuzz.stderr)
-        ));
+        );
     }
     let properties: Vec<&str> = output
         .lines()
@@ -88,18 +87,17 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
         .collect();
     let fuzz = serde_json::json!({ "properties": properties, "cases": cases, "quick": quick });
     std::fs::write(figures.join("fuzz.json"), fuzz.to_string())
-        .map_err(|e| format!("{}: {e}", figures.display()))
+        .with_context(|| format!("writing into {}", figures.display()))
 }
 
-fn status(command: &mut Command, what: &str) -> Result<(), String> {
+fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
         .status()
-        .map_err(|e| format!("running {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status}); no report written"))
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); no report written");
     }
+    Ok(())
 }
 
 fn load(dir: &Path, scenario: &str) -> Value {
@@ -157,13 +155,13 @@ fn render(dir: &Path) -> String {
 
     let mut out = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cores();
     let _ = writeln!(
         out,
         "# Reliability\n\n\
          What mount-monitor does while storage and clients misbehave, measured on the real binary \
-         (debug build) by `tests/tests/reliability.rs`. Written by `cargo run -p tests --bin \
-         reliability-report{}` as root with `/dev/fuse`; do not edit by hand, rerun it. Each \
+         (debug build) by `tests/tests/reliability.rs`. Written by `cargo xtask bench \
+         reliability{}` as root with `/dev/fuse`; do not edit by hand, rerun it. Each \
          scenario below names the test that reproduces it (as root); CI runs all of them \
          (`cargo xtask test`, shorter soak and churn) on every change.\n\n\
          Measured on Linux {}, {cpus} CPUs. Checks every 1 s (the minimum; ±10% jitter) with a \
@@ -171,7 +169,7 @@ fn render(dir: &Path) -> String {
          `/healthz/live`, `/healthz/ready`, `/healthz/status`, `/readyz` and `/livez` in turn, each \
          on a new connection, every 20 ms throughout the scenario. Threads, RSS and open \
          descriptors are the monitor's, from `/proc/<pid>/status` and `/proc/<pid>/fd`.\n",
-        if quick { " -- --quick" } else { "" },
+        if quick { " --quick" } else { "" },
         kernel.trim()
     );
 

@@ -5,6 +5,7 @@
 //! the commands they test.
 
 pub mod checksums;
+pub mod codegen;
 pub mod dist;
 pub mod docker;
 pub mod elf;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xshell::{Shell, cmd};
-use xtask::{dist::Dist, docker::Docker, project_root, test::Test};
+use xtask::{codegen::Codegen, dist::Dist, docker::Docker, project_root, test::Test};
 
 /// Release automation for mount-monitor.
 #[derive(Parser)]
@@ -17,6 +17,7 @@ struct Cli {
 enum Command {
     Dist(Dist),
     Docker(Docker),
+    Codegen(Codegen),
     Bench(Bench),
     Test(Test),
 }
@@ -60,6 +61,7 @@ fn try_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
+        Command::Codegen(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
     }

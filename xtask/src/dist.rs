@@ -13,7 +13,7 @@ pub use plan::{Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, 
 
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{checksums, elf, in_ci, native_code, project_root};
+use crate::{checksums, elf, in_ci, native_code, project_root, run_plan};
 
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,18 +56,11 @@ pub struct Dist {
 impl Dist {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let inputs = self.inputs(sh)?;
-        let steps = plan(&inputs);
-        if self.dry_run {
-            for step in &steps {
-                println!("{step}");
-            }
-            return Ok(());
-        }
-
         let started = Instant::now();
-        for step in &steps {
-            eprintln!("{step}");
-            execute(sh, step, &inputs)?;
+        if !run_plan(&plan(&inputs), self.dry_run, |step| {
+            execute(sh, step, &inputs)
+        })? {
+            return Ok(());
         }
         println!(
             "dist: {BINARY} {} in {} ({:.1} s)",
@@ -238,7 +231,7 @@ pub fn check_version(version: &str) -> anyhow::Result<()> {
 }
 
 /// `SOURCE_DATE_EPOCH` as given, else the time of the last commit; `None` without commits.
-fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
+pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         if epoch.is_empty() || !epoch.chars().all(|c| c.is_ascii_digit()) {
             bail!(

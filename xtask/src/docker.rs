@@ -14,8 +14,8 @@ pub use plan::{Binaries, Engine, Inputs, Labels, Step, plan};
 
 use crate::dist::{self, Dist};
 use crate::emulator::{self, Runner, find_in_path};
-use crate::project_root;
 use crate::targets::{Arch, BINARY};
+use crate::{project_root, run_plan};
 
 /// Build the container image: from `Dockerfile` (development), or with --release from dist's
 /// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
@@ -84,21 +84,13 @@ pub enum EngineKind {
 impl Docker {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let inputs = self.inputs(sh)?;
-        let steps = plan(&inputs);
-        if self.dry_run {
-            for step in &steps {
-                println!("{step}");
-            }
-            return Ok(());
-        }
-        let started = Instant::now();
         let _context = match inputs.release {
-            Some(_) => Some(lock_context(&inputs.context_dir)?),
-            None => None,
+            Some(_) if !self.dry_run => Some(lock_context(&inputs.context_dir)?),
+            _ => None,
         };
-        for step in &steps {
-            eprintln!("{step}");
-            execute(sh, step)?;
+        let started = Instant::now();
+        if !run_plan(&plan(&inputs), self.dry_run, |step| execute(sh, step))? {
+            return Ok(());
         }
         println!(
             "docker: {} with {} in {:.1} s{}",
@@ -331,7 +323,7 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
 /// What usually fixes a failed engine command.
 fn engine_hint(program: &str, args: &[String]) -> String {
     let first = args.first().map(String::as_str);
-    if matches!(first, Some("push") | Some("manifest")) {
+    if matches!(first, Some("push" | "manifest")) {
         return "Log in to the registry (`docker login` / `podman login`), check that the \
                 repository exists and that you may push to it"
             .to_owned();
@@ -349,19 +341,7 @@ fn engine_hint(program: &str, args: &[String]) -> String {
 /// `org.opencontainers.image.created`: `SOURCE_DATE_EPOCH`, else the last commit's time (so a
 /// rebuild of the same commit is labelled the same), else now.
 fn created(sh: &Shell) -> anyhow::Result<String> {
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(epoch) => Some(epoch.parse::<u64>().with_context(|| {
-            format!(
-                "SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds: unset it, or set it to one"
-            )
-        })?),
-        Err(_) => cmd!(sh, "git log -1 --format=%ct")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .and_then(|epoch| epoch.parse().ok()),
-    };
+    let epoch = dist::source_date_epoch(sh)?.and_then(|epoch| epoch.parse().ok());
     let time = epoch.map_or_else(SystemTime::now, |epoch| {
         SystemTime::UNIX_EPOCH + Duration::from_secs(epoch)
     });

@@ -38,7 +38,8 @@ pub fn exit_on_signals() {
         // drops its mounts.
         unsafe { libc::_exit(130) }
     }
-    let handler = exit_now as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    let handler: extern "C" fn(libc::c_int) = exit_now;
+    let handler = handler as libc::sighandler_t;
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only calls an async-signal-safe function.
         unsafe { libc::signal(signal, handler) };

@@ -1,51 +1,27 @@
 //! `cargo xtask codegen`: the files generated from the xtask's own tables, written into the
 //! checkout (committed, so that they can be read and built by hand), and checked by a test.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use camino::Utf8Path;
 
 use crate::docker::dockerfile::{self, Image};
 use crate::docker::plan::{DEV_DOCKERFILE, RELEASE_DOCKERFILE};
 use crate::project_root;
 
-/// Regenerate the files made from the xtask's tables: `Dockerfile` and `Dockerfile.release`
-#[derive(clap::Args, Debug, Clone)]
-pub struct Codegen {
-    /// Change nothing: fail when a file is not what it would be generated as
-    #[arg(long)]
-    pub check: bool,
-}
-
-/// Each generated file, relative to the workspace root, with its contents.
-pub fn generated() -> [(&'static str, String); 2] {
-    [
+/// Rewrites each generated file that is not up to date; returns them, each with how it differed.
+pub fn update() -> anyhow::Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for (name, contents) in [
         (RELEASE_DOCKERFILE, dockerfile::generate(Image::Release)),
         (DEV_DOCKERFILE, dockerfile::generate(Image::Development)),
-    ]
-}
-
-impl Codegen {
-    pub fn run(self) -> anyhow::Result<()> {
-        let root = project_root();
-        let mut stale = Vec::new();
-        for (name, contents) in generated() {
-            let file = root.join(name);
-            if let Some(difference) = difference(&file, &contents)? {
-                if !self.check {
-                    std::fs::write(&file, &contents).with_context(|| format!("writing {file}"))?;
-                    println!("updated {name}");
-                }
-                stale.push(format!("{name}: {difference}"));
-            }
+    ] {
+        let file = project_root().join(name);
+        if let Some(difference) = difference(&file, &contents)? {
+            std::fs::write(&file, &contents).with_context(|| format!("writing {file}"))?;
+            stale.push(format!("{name} ({difference})"));
         }
-        if self.check && !stale.is_empty() {
-            bail!(
-                "generated files are out of date:\n  {}\nrun `cargo xtask codegen` and commit them",
-                stale.join("\n  ")
-            );
-        }
-        Ok(())
     }
+    Ok(stale)
 }
 
 /// How `file` differs from `contents`, by its first differing line; `None` when it does not.
@@ -83,18 +59,10 @@ mod tests {
     /// so that the new contents get committed.
     #[test]
     fn generated_files_are_up_to_date() {
-        let root = project_root();
-        let mut stale = Vec::new();
-        for (name, contents) in generated() {
-            let file = root.join(name);
-            if let Some(difference) = difference(&file, &contents).unwrap() {
-                std::fs::write(&file, &contents).unwrap();
-                stale.push(format!("{name} ({difference})"));
-            }
-        }
+        let stale = update().unwrap();
         assert!(
             stale.is_empty(),
-            "{} not up to date and now regenerated: commit the change",
+            "not up to date, now regenerated: {}; commit the change",
             stale.join(", ")
         );
     }

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xshell::{Shell, cmd};
-use xtask::{codegen::Codegen, dist::Dist, docker::Docker, project_root, test::Test};
+use xtask::{codegen, dist::Dist, docker::Docker, project_root, test::Test};
 
 /// Release automation for mount-monitor.
 #[derive(Parser)]
@@ -17,7 +17,8 @@ struct Cli {
 enum Command {
     Dist(Dist),
     Docker(Docker),
-    Codegen(Codegen),
+    /// Regenerate the files made from the xtask's tables: `Dockerfile` and `Dockerfile.release`
+    Codegen,
     Bench(Bench),
     Test(Test),
 }
@@ -26,22 +27,8 @@ enum Command {
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 struct Bench {
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "ARGS"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
-}
-
-impl Bench {
-    fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let args = self.args;
-        cmd!(sh, "cargo run --quiet --package bench -- {args...}")
-            .run()
-            .context("the measurement tool failed (output above)")?;
-        Ok(())
-    }
 }
 
 fn main() -> ExitCode {
@@ -61,8 +48,17 @@ fn try_main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
-        Command::Codegen(cmd) => cmd.run(),
-        Command::Bench(cmd) => cmd.run(&sh),
+        Command::Codegen => {
+            for stale in codegen::update()? {
+                println!("updated {stale}");
+            }
+            Ok(())
+        }
+        Command::Bench(Bench { args }) => {
+            cmd!(sh, "cargo run --quiet --package bench -- {args...}")
+                .run()
+                .context("the measurement tool failed (output above)")
+        }
         Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -225,20 +225,9 @@ fn execute(sh: &Shell, step: &Step) -> anyhow::Result<()> {
                 engine_hint(&command.program, &command.args)
             )
         }),
-        Step::RemoveStale { first, fallback } => {
-            let removed = first
-                .to_cmd(sh)
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok();
-            match fallback {
-                Some(fallback) if !removed => fallback
-                    .to_cmd(sh)
-                    .run()
-                    .with_context(|| format!("removing the old image: run `{fallback}` by hand")),
-                _ => Ok(()),
-            }
+        Step::RemoveStale(command) => {
+            let _ = command.to_cmd(sh).ignore_stdout().ignore_stderr().run();
+            Ok(())
         }
         Step::ReplacePodmanList { podman, name } => remove_podman_list(sh, podman, name),
         Step::Note(note) => {

@@ -5,7 +5,6 @@
 //! the commands they test.
 
 pub mod checksums;
-pub mod codegen;
 pub mod dist;
 pub mod docker;
 pub mod elf;

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use xshell::{Shell, cmd};
-use xtask::{codegen, dist::Dist, docker::Docker, project_root, test::Test};
+use xtask::docker::{Docker, dockerfile};
+use xtask::{dist::Dist, project_root, test::Test};
 
 /// Release automation for mount-monitor.
 #[derive(Parser)]
@@ -49,7 +50,7 @@ fn try_main() -> anyhow::Result<()> {
         Command::Dist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
         Command::Codegen => {
-            for stale in codegen::update()? {
+            for stale in dockerfile::update()? {
                 println!("updated {stale}");
             }
             Ok(())

@@ -9,7 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::docker::dockerfile::{self, Image};
 use crate::docker::plan::RELEASE_DOCKERFILE;
 use crate::targets::Arch;
-use crate::{checksums, codegen, elf};
+use crate::{checksums, elf};
 
 /// `SHA256SUMS` as `sha256sum` writes it: file name → lowercase hex digest.
 pub fn parse_sums(text: &str) -> Result<BTreeMap<String, String>, String> {
@@ -73,7 +73,7 @@ pub fn stage(dir: &Utf8Path, files: &[Utf8PathBuf]) -> anyhow::Result<()> {
     for file in files {
         if file.file_name() == Some(RELEASE_DOCKERFILE)
             && let Some(difference) =
-                codegen::difference(file, &dockerfile::generate(Image::Release))?
+                dockerfile::difference(file, &dockerfile::generate(Image::Release))?
         {
             bail!(
                 "{file} is not the generated release Dockerfile ({difference}): edit \

@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-pub use plan::{Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan};
+pub use plan::{
+    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote,
+};
 
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};

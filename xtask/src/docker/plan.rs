@@ -6,7 +6,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::checksums;
-use crate::dist::ShellCommand;
+use crate::dist::{ShellCommand, shell_quote as quote};
 use crate::targets::{Arch, BINARY};
 
 pub const RELEASE_DOCKERFILE: &str = "Dockerfile.release";
@@ -535,11 +535,6 @@ impl fmt::Display for Step {
             Step::Note(note) => write!(f, "# {note}"),
         }
     }
-}
-
-/// One word quoted as [`ShellCommand`] prints its words, for the steps that are not one command.
-fn quote(value: &str) -> String {
-    command(value, Vec::new()).to_string()
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! FUSE daemon killed with SIGKILL), while clients misbehave (idle, slow, oversized, garbage),
 //! with bad configuration, under mount churn, and over a long run.
 //!
-//! Each test records its figures (see `tests::figures`); `cargo run -p tests --bin
-//! reliability-report` reruns them and writes RELIABILITY.md. The tests run one at a time: they
+//! Each test records its figures (see `tests::figures`); `cargo xtask bench reliability` reruns
+//! them and writes RELIABILITY.md. The tests run one at a time: they
 //! measure latencies and thread counts, which a neighbour test would disturb.
 
 use std::collections::BTreeMap;

@@ -49,7 +49,7 @@ fn xtask_calls(block: &str, tag: &str) -> Vec<Vec<String>> {
     let script = format!(
         r#"set -euo pipefail
 cargo() {{ if [ "$1" = xtask ]; then shift; printf '%s\0' "$@" >> "$RECORD"; printf '\n' >> "$RECORD"; fi; }}
-docker() {{ :; }}
+docker() {{ cat >/dev/null; }}
 gh() {{ :; }}
 sudo() {{ :; }}
 sha256sum() {{ :; }}
@@ -58,6 +58,9 @@ sha256sum() {{ :; }}
     let status = Command::new("bash")
         .arg("-c")
         .arg(&script)
+        // The stubs read what a block pipes into them (`… | docker login --password-stdin`),
+        // and nothing else.
+        .stdin(std::process::Stdio::null())
         .env("RECORD", &record)
         .env("TAG", tag)
         .env("GITHUB_REPOSITORY", "Example-Org/Mount-Monitor")

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use tests::figures;
 use tests::fuse::{HangFs, require_fuse};
 use tests::namespace::MountNamespace;
 use tests::{Monitor, Tmpfs, binary, empty_workdir, mount_json, require_root};
@@ -17,6 +18,10 @@ use tests::{Monitor, Tmpfs, binary, empty_workdir, mount_json, require_root};
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A change is seen within two intervals (plus jitter and a loaded machine's slack).
 const TWO_INTERVALS: Duration = Duration::from_millis(2600);
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
 
 /// One at a time: they count threads and check intervals, which a neighbour would disturb.
 fn serial() -> MutexGuard<'static, ()> {
@@ -162,8 +167,10 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
     );
     assert_eq!(monitor.get("/healthz/ready").0, 503);
 
+    let up = Instant::now();
     volume.host_mounts();
     let media = wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    let healthy_after = up.elapsed();
     assert_eq!(media["fs_type"], "tmpfs");
     assert_eq!(monitor.get("/healthz/ready").0, 200);
 
@@ -177,10 +184,19 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
         Some("empty_volume"),
         TWO_INTERVALS,
     );
+    let empty_after = gone.elapsed();
     eprintln!(
         "empty volume seen {:.2}s after the host unmounted: {}",
-        gone.elapsed().as_secs_f64(),
+        empty_after.as_secs_f64(),
         media["last_error"]
+    );
+    figures::record(
+        "container_volume",
+        json!({
+            "healthy_after_host_mount_s": secs(healthy_after),
+            "empty_volume_after_host_unmount_s": secs(empty_after),
+            "last_error": media["last_error"],
+        }),
     );
     assert!(media.get("fs_type").is_none(), "no stale figures: {media}");
     wait_for_mount(
@@ -371,6 +387,10 @@ fn a_hung_mount_mounted_again_is_healthy_within_an_interval() {
     );
     let took = remounted.elapsed();
     eprintln!("healthy {:.2}s after the remount", took.as_secs_f64());
+    figures::record(
+        "remount_after_hang",
+        json!({ "healthy_after_remount_s": secs(took), "blocked_checks": 1 }),
+    );
     assert_eq!(media["failure_count"], 0);
     let (_, body) = monitor.get_json("/healthz/status");
     assert_eq!(
@@ -449,6 +469,10 @@ fn blocked_checks_stay_within_the_limit_when_a_hung_mount_keeps_coming_back() {
     );
     let threads = tests::process::usage(monitor.pid()).threads;
     eprintln!("20 cycles: at most {most} checks blocked (limit {LIMIT}); {threads} threads");
+    figures::record(
+        "blocked_limit",
+        json!({ "cycles": 20, "limit": LIMIT, "most_blocked": most, "threads": threads }),
+    );
     assert_eq!(most, LIMIT, "the limit is reached and held");
     // Once the blocked checks return, the mount is checked again. (Only the mounts that hold a
     // check are still connected: the others' device numbers may belong to a newer mount.)
@@ -608,7 +632,21 @@ fn fifty_hung_mounts_do_not_delay_the_others() {
         Some("not_mounted"),
         2 * INTERVAL + SLACK,
     );
-    eprintln!("unmount seen after {:.2}s", gone.elapsed().as_secs_f64());
+    let unmount_seen = gone.elapsed();
+    eprintln!("unmount seen after {:.2}s", unmount_seen.as_secs_f64());
+    figures::record(
+        "many_hung",
+        json!({
+            "hung": 50,
+            "healthy": 10,
+            "interval_s": secs(INTERVAL),
+            "timeout_s": secs(TIMEOUT),
+            "healthy_first_checked_after_s": secs(healthy_at),
+            "hung_all_seen_after_s": secs(hung_at),
+            "fewest_checks_in_8s": fewest,
+            "unmount_seen_after_s": secs(unmount_seen),
+        }),
+    );
     // Release the hung checks first, so that the monitor can exit.
     drop(hung);
     drop(monitor);

@@ -584,7 +584,7 @@ async fn replaced(spec: &Arc<MountSpec>, table: &Arc<MountTable>, check: &InFlig
         let entries = table.current().ok()?;
         let entry = match spec.placement {
             crate::config::Placement::MountPoint => entries.mount_at(&spec.path),
-            _ => crate::mountinfo::mount_containing(&entries, &spec.path),
+            _ => entries.mount_containing(&spec.path),
         };
         entry.map(|e| e.mount_id)
     })
@@ -706,9 +706,9 @@ async fn discover(
             ));
             watched.insert(key, (id, AbortOnDrop(task)));
         }
-        histories.retain(|path, history| {
-            watched.keys().any(|(watched, _)| watched == path) || !history.idle()
-        });
+        let watched_paths: std::collections::HashSet<&PathBuf> =
+            watched.keys().map(|(path, _)| path).collect();
+        histories.retain(|path, history| watched_paths.contains(path) || !history.idle());
         if !announced {
             announced = true;
             if tx.send(Event::Initialized).is_err() {

@@ -194,6 +194,11 @@ impl Table {
         let indices = self.by_mount_point.get(path)?;
         topmost(indices.iter().map(|&index| &self.entries[index]))
     }
+
+    /// [`mount_containing`], without the search: the nearest ancestor that is a mount point.
+    pub fn mount_containing(&self, path: &Path) -> Option<&MountEntry> {
+        path.ancestors().find_map(|dir| self.mount_at(dir))
+    }
 }
 
 impl std::ops::Deref for Table {
@@ -407,6 +412,11 @@ mod tests {
             ] {
                 let path = Path::new(path);
                 assert_eq!(table.mount_at(path), mount_at(&entries, path), "{path:?}");
+                assert_eq!(
+                    table.mount_containing(path),
+                    mount_containing(&entries, path),
+                    "{path:?}"
+                );
             }
             assert_eq!(&*table, entries.as_slice());
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::config::{DataCheck, Expect, MountSpec, Placement};
-use crate::mountinfo::{self, MountEntry, MountTable, Table, display_path};
+use crate::mountinfo::{MountEntry, MountTable, Table, display_path};
 use crate::reason::Reason;
 
 /// What statfs and mountinfo said about the filesystem.
@@ -192,12 +192,12 @@ pub fn locate<'a>(
     } else {
         // Lexically first: a path below a hung mount must not be resolved through it. A symlink
         // is followed only when the lexical answer is the root filesystem.
-        let lexical = mountinfo::mount_containing(entries, &spec.path);
+        let lexical = entries.mount_containing(&spec.path);
         match lexical {
             Some(e) if e.mount_point == Path::new("/") && spec.path != Path::new("/") => {
                 match std::fs::canonicalize(&spec.path) {
                     Ok(real) if real != spec.path => {
-                        let found = mountinfo::mount_containing(entries, &real);
+                        let found = entries.mount_containing(&real);
                         looked_up = real;
                         found
                     }
@@ -341,6 +341,7 @@ fn read_directory(path: &Path) -> Result<(), Failure> {
 mod tests {
     use super::*;
     use crate::config::{Floor, Settings};
+    use crate::mountinfo;
     use std::path::PathBuf;
 
     fn spec(path: &str) -> MountSpec {

@@ -55,13 +55,14 @@ pub struct Options {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// A mount to monitor, repeatable (environment: comma-separated)
+    /// A mount to monitor, repeatable: `[NAME=]PATH` then options, e.g.
+    /// `media=/mnt/media,fstype=fuse.rclone,min-free=5%` (options: the config file's per-mount
+    /// keys in kebab case). Several mounts in one value are separated by `;`
     #[arg(
         long = "mount",
         global = true,
         env = "MOUNT_MONITOR_MOUNTS",
-        value_delimiter = ',',
-        value_name = "[NAME=]PATH"
+        value_name = "[NAME=]PATH[,OPTION=VALUE…]"
     )]
     pub mounts: Vec<String>,
     /// Address to serve on, repeatable or comma-separated [default: [::]:8080, IPv4 and IPv6]
@@ -123,6 +124,15 @@ pub struct Options {
         value_name = "FORMAT"
     )]
     pub log_format: Option<String>,
+    /// Checks left blocked in the kernel at most (a thread each); past it, a mount whose earlier
+    /// check is still blocked reports `timeout` without starting another [default: 64]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_BLOCKED_CHECKS",
+        value_name = "N"
+    )]
+    pub max_blocked_checks: Option<usize>,
     /// Check the configured mounts once, log each result, exit 0 when all are healthy and 1
     /// otherwise (debrid-mount-monitor's flag: bare, =true or =false)
     #[arg(
@@ -168,6 +178,7 @@ impl Options {
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             init_container_mode: self.init_container_mode,
+            max_blocked_checks: self.max_blocked_checks,
         }
     }
 }

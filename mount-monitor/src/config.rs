@@ -13,6 +13,9 @@ use crate::mountinfo::normalize;
 /// `":8080"` listens.
 pub const DEFAULT_LISTEN: &str = "[::]:8080";
 pub const DEFAULT_CANARY_FILE: &str = ".health-check";
+/// Each hung mount holds one thread until its check returns; remounting it, or a mount that comes
+/// back in discovery mode, may leave one more each time. This many at most.
+pub const DEFAULT_MAX_BLOCKED_CHECKS: usize = 64;
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The shortest check interval. debrid-mount-monitor refused anything under 1s; accepting less
 /// keeps every config it accepted valid, and lets soak tests run many rounds in little time.
@@ -83,6 +86,30 @@ pub enum DataCheck {
     List,
 }
 
+/// What must be mounted at or above a path for it to count as mounted (`requireMountpoint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// `requireMountpoint: true`: the path itself is a mount point.
+    MountPoint,
+    /// The default: the path is on a mounted filesystem, at or below its mount point: not on the
+    /// root filesystem, and not in an empty volume (a bind mount of a plain directory of a local
+    /// filesystem, which is what a container sees once the mount it should carry is gone).
+    #[default]
+    Mounted,
+    /// `requireMountpoint: false`: any directory; only a change of what it is on fails it.
+    Anywhere,
+}
+
+impl Placement {
+    fn from_flag(value: Option<bool>) -> Placement {
+        match value {
+            None => Placement::Mounted,
+            Some(true) => Placement::MountPoint,
+            Some(false) => Placement::Anywhere,
+        }
+    }
+}
+
 /// One mount to watch, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MountSpec {
@@ -93,7 +120,7 @@ pub struct MountSpec {
     /// The path as configured (`./data/local`), what the JSON and the logs show.
     pub shown_path: String,
     pub fs_type: Option<String>,
-    pub require_mountpoint: bool,
+    pub placement: Placement,
     pub expect: Expect,
     pub min_free: Option<Floor>,
     pub min_free_inodes: Option<Floor>,
@@ -107,17 +134,17 @@ impl MountSpec {
     pub fn label(&self) -> String {
         self.name
             .clone()
-            .unwrap_or_else(|| self.path.display().to_string())
+            .unwrap_or_else(|| crate::mountinfo::display_path(&self.path))
     }
 
     /// A mount with default checks (mountinfo + statfs), as `--mount` and discovery create.
     pub fn plain(name: Option<String>, path: PathBuf, defaults: &Settings) -> MountSpec {
         MountSpec {
             name,
-            shown_path: path.display().to_string(),
+            shown_path: crate::mountinfo::display_path(&path),
             path,
             fs_type: None,
-            require_mountpoint: true,
+            placement: Placement::Mounted,
             expect: Expect::Any,
             min_free: None,
             min_free_inodes: None,
@@ -141,6 +168,9 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// `None`: not set, JSON (debrid-mount-monitor logs JSON even on a terminal).
     pub log_format: Option<LogFormat>,
+    /// Checks left blocked in the kernel (a thread each) at most; past it, a mount whose earlier
+    /// check is still blocked starts no new one.
+    pub max_blocked_checks: usize,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -158,6 +188,7 @@ impl Default for Settings {
             success_threshold: 1,
             log_level: LogLevel::Info,
             log_format: None,
+            max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
             mounts: Vec::new(),
             config_file: None,
         }
@@ -179,6 +210,7 @@ pub struct Overrides {
     /// One round, then exit (debrid-mount-monitor's `--init-container-mode`): the settings
     /// only serving uses (interval, watchdog) are not checked.
     pub init_container_mode: bool,
+    pub max_blocked_checks: Option<usize>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -207,6 +239,7 @@ struct FileConfig {
     log_level: Option<String>,
     log_format: Option<String>,
     canary_file: Option<String>,
+    max_blocked_checks: Option<usize>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
 }
@@ -451,6 +484,9 @@ fn resolve(
     if let Some(v) = &cli.log_format {
         s.log_format = Some(log_format(v, "--log-format")?);
     }
+    if let Some(v) = cli.max_blocked_checks.or(file.max_blocked_checks) {
+        s.max_blocked_checks = v;
+    }
 
     if s.timeout < Duration::from_millis(100) {
         return err(format!(
@@ -484,7 +520,10 @@ fn resolve(
         mounts.push(file_mount(m, &default_canary, go, &s, &at)?);
     }
     for arg in &cli.mounts {
-        mounts.push(flag_mount(arg, &s)?);
+        for mount in split_mount_arg(arg) {
+            let flag = format!("--mount {:?}", mount.join(","));
+            mounts.push(flag_mount(&mount, &flag, &s)?);
+        }
     }
     s.mounts = mounts;
     Ok(s)
@@ -571,7 +610,7 @@ fn file_mount(
         path,
         shown_path,
         fs_type: m.fs_type.filter(|t| !t.is_empty()),
-        require_mountpoint: m.require_mountpoint.unwrap_or(true),
+        placement: Placement::from_flag(m.require_mountpoint),
         expect,
         min_free: m
             .min_free
@@ -587,20 +626,145 @@ fn file_mount(
     })
 }
 
-/// `--mount [NAME=]PATH`.
-fn flag_mount(arg: &str, s: &Settings) -> Result<MountSpec, ConfigError> {
-    let (name, path) = match arg.split_once('=') {
-        Some((name, path)) if !name.contains('/') => (Some(name.trim().to_owned()), path),
-        _ => (None, arg),
+/// The options of `--mount` and `MOUNT_MONITOR_MOUNTS`: the config file's per-mount keys in
+/// kebab case (`fs-type` and `fstype` alike).
+const MOUNT_OPTIONS: &[&str] = &[
+    "name",
+    "path",
+    "fstype",
+    "fs-type",
+    "require-mountpoint",
+    "expect",
+    "min-free",
+    "min-free-inodes",
+    "check",
+    "check-type",
+    "canary",
+    "canary-file",
+    "failure-threshold",
+    "success-threshold",
+];
+
+/// The option a `key=value` segment of `--mount` sets, if its key is one.
+fn mount_option(segment: &str) -> Option<(&'static str, &str)> {
+    let (key, value) = segment.split_once('=')?;
+    let key = key.trim().to_ascii_lowercase();
+    let known = MOUNT_OPTIONS.iter().find(|k| **k == key)?;
+    Some((known, value))
+}
+
+/// Splits a `--mount` value into mounts, each a list of comma-separated segments: the first is
+/// `[NAME=]PATH` or an option, the others options (`min-free=5%`). Mounts are separated by `;`,
+/// a newline, or a comma before another path (`a=/x,b=/y`, as before options existed). A comma
+/// splits only before an option or a path, so paths and names may contain `,` and `=`.
+pub fn split_mount_arg(arg: &str) -> Vec<Vec<String>> {
+    let starts_mount = |rest: &str| {
+        let rest = rest.trim_start();
+        rest.starts_with('/')
+            || rest
+                .split_once('=')
+                .is_some_and(|(name, path)| !name.contains('/') && path.starts_with('/'))
     };
-    if path.trim().is_empty() || name.as_deref() == Some("") {
+    let mut mounts = Vec::new();
+    for item in arg.split([';', '\n']) {
+        let mut mount: Vec<String> = Vec::new();
+        let mut rest = item;
+        loop {
+            // The next comma that starts an option or a new mount.
+            let split = rest
+                .char_indices()
+                .filter(|&(_, c)| c == ',')
+                .find(|&(at, _)| {
+                    let after = &rest[at + 1..];
+                    mount_option(after).is_some() || starts_mount(after)
+                });
+            let (segment, next) = match split {
+                Some((at, _)) => (&rest[..at], Some(&rest[at + 1..])),
+                None => (rest, None),
+            };
+            if !segment.trim().is_empty() {
+                mount.push(segment.trim().to_owned());
+            }
+            let Some(next) = next else { break };
+            if mount_option(next).is_none() && !mount.is_empty() {
+                mounts.push(std::mem::take(&mut mount));
+            }
+            rest = next;
+        }
+        if !mount.is_empty() {
+            mounts.push(mount);
+        }
+    }
+    mounts
+}
+
+/// One mount of `--mount`: `[NAME=]PATH` and options, as [`split_mount_arg`] cut them.
+fn flag_mount(segments: &[String], flag: &str, s: &Settings) -> Result<MountSpec, ConfigError> {
+    let example = "e.g. --mount media=/mnt/media or --mount name=media,path=/mnt/media,fstype=fuse.rclone,min-free=5%";
+    let mut name = None;
+    let mut path = None;
+    let mut file = FileMount::default();
+    for segment in segments {
+        // Only the first segment can be other than an option: split_mount_arg cuts before
+        // options and paths only.
+        let Some((key, value)) = mount_option(segment) else {
+            match segment.split_once('=') {
+                Some((n, p)) if !n.contains('/') => {
+                    name = Some(n.trim().to_owned());
+                    path = Some(p.to_owned());
+                }
+                _ => path = Some(segment.clone()),
+            }
+            continue;
+        };
+        let value = value.trim().to_owned();
+        let at = |key: &str| format!("{flag}: `{key}`");
+        match key {
+            "name" => name = Some(value),
+            "path" => path = Some(value),
+            "fstype" | "fs-type" => file.fs_type = Some(value),
+            "require-mountpoint" => {
+                file.require_mountpoint = match value.as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    "auto" => None,
+                    _ => return err(format!("{}: {value:?} is not true, false or auto", at(key))),
+                }
+            }
+            "expect" => file.expect = Some(value),
+            "min-free" => file.min_free = Some(serde_json::Value::String(value)),
+            "min-free-inodes" => file.min_free_inodes = Some(serde_json::Value::String(value)),
+            "check" | "check-type" => file.check_type = Some(value),
+            "canary" | "canary-file" => {
+                file.check_type.get_or_insert_with(|| "canary".to_owned());
+                file.canary_file = Some(value);
+            }
+            "failure-threshold" | "success-threshold" => {
+                let n = value
+                    .parse::<i64>()
+                    .or_else(|_| err(format!("{}: {value:?} is not a whole number", at(key))))?;
+                if key == "failure-threshold" {
+                    file.failure_threshold = Some(n);
+                } else {
+                    file.success_threshold = Some(n);
+                }
+            }
+            _ => unreachable!("every key of MOUNT_OPTIONS is handled"),
+        }
+    }
+    if name.as_deref().is_some_and(|n| n.trim().is_empty())
+        || path.as_deref().is_none_or(|p| p.trim().is_empty())
+    {
         return err(format!(
-            "--mount {arg:?}: expected PATH or NAME=PATH, e.g. --mount media=/mnt/media"
+            "{flag}: expected PATH, NAME=PATH or path=PATH with options; {example}"
         ));
     }
-    let mut spec = MountSpec::plain(name, normalize(Path::new(path.trim())), s);
-    spec.shown_path = path.trim().to_owned();
-    Ok(spec)
+    // Flags check mountinfo and statfs only, unless a data check is asked for.
+    file.check_type.get_or_insert_with(|| "none".to_owned());
+    file.name = name;
+    file.path = path;
+    let at = |key: &str| format!("{flag}: `{key}`");
+    file_mount(file, DEFAULT_CANARY_FILE, false, s, &at)
 }
 
 /// The longest interval or timeout accepted: longer ones are surely typos, and deadlines that
@@ -845,6 +1009,96 @@ minFreeInodes = 1000
         assert_eq!(s.mounts[1].check, DataCheck::None);
     }
 
+    fn flags(mounts: &[&str]) -> Result<Vec<MountSpec>, ConfigError> {
+        let cli = Overrides {
+            mounts: mounts.iter().map(|m| (*m).to_owned()).collect(),
+            ..Default::default()
+        };
+        resolve(FileConfig::default(), None, &cli).map(|s| s.mounts)
+    }
+
+    #[test]
+    fn every_per_mount_option_can_be_a_flag() {
+        let m = flags(&[
+            "media=/mnt/media,fstype=fuse.rclone,min-free=5%,min-free-inodes=1000,expect=ro,require-mountpoint=true,failure-threshold=2,success-threshold=3",
+        ])
+        .unwrap();
+        assert_eq!(m.len(), 1);
+        let m = &m[0];
+        assert_eq!(m.label(), "media");
+        assert_eq!(m.path, Path::new("/mnt/media"));
+        assert_eq!(m.fs_type.as_deref(), Some("fuse.rclone"));
+        assert_eq!(m.min_free, Some(Floor::Percent(5.0)));
+        assert_eq!(m.min_free_inodes, Some(Floor::Absolute(1000)));
+        assert_eq!(m.expect, Expect::ReadOnly);
+        assert_eq!(m.placement, Placement::MountPoint);
+        assert_eq!((m.failure_threshold, m.success_threshold), (2, 3));
+        assert_eq!(m.check, DataCheck::None);
+
+        let m = &flags(&["name=backup,path=/mnt/backup,canary=.mounted"]).unwrap()[0];
+        assert_eq!(m.label(), "backup");
+        assert_eq!(
+            m.check,
+            DataCheck::Canary(PathBuf::from("/mnt/backup/.mounted"))
+        );
+        let m = &flags(&["/srv/x,require-mountpoint=false,check=directory"]).unwrap()[0];
+        assert_eq!(
+            (m.placement, &m.check),
+            (Placement::Anywhere, &DataCheck::Directory)
+        );
+        assert_eq!(flags(&["/srv/x"]).unwrap()[0].placement, Placement::Mounted);
+    }
+
+    #[test]
+    fn paths_with_commas_and_equals_signs_still_work() {
+        let m = flags(&["media=/mnt/a=b,c,fstype=nfs4"]).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].path, Path::new("/mnt/a=b,c"));
+        assert_eq!(m[0].fs_type.as_deref(), Some("nfs4"));
+        let m = flags(&["path=/srv/x,y=z"]).unwrap();
+        assert_eq!(m[0].path, Path::new("/srv/x,y=z"));
+    }
+
+    #[test]
+    fn one_value_holds_several_mounts() {
+        // The environment variable's forms: `;` or a newline between mounts, and the old
+        // comma-separated list of paths.
+        for value in [
+            "a=/x,fstype=tmpfs;b=/y",
+            "a=/x,fstype=tmpfs\nb=/y",
+            "a=/x,fstype=tmpfs,b=/y",
+        ] {
+            let m = flags(&[value]).unwrap();
+            let got: Vec<(String, &Path, Option<&str>)> = m
+                .iter()
+                .map(|m| (m.label(), m.path.as_path(), m.fs_type.as_deref()))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("a".to_owned(), Path::new("/x"), Some("tmpfs")),
+                    ("b".to_owned(), Path::new("/y"), None)
+                ],
+                "{value:?}"
+            );
+        }
+        assert_eq!(flags(&["/x,/y"]).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_mount_options_say_what_is_wrong() {
+        for (value, needle) in [
+            ("media=/m,min-free=lots", "`minFree`"),
+            ("media=/m,require-mountpoint=maybe", "true, false or auto"),
+            ("media=/m,failure-threshold=x", "not a whole number"),
+            ("name=media", "expected PATH"),
+        ] {
+            let e = flags(&[value]).unwrap_err().0;
+            assert!(e.contains(needle), "{value}: {e}");
+            assert!(e.contains("--mount"), "{value}: {e}");
+        }
+    }
+
     fn error_of(json: &str) -> String {
         from_json(json, Overrides::default()).unwrap_err().0
     }
@@ -862,7 +1116,7 @@ minFreeInodes = 1000
             (r#"{"mounts":[{"name":"a"}]}"#, "`mounts[0].path`"),
             (r#"{"httpPort":70000}"#, "`httpPort`: 70000 is not a port"),
             (r#"{"httpPort":"80"}"#, "`httpPort`"),
-            (r#"[]"#, "config.json"),
+            ("[]", "config.json"),
             (r#"{"listen":"nope"}"#, "`listen`"),
             (
                 r#"{"checkInterval":"100ms"}"#,
@@ -1341,6 +1595,7 @@ mod fuzz {
                     log_level,
                     log_format,
                     init_container_mode: false,
+                    max_blocked_checks: None,
                 },
             )
     }

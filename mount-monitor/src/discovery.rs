@@ -1,8 +1,9 @@
 //! Discovery mode: which mounts count as real when none are configured.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::mountinfo::MountEntry;
+use crate::config::{MountSpec, Placement, Settings};
+use crate::mountinfo::{MountEntry, Table};
 
 /// Pseudo and virtual filesystems that say nothing about an application's data: the one list.
 pub const EXCLUDED_FS_TYPES: &[&str] = &[
@@ -34,23 +35,46 @@ pub const EXCLUDED_FS_TYPES: &[&str] = &[
 /// Kernel interfaces, whatever filesystem type happens to be mounted there.
 const EXCLUDED_PREFIXES: &[&str] = &["/proc", "/sys", "/dev"];
 
+/// What a container runtime mounts into every container: its name and DNS files, Kubernetes'
+/// service-account token and other secrets. Not the application's data, and not worth showing to
+/// whoever can reach the port.
+const RUNTIME_MOUNTS: &[&str] = &[
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/run/secrets",
+    "/var/run/secrets",
+    "/run/.containerenv",
+];
+
 /// Whether discovery monitors this mount.
 pub fn is_real(entry: &MountEntry) -> bool {
     !EXCLUDED_FS_TYPES.contains(&entry.fs_type.as_str())
         && !EXCLUDED_PREFIXES
             .iter()
+            .chain(RUNTIME_MOUNTS)
             .any(|prefix| entry.mount_point.starts_with(Path::new(prefix)))
 }
 
-/// The mount points to monitor, each once, in mountinfo order.
-pub fn real_mount_points(entries: &[MountEntry]) -> Vec<PathBuf> {
+/// The mounts to monitor: the topmost at each mount point, in mountinfo order.
+pub fn real_mounts(table: &Table) -> Vec<&MountEntry> {
     let mut seen = std::collections::HashSet::new();
-    entries
+    table
         .iter()
         .filter(|e| is_real(e))
         .filter(|e| seen.insert(e.mount_point.clone()))
-        .map(|e| e.mount_point.clone())
+        .filter_map(|e| table.mount_at(&e.mount_point))
+        .filter(|e| is_real(e))
         .collect()
+}
+
+/// How a discovered mount is checked: it is the mount point, and stays of the type it was found
+/// with (whatever it is: a bind of a local file or directory is what it is here).
+pub fn spec(entry: &MountEntry, settings: &Settings) -> MountSpec {
+    let mut spec = MountSpec::plain(None, entry.mount_point.clone(), settings);
+    spec.placement = Placement::MountPoint;
+    spec.fs_type = Some(entry.fs_type.clone());
+    spec
 }
 
 #[cfg(test)]
@@ -59,25 +83,40 @@ mod tests {
     use crate::mountinfo::parse;
 
     #[test]
-    fn skips_pseudo_filesystems_and_kernel_interfaces() {
-        let entries = parse(
-            "1 0 0:1 / / rw - overlay overlay rw\n\
-             2 1 0:2 / /proc rw - proc proc rw\n\
-             3 1 0:3 / /sys/fs/cgroup rw - cgroup2 cgroup rw\n\
-             4 1 0:4 / /dev/shm rw - tmpfs shm rw\n\
-             5 1 0:5 / /mnt/media rw - fuse.rclone remote: rw\n\
-             6 1 0:6 / /data rw - ext4 /dev/sda1 rw\n\
-             7 6 0:7 / /data rw - tmpfs tmpfs rw\n\
-             8 1 0:8 / /srv/nfs rw - nfs4 server:/x rw\n",
-        )
-        .unwrap();
+    fn skips_pseudo_filesystems_kernel_interfaces_and_runtime_files() {
+        let table = Table::new(
+            parse(
+                "1 0 0:1 / / rw - overlay overlay rw\n\
+                 2 1 0:2 / /proc rw - proc proc rw\n\
+                 3 1 0:3 / /sys/fs/cgroup rw - cgroup2 cgroup rw\n\
+                 4 1 0:4 / /dev/shm rw - tmpfs shm rw\n\
+                 5 1 0:5 / /mnt/media rw - fuse.rclone remote: rw\n\
+                 6 1 0:6 / /data rw - ext4 /dev/sda1 rw\n\
+                 7 6 0:7 / /data rw - tmpfs tmpfs rw\n\
+                 8 1 0:8 / /srv/nfs rw - nfs4 server:/x rw\n\
+                 9 1 8:1 /var/lib/docker/containers/x/hosts /etc/hosts rw - ext4 /dev/sda1 rw\n\
+                 10 1 0:9 / /var/run/secrets/kubernetes.io/serviceaccount ro - tmpfs tmpfs rw\n",
+            )
+            .unwrap(),
+        );
+        let found: Vec<(&Path, u32)> = real_mounts(&table)
+            .iter()
+            .map(|e| (e.mount_point.as_path(), e.mount_id))
+            .collect();
         assert_eq!(
-            real_mount_points(&entries),
+            found,
             vec![
-                PathBuf::from("/mnt/media"),
-                PathBuf::from("/data"),
-                PathBuf::from("/srv/nfs")
+                (Path::new("/mnt/media"), 5),
+                (Path::new("/data"), 7),
+                (Path::new("/srv/nfs"), 8)
             ]
         );
+        let data = spec(found_entry(&table, 7), &Settings::default());
+        assert_eq!(data.placement, Placement::MountPoint);
+        assert_eq!(data.fs_type.as_deref(), Some("tmpfs"));
+    }
+
+    fn found_entry(table: &Table, id: u32) -> &MountEntry {
+        table.iter().find(|e| e.mount_id == id).unwrap()
     }
 }

@@ -91,15 +91,22 @@ pub struct StatusBody<'a> {
     pub status: &'static str,
     pub timestamp: String,
     pub mounts: Vec<MountJson<'a>>,
+    /// Checks blocked in the kernel past their deadline, a thread each.
+    pub blocked_checks: usize,
 }
 
 impl<'a> StatusBody<'a> {
-    pub fn new(mounts: impl IntoIterator<Item = &'a MountView>, ok: bool) -> Self {
+    pub fn new(
+        mounts: impl IntoIterator<Item = &'a MountView>,
+        ok: bool,
+        blocked_checks: usize,
+    ) -> Self {
         let now = Instant::now();
         StatusBody {
             status: Self::status(ok),
             timestamp: timestamp(SystemTime::now()),
             mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
+            blocked_checks,
         }
     }
 
@@ -151,7 +158,8 @@ pub fn timestamp(at: SystemTime) -> String {
 impl<'a> MountJson<'a> {
     pub fn new(view: &'a MountView, now: Instant) -> Self {
         let state = &view.state;
-        let stats = state.stats.as_ref();
+        // Figures only from the latest check: a mount that is gone or hangs has none.
+        let stats = state.stats.as_ref().filter(|_| state.stats_current);
         let failure = state.failure.as_ref();
         MountJson {
             name: view.spec.name.as_deref(),
@@ -227,8 +235,9 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
         timestamp(SystemTime::now())
     );
     body.extend_from_slice(&mounts);
+    let _ = write!(body, r#","blocked_checks":{}}}"#, snapshot.blocked_checks);
     // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
-    body.extend_from_slice(b"}\n");
+    body.push(b'\n');
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -247,12 +256,13 @@ async fn version() -> Response {
 
 async fn livez(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
     let age = shared.heartbeat_age();
-    let ok = age < LIVENESS_LIMIT;
+    let failed = shared.snapshot().failed.clone();
+    let ok = age < LIVENESS_LIMIT && failed.is_none();
     let options = QueryOptions::parse(query.as_deref());
-    let line = if ok {
-        "[+]monitor-loop ok".to_owned()
-    } else {
-        format!("[-]monitor-loop failed: no tick for {}s", age.as_secs())
+    let line = match failed {
+        Some(why) => format!("[-]monitor-loop failed: {why}"),
+        None if ok => "[+]monitor-loop ok".to_owned(),
+        None => format!("[-]monitor-loop failed: no tick for {}s", age.as_secs()),
     };
     let body = if options.verbose || !ok {
         format!(
@@ -455,6 +465,70 @@ mod tests {
 
     async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
         call(app, Method::GET, uri).await
+    }
+
+    #[tokio::test]
+    async fn figures_come_only_from_the_latest_check() {
+        let mut gone = (*view("media", Health::Healthy)).clone();
+        let stats = crate::probe::Stats {
+            fs_type: Some("fuse.rclone".into()),
+            size_bytes: 100,
+            ..Default::default()
+        };
+        gone.state
+            .measured(Some(stats), Some(std::time::Duration::from_millis(1)));
+        let app = app(vec![Arc::new(gone.clone())]);
+        let (_, body) = get(&app, "/healthz/status").await;
+        assert!(body.contains(r#""fs_type":"fuse.rclone""#), "{body}");
+        // The next check found nothing mounted: no figures, rather than the old ones as if
+        // they were current.
+        gone.state.record(
+            Err(crate::probe::Failure::new(
+                crate::reason::Reason::NotMounted,
+                "gone",
+            )),
+            SystemTime::now(),
+            3,
+            1,
+        );
+        gone.state
+            .measured(None, Some(std::time::Duration::from_millis(1)));
+        let app = super::tests::app(vec![Arc::new(gone)]);
+        let (_, body) = get(&app, "/healthz/status").await;
+        for field in ["fs_type", "size_bytes", "avail_bytes", "files"] {
+            assert!(!body.contains(field), "{field} in {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn blocked_checks_and_a_dead_monitor_show() {
+        let shared = Shared::new(Arc::new(Settings::default()));
+        shared.publish(Snapshot {
+            mounts: vec![view("a", Health::Healthy)],
+            initialized: true,
+            blocked_checks: 3,
+            ..Default::default()
+        });
+        let app = router(Arc::clone(&shared));
+        let (_, body) = get(&app, "/healthz/status").await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["blocked_checks"], 3, "{body}");
+        assert!(
+            get(&app, "/metrics")
+                .await
+                .1
+                .contains("\nmount_monitor_blocked_checks 3\n")
+        );
+        assert_eq!(get(&app, "/livez").await.0, StatusCode::OK);
+        shared.publish(Snapshot {
+            mounts: vec![view("a", Health::Healthy)],
+            initialized: true,
+            failed: Some("discovery crashed: boom".into()),
+            ..Default::default()
+        });
+        let (status, body) = get(&app, "/livez").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("discovery crashed: boom"), "{body}");
     }
 
     #[tokio::test]
@@ -692,7 +766,7 @@ mod tests {
         let app = app(mounts.clone());
         let (_, body) = get(&app, "/healthz/status").await;
         let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false);
+        let expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false, 0);
         let mut expected = serde_json::to_value(&expected).unwrap();
         for json in [&mut served, &mut expected] {
             let timestamp = json["timestamp"].take();

@@ -169,7 +169,7 @@ async fn check(settings: &Settings, format: Format) -> ExitCode {
     match format {
         Format::Table => print!("{}", report::table(&views)),
         Format::Json => {
-            let body = http::StatusBody::new(views.iter(), ok);
+            let body = http::StatusBody::new(views.iter(), ok, monitor::blocked_checks());
             match serde_json::to_string_pretty(&body) {
                 Ok(json) => println!("{json}"),
                 Err(e) => eprintln!("mount-monitor: {e}"),

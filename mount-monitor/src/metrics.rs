@@ -67,7 +67,7 @@ impl Collector for SnapshotCollector {
             .map(|view| Labelled {
                 view,
                 mount: view.label(),
-                path: view.spec.path.display().to_string(),
+                path: crate::mountinfo::display_path(&view.spec.path),
             })
             .collect();
 
@@ -83,6 +83,12 @@ impl Collector for SnapshotCollector {
         ConstGauge::new(mounts.len() as i64).encode(encoder.encode_descriptor(
             "mounts",
             "Mounts being monitored.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(self.snapshot.blocked_checks as i64).encode(encoder.encode_descriptor(
+            "blocked_checks",
+            "Checks blocked in the kernel past their timeout, a thread each (at most maxBlockedChecks once a mount is remounted).",
             None,
             MetricType::Gauge,
         )?)?;

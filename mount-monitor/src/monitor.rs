@@ -2,8 +2,8 @@
 //! collector that owns the state machines and publishes an immutable [`Snapshot`] for readers.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MountSpec, Settings};
 use crate::discovery;
-use crate::mountinfo::MountTable;
-use crate::probe::{self, Failure, Outcome};
+use crate::mountinfo::{MountTable, display_path};
+use crate::probe::{self, Failure, Identity, Outcome};
 use crate::reason::Reason;
 use crate::state::{Health, MountState, Transition};
 
@@ -44,6 +44,10 @@ pub struct Snapshot {
     /// Every configured mount (or the first discovery round) is in `mounts`. Before that, an
     /// empty list must not read as "all healthy".
     pub initialized: bool,
+    /// Checks blocked in the kernel past their deadline (one thread each), over all mounts.
+    pub blocked_checks: usize,
+    /// A monitor task died: the monitor can no longer be trusted, and `/livez` says so.
+    pub failed: Option<String>,
     /// Response bodies rendered from this snapshot, reused until it is replaced.
     pub rendered: crate::http::Rendered,
 }
@@ -102,11 +106,12 @@ enum Event {
     Removed(u64),
     Checked {
         id: u64,
-        result: Result<(), Failure>,
-        stats: Option<probe::Stats>,
-        duration: Option<Duration>,
+        outcome: Box<Outcome>,
+        /// When the check still in flight started, while it overruns its deadline.
         stuck_since: Option<Instant>,
     },
+    /// A task the monitor cannot do without died (discovery).
+    Failed(String),
 }
 
 /// Starts the monitor on the current tokio runtime. Returns at once; the loop runs until the
@@ -117,16 +122,27 @@ pub fn start(shared: Arc<Shared>) {
     let settings = Arc::clone(&shared.settings);
     tokio::spawn(collect(Arc::clone(&shared), rx));
     if settings.mounts.is_empty() {
-        tokio::spawn(discover(settings, table, tx));
+        let failed = tx.clone();
+        let discovery = tokio::spawn(discover(settings, table, tx));
+        tokio::spawn(async move {
+            if let Err(e) = discovery.await
+                && e.is_panic()
+            {
+                let message = format!("discovery crashed: {}", panic_message(e));
+                tracing::error!(error = %message, "the monitor is broken; /livez fails");
+                let _ = failed.send(Event::Failed(message));
+            }
+        });
     } else {
         for (id, spec) in settings.mounts.iter().enumerate() {
             let spec = Arc::new(spec.clone());
             let _ = tx.send(Event::Added(id as u64, Arc::clone(&spec)));
-            tokio::spawn(watch(
+            tokio::spawn(supervise(
                 id as u64,
                 spec,
                 Arc::clone(&settings),
                 Arc::clone(&table),
+                Arc::new(PathChecks::default()),
                 tx.clone(),
             ));
         }
@@ -147,14 +163,16 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     // while a snapshot still holds it.
     let mut mounts: Vec<(u64, Arc<MountView>)> = Vec::new();
     let mut initialized = false;
+    let mut failed = None;
     let mut published: Option<Instant> = None;
+    let mut published_blocked = 0;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                initialized |= apply(&mut mounts, event);
+                initialized |= apply(&mut mounts, &mut failed, event);
                 let spacing = PUBLISH_SPACING_PER_MOUNT * mounts.len() as u32;
                 if let Some(next) = published.map(|at| at + spacing)
                     && Instant::now() < next
@@ -163,24 +181,38 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 }
                 // Drain what else is queued so a burst publishes one snapshot.
                 while let Ok(event) = rx.try_recv() {
-                    initialized |= apply(&mut mounts, event);
+                    initialized |= apply(&mut mounts, &mut failed, event);
                 }
-                shared.publish(Snapshot {
-                    mounts: mounts.iter().map(|(_, v)| Arc::clone(v)).collect(),
-                    initialized,
-                    ..Default::default()
-                });
-                published = Some(Instant::now());
             }
-            _ = heartbeat.tick() => shared.beat(),
+            _ = heartbeat.tick() => {
+                shared.beat();
+                // A check left blocked may return without any event: keep the count current.
+                if blocked_checks() == published_blocked {
+                    continue;
+                }
+            }
         }
+        published_blocked = blocked_checks();
+        shared.publish(Snapshot {
+            mounts: mounts.iter().map(|(_, v)| Arc::clone(v)).collect(),
+            initialized,
+            blocked_checks: published_blocked,
+            failed: failed.clone(),
+            ..Default::default()
+        });
+        published = Some(Instant::now());
     }
 }
 
 /// Applies one event; true when it marks the initial set of mounts as complete.
-fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
+fn apply(
+    mounts: &mut Vec<(u64, Arc<MountView>)>,
+    failed: &mut Option<String>,
+    event: Event,
+) -> bool {
     match event {
         Event::Initialized => return true,
+        Event::Failed(message) => *failed = Some(message),
         Event::Added(id, spec) => {
             let at = mounts.partition_point(|(i, _)| *i < id);
             mounts.insert(
@@ -198,9 +230,7 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
         Event::Removed(id) => mounts.retain(|(i, _)| *i != id),
         Event::Checked {
             id,
-            result,
-            stats,
-            duration,
+            outcome,
             stuck_since,
         } => {
             let Ok(at) = mounts.binary_search_by_key(&id, |(i, _)| *i) else {
@@ -208,9 +238,10 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
             };
             let view = Arc::make_mut(&mut mounts[at].1);
             let spec = Arc::clone(&view.spec);
-            let failure = result.as_ref().err().cloned();
-            let transition = view.state.record(
-                result,
+            let failure = outcome.result.as_ref().err().cloned();
+            let duration = outcome.duration;
+            let transition = view.state.apply(
+                *outcome,
                 SystemTime::now(),
                 spec.failure_threshold,
                 spec.success_threshold,
@@ -219,7 +250,6 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
             if let Some(t) = transition {
                 log_transition(&spec, &t);
             }
-            view.state.measured(stats, duration);
             view.stuck_since = stuck_since;
         }
     }
@@ -283,65 +313,282 @@ fn jittered(interval: Duration) -> Duration {
 
 /// Checks running at once, over all mounts. Each takes a blocking thread, and the runtime keeps
 /// every thread it ever started while it reuses them in turn: 50 mounts checked together at start
-/// used to leave 35–50 threads behind for good. A check that overruns its deadline gives its slot
-/// back, so hung mounts never hold up the others.
+/// used to leave 35–50 threads behind for good. A check holds its slot only while it is quick
+/// ([`SLOW_CHECK`]): a slow or hung one gives it back at once, so any number of hung mounts
+/// never holds up the checks of the others.
 const PARALLEL_CHECKS: usize = 8;
 static CHECK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARALLEL_CHECKS);
+/// A healthy local check takes microseconds, a healthy network share milliseconds.
+const SLOW_CHECK: Duration = Duration::from_millis(100);
 
-/// Checks one mount on its interval, forever. A probe that overruns its deadline keeps its
-/// thread; no second probe of this mount starts until it returns.
+/// Checks past their deadline that have not returned: threads blocked in the kernel.
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Checks blocked in the kernel past their deadline right now, over all mounts.
+pub fn blocked_checks() -> usize {
+    BLOCKED.load(Ordering::Relaxed)
+}
+
+const RUNNING: u8 = 0;
+const OVERDUE: u8 = 1;
+const DONE: u8 = 2;
+const NOT_LOCATED: u64 = u64::MAX;
+
+/// One check on its blocking thread: running, overdue (counted in [`BLOCKED`]) or done, and the
+/// mount ID it found at the path before any call that may hang.
+struct InFlight {
+    phase: AtomicU8,
+    mount_id: AtomicU64,
+}
+
+impl InFlight {
+    fn new() -> Arc<InFlight> {
+        Arc::new(InFlight {
+            phase: AtomicU8::new(RUNNING),
+            mount_id: AtomicU64::new(NOT_LOCATED),
+        })
+    }
+
+    /// Marks the check as past its deadline, counting its thread as blocked.
+    fn overdue(&self) {
+        if self
+            .phase
+            .compare_exchange(RUNNING, OVERDUE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            BLOCKED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn finish(&self) {
+        if self.phase.swap(DONE, Ordering::AcqRel) == OVERDUE {
+            BLOCKED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == DONE
+    }
+
+    fn mount_id(&self) -> Option<u32> {
+        u32::try_from(self.mount_id.load(Ordering::Acquire)).ok()
+    }
+}
+
+/// Ends the check's life when its thread is done with it, also by a panic.
+struct FinishOnDrop(Arc<InFlight>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// The checks started at one path, kept across remounts and (in discovery mode) across the
+/// watchers of the mounts that come and go there: an earlier check still blocked at the path
+/// makes a new one count against `maxBlockedChecks`.
+#[derive(Default)]
+pub struct PathChecks {
+    checks: std::sync::Mutex<Vec<Arc<InFlight>>>,
+}
+
+impl PathChecks {
+    fn register(&self, check: &Arc<InFlight>) {
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks.retain(|c| !c.done());
+        checks.push(Arc::clone(check));
+    }
+
+    /// Checks at this path still running, but for `current`.
+    fn others_running(&self, current: Option<&Arc<InFlight>>) -> usize {
+        let checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        checks
+            .iter()
+            .filter(|c| !c.done() && current.is_none_or(|cur| !Arc::ptr_eq(c, cur)))
+            .count()
+    }
+
+    fn idle(&self) -> bool {
+        self.others_running(None) == 0
+    }
+}
+
+/// A check past its deadline, still waited for.
+struct Stuck {
+    handle: JoinHandle<Outcome>,
+    started: Instant,
+    check: Arc<InFlight>,
+}
+
+/// Runs [`watch`] for one mount and restarts it after a panic, which must not leave the mount's
+/// last state (perhaps healthy) standing: the mount fails with the panic's message meanwhile.
+async fn supervise(
+    id: u64,
+    spec: Arc<MountSpec>,
+    settings: Arc<Settings>,
+    table: Arc<MountTable>,
+    history: Arc<PathChecks>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(watch(
+            id,
+            Arc::clone(&spec),
+            Arc::clone(&settings),
+            Arc::clone(&table),
+            Arc::clone(&history),
+            tx.clone(),
+        )));
+        let ended = (&mut task.0).await;
+        let Err(e) = ended else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let message = format!(
+            "the monitor's task for this mount crashed: {}",
+            panic_message(e)
+        );
+        tracing::error!(mount = %spec.label(), error = %message, "restarting the mount's checks");
+        let failure = Outcome::failed(Failure::new(Reason::Error, message));
+        if tx
+            .send(Event::Checked {
+                id,
+                outcome: Box::new(failure),
+                stuck_since: None,
+            })
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(settings.check_interval).await;
+    }
+}
+
+/// Aborts the task when dropped: aborting a supervisor aborts what it supervises.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Checks one mount on its interval, forever. A check that overruns its deadline keeps its
+/// thread, and no second check of the same mount starts while it is blocked, unless another
+/// mount has taken the path (the usual repair: `umount -l`, mount again): then the blocked one
+/// is left behind, counted, and what is there now is checked at once.
 async fn watch(
     id: u64,
     spec: Arc<MountSpec>,
     settings: Arc<Settings>,
     table: Arc<MountTable>,
+    history: Arc<PathChecks>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    let mut stuck: Option<(JoinHandle<Outcome>, Instant)> = None;
+    // What the path was on when it was last healthy.
+    let mut expected: Option<Identity> = None;
+    let mut stuck: Option<Stuck> = None;
     loop {
-        let (mut handle, started, slot) = match stuck.take() {
-            Some((in_flight, started)) => (in_flight, started, None),
-            None => {
-                // The deadline starts once the check runs, not while it waits for a slot.
-                let slot = CHECK_SLOTS.acquire().await.ok();
-                (spawn_probe(&spec, &table), Instant::now(), slot)
+        if let Some(s) = stuck.take() {
+            if !replaced(&spec, &table, &s.check).await {
+                stuck = Some(s);
+            } else {
+                tracing::info!(mount = %spec.label(), path = %display_path(&spec.path), "another mount is at the path; checking it, and leaving the check blocked on the old one behind");
             }
-        };
-        let deadline = tokio::time::Instant::from_std(started + settings.timeout);
-        let joined = tokio::time::timeout_at(deadline, &mut handle).await;
-        drop(slot);
-        let event = match joined {
-            Ok(joined) => finished(id, joined),
-            Err(_) => {
-                let stuck_for = started.elapsed();
-                stuck = Some((handle, started));
-                Event::Checked {
-                    id,
-                    result: Err(Failure::new(
+        }
+        let (outcome, stuck_since) = match stuck.take() {
+            // Still blocked: say so again, with how long.
+            Some(s) => {
+                let stuck_for = s.started.elapsed();
+                let since = s.started;
+                stuck = Some(s);
+                (timed_out(stuck_for, settings.timeout), Some(since))
+            }
+            None if history.others_running(None) > 0
+                && blocked_checks() >= settings.max_blocked_checks =>
+            {
+                (
+                    Outcome::failed(Failure::new(
                         Reason::Timeout,
                         format!(
-                            "check has not returned after {:.1}s (timeout {:?})",
-                            stuck_for.as_secs_f64(),
-                            settings.timeout
+                            "an earlier check at this path is still blocked, and {} checks are blocked in the kernel, the limit (maxBlockedChecks); no new check starts until one returns",
+                            blocked_checks()
                         ),
                     )),
-                    stats: None,
-                    duration: None,
-                    stuck_since: Some(started),
+                    None,
+                )
+            }
+            None => {
+                let slot = CHECK_SLOTS.acquire().await.ok();
+                let check = InFlight::new();
+                history.register(&check);
+                let mut handle = spawn_probe(&spec, &table, expected.clone(), &check);
+                let started = Instant::now();
+                let quick = tokio::time::timeout(SLOW_CHECK, &mut handle).await;
+                drop(slot);
+                let joined = match quick {
+                    Ok(joined) => Ok(joined),
+                    Err(_) => {
+                        let deadline = tokio::time::Instant::from_std(started + settings.timeout);
+                        tokio::time::timeout_at(deadline, &mut handle).await
+                    }
+                };
+                match joined {
+                    Ok(joined) => (finished(joined), None),
+                    Err(_) => {
+                        check.overdue();
+                        stuck = Some(Stuck {
+                            handle,
+                            started,
+                            check,
+                        });
+                        (
+                            timed_out(started.elapsed(), settings.timeout),
+                            Some(started),
+                        )
+                    }
                 }
             }
+        };
+        if outcome.result.is_ok() {
+            expected = outcome.identity.clone();
+        }
+        let event = Event::Checked {
+            id,
+            outcome: Box::new(outcome),
+            stuck_since,
         };
         if tx.send(event).is_err() {
             return;
         }
         let next = tokio::time::sleep(jittered(settings.check_interval));
         tokio::pin!(next);
-        if let Some((handle, _)) = stuck.as_mut() {
-            // Report the stuck probe's own result the moment it returns.
+        if let Some(s) = stuck.as_mut() {
+            // Report the stuck check's own result the moment it returns.
             tokio::select! {
-                joined = handle => {
+                joined = &mut s.handle => {
                     stuck = None;
-                    if tx.send(finished(id, joined)).is_err() {
+                    let outcome = finished(joined);
+                    if outcome.result.is_ok() {
+                        expected = outcome.identity.clone();
+                    }
+                    let event = Event::Checked {
+                        id,
+                        outcome: Box::new(outcome),
+                        stuck_since: None,
+                    };
+                    if tx.send(event).is_err() {
                         return;
                     }
                     next.await;
@@ -354,30 +601,69 @@ async fn watch(
     }
 }
 
-fn spawn_probe(spec: &Arc<MountSpec>, table: &Arc<MountTable>) -> JoinHandle<Outcome> {
-    let spec = Arc::clone(spec);
-    let table = Arc::clone(table);
-    tokio::task::spawn_blocking(move || probe::probe(&spec, &table))
+/// Whether the mount a blocked check is about is no longer the one at the path. Reads only
+/// mountinfo, never the mount.
+async fn replaced(spec: &Arc<MountSpec>, table: &Arc<MountTable>, check: &InFlight) -> bool {
+    let Some(blocked_on) = check.mount_id() else {
+        return false;
+    };
+    let (spec, table) = (Arc::clone(spec), Arc::clone(table));
+    let now = tokio::task::spawn_blocking(move || {
+        let entries = table.current().ok()?;
+        let entry = match spec.placement {
+            crate::config::Placement::MountPoint => entries.mount_at(&spec.path),
+            _ => entries.mount_containing(&spec.path),
+        };
+        entry.map(|e| e.mount_id)
+    })
+    .await
+    .ok()
+    .flatten();
+    now.is_some_and(|now| now != blocked_on)
 }
 
-fn finished(id: u64, joined: Result<Outcome, tokio::task::JoinError>) -> Event {
+fn spawn_probe(
+    spec: &Arc<MountSpec>,
+    table: &Arc<MountTable>,
+    expected: Option<Identity>,
+    check: &Arc<InFlight>,
+) -> JoinHandle<Outcome> {
+    let spec = Arc::clone(spec);
+    let table = Arc::clone(table);
+    let check = Arc::clone(check);
+    tokio::task::spawn_blocking(move || {
+        let _finish = FinishOnDrop(Arc::clone(&check));
+        probe::probe(&spec, &table, expected.as_ref(), |mount_id| {
+            check.mount_id.store(u64::from(mount_id), Ordering::Release)
+        })
+    })
+}
+
+/// A check that has not returned within `timeout`.
+fn timed_out(stuck_for: Duration, timeout: Duration) -> Outcome {
+    Outcome::failed(Failure::new(
+        Reason::Timeout,
+        format!(
+            "check has not returned after {:.1}s (timeout {timeout:?})",
+            stuck_for.as_secs_f64()
+        ),
+    ))
+}
+
+/// What a check's task ended with: the probe's outcome, or the panic that ended it.
+fn finished(joined: Result<Outcome, tokio::task::JoinError>) -> Outcome {
     match joined {
-        Ok(outcome) => Event::Checked {
-            id,
-            result: outcome.result,
-            stats: outcome.stats,
-            duration: Some(outcome.duration),
-            stuck_since: None,
-        },
-        Err(e) => Event::Checked {
-            id,
-            result: Err(Failure::new(Reason::Error, format!("check crashed: {e}"))),
-            stats: None,
-            duration: None,
-            stuck_since: None,
-        },
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::failed(Failure::new(
+            Reason::Error,
+            format!("check crashed: {}", panic_message(e)),
+        )),
     }
 }
+
+/// The mounts discovery monitors, by mount point and mount ID: a new mount at a path is a new
+/// mount, with checks of its own.
+type DiscoveredKey = (PathBuf, u32);
 
 /// Discovery mode: every real mount, re-read each interval; new mounts get a watcher, vanished
 /// ones are dropped.
@@ -386,7 +672,9 @@ async fn discover(
     table: Arc<MountTable>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    let mut watched: HashMap<PathBuf, (u64, tokio::task::AbortHandle)> = HashMap::new();
+    let mut watched: HashMap<DiscoveredKey, (u64, AbortOnDrop<()>)> = HashMap::new();
+    // Kept across the mounts that come and go at a path, while a check there is blocked.
+    let mut histories: HashMap<PathBuf, Arc<PathChecks>> = HashMap::new();
     let mut next_id = 0u64;
     let mut announced = false;
     let mut ticker = tokio::time::interval(settings.check_interval);
@@ -402,43 +690,53 @@ async fn discover(
             }
             Err(_) => continue,
         };
-        let current: Vec<PathBuf> = discovery::real_mount_points(&entries);
-        let present: std::collections::HashSet<&Path> =
-            current.iter().map(PathBuf::as_path).collect();
-        let gone: Vec<PathBuf> = watched
+        let current = discovery::real_mounts(&entries);
+        let present: std::collections::HashSet<DiscoveredKey> = current
+            .iter()
+            .map(|e| (e.mount_point.clone(), e.mount_id))
+            .collect();
+        let gone: Vec<DiscoveredKey> = watched
             .keys()
-            .filter(|p| !present.contains(p.as_path()))
+            .filter(|key| !present.contains(*key))
             .cloned()
             .collect();
-        for path in gone {
-            if let Some((id, task)) = watched.remove(&path) {
-                task.abort();
-                tracing::info!(mount = %path.display(), path = %path.display(), "mount disappeared; no longer monitored");
+        for key in gone {
+            if let Some((id, task)) = watched.remove(&key) {
+                drop(task);
+                let path = display_path(&key.0);
+                tracing::info!(mount = %path, %path, "mount disappeared; no longer monitored");
                 if tx.send(Event::Removed(id)).is_err() {
                     return;
                 }
             }
         }
-        for path in current {
-            if watched.contains_key(&path) {
+        for entry in current {
+            let key = (entry.mount_point.clone(), entry.mount_id);
+            if watched.contains_key(&key) {
                 continue;
             }
             let id = next_id;
             next_id += 1;
-            let spec = Arc::new(MountSpec::plain(None, path.clone(), &settings));
-            tracing::info!(mount = %path.display(), path = %path.display(), "monitoring discovered mount");
+            let spec = Arc::new(discovery::spec(entry, &settings));
+            let path = display_path(&entry.mount_point);
+            tracing::info!(mount = %path, %path, fs_type = %entry.fs_type, "monitoring discovered mount");
             if tx.send(Event::Added(id, Arc::clone(&spec))).is_err() {
                 return;
             }
-            let task = tokio::spawn(watch(
+            let history = Arc::clone(histories.entry(entry.mount_point.clone()).or_default());
+            let task = tokio::spawn(supervise(
                 id,
                 spec,
                 Arc::clone(&settings),
                 Arc::clone(&table),
+                history,
                 tx.clone(),
             ));
-            watched.insert(path, (id, task.abort_handle()));
+            watched.insert(key, (id, AbortOnDrop(task)));
         }
+        let watched_paths: std::collections::HashSet<&PathBuf> =
+            watched.keys().map(|(path, _)| path).collect();
+        histories.retain(|path, history| watched_paths.contains(path) || !history.idle());
         if !announced {
             announced = true;
             if tx.send(Event::Initialized).is_err() {
@@ -459,9 +757,9 @@ pub async fn check_once(settings: &Settings) -> Vec<MountView> {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        discovery::real_mount_points(&entries)
+        discovery::real_mounts(&entries)
             .into_iter()
-            .map(|path| MountSpec::plain(None, path, settings))
+            .map(|entry| discovery::spec(entry, settings))
             .collect()
     } else {
         settings.mounts.clone()
@@ -471,32 +769,20 @@ pub async fn check_once(settings: &Settings) -> Vec<MountView> {
         .into_iter()
         .map(|spec| {
             let spec = Arc::new(spec);
-            (Arc::clone(&spec), spawn_probe(&spec, &table))
+            let handle = spawn_probe(&spec, &table, None, &InFlight::new());
+            (spec, handle)
         })
         .collect();
     let deadline = tokio::time::Instant::from_std(started + settings.timeout);
     let mut views = Vec::with_capacity(handles.len());
     for (spec, handle) in handles {
-        let (result, stats, duration) = match tokio::time::timeout_at(deadline, handle).await {
-            Ok(Ok(outcome)) => (outcome.result, outcome.stats, Some(outcome.duration)),
-            Ok(Err(e)) => (
-                Err(Failure::new(Reason::Error, format!("check crashed: {e}"))),
-                None,
-                None,
-            ),
-            Err(_) => (
-                Err(Failure::new(
-                    Reason::Timeout,
-                    format!("check did not return within {:?}", settings.timeout),
-                )),
-                None,
-                None,
-            ),
+        let outcome = match tokio::time::timeout_at(deadline, handle).await {
+            Ok(joined) => finished(joined),
+            Err(_) => timed_out(started.elapsed(), settings.timeout),
         };
         let mut state = MountState::default();
         // One round decides: a single failure is reported as unhealthy.
-        state.record(result, SystemTime::now(), 1, 1);
-        state.measured(stats, duration);
+        state.apply(outcome, SystemTime::now(), 1, 1);
         views.push(MountView {
             spec,
             state,
@@ -527,10 +813,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::default();
         let mut spec = MountSpec::plain(Some("tmp".into()), dir.path().to_path_buf(), &settings);
-        spec.require_mountpoint = false;
+        spec.placement = crate::config::Placement::Anywhere;
         let mut missing =
             MountSpec::plain(Some("missing".into()), dir.path().join("nope"), &settings);
-        missing.require_mountpoint = false;
+        missing.placement = crate::config::Placement::Anywhere;
         missing.failure_threshold = 1;
         settings.mounts = vec![spec, missing];
         let shared = Shared::new(Arc::new(settings));

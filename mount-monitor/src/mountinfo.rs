@@ -12,13 +12,14 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// One line of mountinfo (see proc_pid_mountinfo(5)).
+/// One line of mountinfo (see proc_pid_mountinfo(5)). Paths are bytes, as the kernel keeps them:
+/// a directory name that is not UTF-8 anywhere on the machine must not break the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
     pub mount_id: u32,
     pub parent_id: u32,
     /// The root of the mount within its filesystem (`/` unless it is a bind mount of a subtree).
-    pub root: String,
+    pub root: PathBuf,
     pub mount_point: PathBuf,
     pub mount_options: Vec<String>,
     pub fs_type: String,
@@ -35,7 +36,25 @@ impl MountEntry {
                 .iter()
                 .any(|o| o == "ro" || o == "emergency_ro")
     }
+
+    /// A bind mount of a subtree rather than a filesystem's root.
+    pub fn is_bind_of_subtree(&self) -> bool {
+        self.root != Path::new("/")
+    }
+
+    /// A filesystem of this machine (a disk, memory or a container's layers) rather than a
+    /// network share or a FUSE daemon: a directory of one is what a container volume shows when
+    /// the mount it should carry is missing.
+    pub fn is_local_filesystem(&self) -> bool {
+        self.source.starts_with("/dev/") || LOCAL_FS_TYPES.contains(&self.fs_type.as_str())
+    }
 }
+
+/// Filesystems whose directories a container runtime binds into containers as volumes.
+pub const LOCAL_FS_TYPES: &[&str] = &[
+    "bcachefs", "btrfs", "exfat", "ext2", "ext3", "ext4", "f2fs", "jfs", "ntfs", "ntfs3",
+    "overlay", "ramfs", "reiserfs", "tmpfs", "vfat", "xfs", "zfs",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("mountinfo line {line}: {what}")]
@@ -44,37 +63,40 @@ pub struct ParseError {
     pub what: &'static str,
 }
 
-/// Parses the whole text of a mountinfo file.
-pub fn parse(text: &str) -> Result<Vec<MountEntry>, ParseError> {
-    text.lines()
+/// Parses the whole of a mountinfo file, as bytes.
+pub fn parse(text: impl AsRef<[u8]>) -> Result<Vec<MountEntry>, ParseError> {
+    text.as_ref()
+        .split(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
         .map(|(i, line)| parse_line(line).map_err(|what| ParseError { line: i + 1, what }))
         .collect()
 }
 
-fn parse_line(line: &str) -> Result<MountEntry, &'static str> {
-    let mut fields = line.split(' ');
+fn parse_line(line: &[u8]) -> Result<MountEntry, &'static str> {
+    let mut fields = line.split(|&b| b == b' ');
     let mut next = |what| fields.next().filter(|f| !f.is_empty()).ok_or(what);
-    let mount_id = next("missing mount id")?
-        .parse()
-        .map_err(|_| "bad mount id")?;
-    let parent_id = next("missing parent id")?
-        .parse()
-        .map_err(|_| "bad parent id")?;
+    let number = |field: &[u8], what| {
+        std::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse().ok())
+            .ok_or(what)
+    };
+    let mount_id = number(next("missing mount id")?, "bad mount id")?;
+    let parent_id = number(next("missing parent id")?, "bad parent id")?;
     let _dev = next("missing major:minor")?;
-    let root = unescape(next("missing root")?);
-    let mount_point = PathBuf::from(unescape(next("missing mount point")?));
+    let root = path(next("missing root")?);
+    let mount_point = path(next("missing mount point")?);
     let mount_options = split_options(next("missing mount options")?);
     // Optional fields (shared:N, master:N, …) run up to a lone "-".
     loop {
-        if next("missing separator")? == "-" {
+        if next("missing separator")? == b"-" {
             break;
         }
     }
-    let fs_type = unescape(next("missing filesystem type")?);
+    let fs_type = text(next("missing filesystem type")?);
     // The source may legitimately be empty on some filesystems; take it verbatim.
-    let source = fields.next().map(unescape).unwrap_or_default();
+    let source = fields.next().map(text).unwrap_or_default();
     let super_options = fields.next().map(split_options).unwrap_or_default();
     Ok(MountEntry {
         mount_id,
@@ -88,16 +110,23 @@ fn parse_line(line: &str) -> Result<MountEntry, &'static str> {
     })
 }
 
-fn split_options(field: &str) -> Vec<String> {
-    field.split(',').map(unescape).collect()
+fn split_options(field: &[u8]) -> Vec<String> {
+    field.split(|&b| b == b',').map(text).collect()
+}
+
+fn path(field: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(unescape(field)))
+}
+
+/// Types, sources and options: shown to people, never used as paths.
+fn text(field: &[u8]) -> String {
+    String::from_utf8_lossy(&unescape(field)).into_owned()
 }
 
 /// Decodes the kernel's `\ooo` octal escapes (space, tab, newline and backslash are escaped).
-fn unescape(field: &str) -> String {
-    if !field.contains('\\') {
-        return field.to_owned();
-    }
-    let bytes = field.as_bytes();
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let bytes = field;
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -112,11 +141,28 @@ fn unescape(field: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn is_octal_escape(digits: &[u8]) -> bool {
     digits.len() == 3 && digits[0] <= b'3' && digits.iter().all(|d| (b'0'..=b'7').contains(d))
+}
+
+/// A path for people and label values: UTF-8 as it is, any byte that is not UTF-8 as `\xNN`.
+pub fn display_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
 }
 
 /// One reading of the mount table, indexed by mount point: every check looks its path up, and a
@@ -147,6 +193,11 @@ impl Table {
     pub fn mount_at(&self, path: &Path) -> Option<&MountEntry> {
         let indices = self.by_mount_point.get(path)?;
         topmost(indices.iter().map(|&index| &self.entries[index]))
+    }
+
+    /// [`mount_containing`], without the search: the nearest ancestor that is a mount point.
+    pub fn mount_containing(&self, path: &Path) -> Option<&MountEntry> {
+        path.ancestors().find_map(|dir| self.mount_at(dir))
     }
 }
 
@@ -222,6 +273,9 @@ pub struct MountTable {
 struct Cached {
     file: File,
     entries: Arc<Table>,
+    /// A re-read failed after the kernel said the table changed: that notice is consumed, so
+    /// the next call must read again whatever `poll` says.
+    stale: bool,
 }
 
 impl MountTable {
@@ -240,10 +294,12 @@ impl MountTable {
     pub fn current(&self) -> std::io::Result<Arc<Table>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = cache.as_mut() {
-            if !changed(&cached.file) {
+            if !changed(&cached.file) && !cached.stale {
                 return Ok(Arc::clone(&cached.entries));
             }
+            cached.stale = true;
             cached.entries = Arc::new(Table::new(read_all(&mut cached.file)?));
+            cached.stale = false;
             return Ok(Arc::clone(&cached.entries));
         }
         let mut file = File::open(&self.path)?;
@@ -253,6 +309,7 @@ impl MountTable {
         *cache = Some(Cached {
             file,
             entries: Arc::clone(&entries),
+            stale: false,
         });
         Ok(entries)
     }
@@ -279,8 +336,8 @@ fn changed(file: &File) -> bool {
 
 fn read_all(file: &mut File) -> std::io::Result<Vec<MountEntry>> {
     file.seek(SeekFrom::Start(0))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)?;
     parse(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
@@ -315,10 +372,10 @@ mod tests {
     fn decodes_octal_escapes() {
         let entries = parse(SAMPLE).unwrap();
         assert_eq!(entries[1].mount_point, Path::new("/mnt/with space"));
-        assert_eq!(entries[1].root, "/mnt1");
-        assert_eq!(unescape("a\\011b\\012c\\134d"), "a\tb\nc\\d");
+        assert_eq!(entries[1].root, Path::new("/mnt1"));
+        assert_eq!(unescape(b"a\\011b\\012c\\134d"), b"a\tb\nc\\d");
         // Not an escape: left as it is.
-        assert_eq!(unescape("a\\9x\\"), "a\\9x\\");
+        assert_eq!(unescape(b"a\\9x\\"), b"a\\9x\\");
     }
 
     #[test]
@@ -355,6 +412,11 @@ mod tests {
             ] {
                 let path = Path::new(path);
                 assert_eq!(table.mount_at(path), mount_at(&entries, path), "{path:?}");
+                assert_eq!(
+                    table.mount_containing(path),
+                    mount_containing(&entries, path),
+                    "{path:?}"
+                );
             }
             assert_eq!(&*table, entries.as_slice());
         }
@@ -380,10 +442,50 @@ mod tests {
     }
 
     #[test]
+    fn paths_that_are_not_utf8_are_kept_as_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let text = b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+                     70 22 0:70 / /srv/caf\xe9 rw - tmpfs tmpfs rw\n\
+                     71 22 0:71 / /srv/ok rw - tmpfs tmpfs rw\n";
+        let entries = parse(text).unwrap();
+        assert_eq!(
+            entries[1].mount_point.as_os_str().as_bytes(),
+            b"/srv/caf\xe9"
+        );
+        assert_eq!(display_path(&entries[1].mount_point), "/srv/caf\\xe9");
+        assert_eq!(display_path(Path::new("/srv/café")), "/srv/café");
+        let table = Table::new(entries);
+        assert_eq!(table.mount_at(Path::new("/srv/ok")).unwrap().mount_id, 71);
+    }
+
+    #[test]
+    fn a_failed_read_is_retried_on_the_next_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mountinfo");
+        std::fs::write(&file, "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n").unwrap();
+        let table = MountTable::at(&file);
+        assert_eq!(table.current().unwrap().len(), 1);
+        // A regular file never polls as changed; mark the table changed by hand, as a POLLPRI
+        // would, and break it: the read fails, and the next call reads again although `poll`
+        // says nothing new, rather than serving the old table for good.
+        std::fs::write(&file, "garbage\n").unwrap();
+        table.cache.lock().unwrap().as_mut().unwrap().stale = true;
+        assert!(table.current().is_err());
+        assert!(table.current().is_err(), "still broken, still read");
+        std::fs::write(
+            &file,
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n23 22 0:5 / /m rw - tmpfs t rw\n",
+        )
+        .unwrap();
+        assert_eq!(table.current().unwrap().len(), 2);
+        assert!(!table.cache.lock().unwrap().as_ref().unwrap().stale);
+    }
+
+    #[test]
     fn bind_mount_keeps_its_root() {
         let line = "60 22 8:1 /var/lib/data /srv/bound rw - ext4 /dev/sda1 rw\n";
         let entries = parse(line).unwrap();
-        assert_eq!(entries[0].root, "/var/lib/data");
+        assert_eq!(entries[0].root, Path::new("/var/lib/data"));
         assert_eq!(
             mount_at(&entries, Path::new("/srv/bound"))
                 .unwrap()
@@ -494,6 +596,16 @@ mod fuzz {
         }
 
         #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..400)) {
+            if let Ok(entries) = parse(&bytes) {
+                for entry in &entries {
+                    let _ = display_path(&entry.mount_point);
+                    let _ = mount_containing(&entries, &entry.mount_point);
+                }
+            }
+        }
+
+        #[test]
         fn near_miss_lines_never_panic(lines in vec(line(), 0..6), path in "/[^\\x00]{0,20}") {
             let text = lines.join("\n");
             if let Ok(entries) = parse(&text) {
@@ -525,7 +637,7 @@ mod fuzz {
             let entries = parse(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line:?}")))?;
             prop_assert_eq!(entries.len(), 1);
             let entry = &entries[0];
-            prop_assert_eq!(&entry.root, &root);
+            prop_assert_eq!(&entry.root, &PathBuf::from(&root));
             prop_assert_eq!(&entry.mount_point, &PathBuf::from(&mount_point));
             prop_assert_eq!(&entry.fs_type, &fs_type);
             prop_assert_eq!(&entry.source, &source);

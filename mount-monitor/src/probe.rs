@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::statvfs::{FsFlags, statvfs};
 
-use crate::config::{DataCheck, Expect, MountSpec};
-use crate::mountinfo::{self, MountEntry, MountTable, Table};
+use crate::config::{DataCheck, Expect, MountSpec, Placement};
+use crate::mountinfo::{MountEntry, MountTable, Table, display_path};
 use crate::reason::Reason;
 
 /// What statfs and mountinfo said about the filesystem.
@@ -39,41 +39,107 @@ impl Failure {
     }
 }
 
+/// What the path is on, as far as telling one mount from another at the same place goes: a
+/// restarted daemon that mounts the same remote again has the same identity; the host's empty
+/// directory bound in its place has not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub fs_type: String,
+    pub source: String,
+    /// The directory of the filesystem that is mounted (`/` unless a bind of a subtree).
+    pub root: std::path::PathBuf,
+    pub mount_point: std::path::PathBuf,
+}
+
+impl Identity {
+    pub fn of(entry: &MountEntry) -> Identity {
+        Identity {
+            fs_type: entry.fs_type.clone(),
+            source: entry.source.clone(),
+            root: entry.root.clone(),
+            mount_point: entry.mount_point.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    /// The type, where it is mounted, and which directory of it; never the source, which may
+    /// carry a host name or credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.fs_type, display_path(&self.mount_point))?;
+        if self.root != Path::new("/") {
+            write!(f, " (its directory {})", display_path(&self.root))?;
+        }
+        Ok(())
+    }
+}
+
 /// The result of one check.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
     pub result: Result<(), Failure>,
     /// Present once statfs answered, also when a later step failed.
     pub stats: Option<Stats>,
-    pub duration: Duration,
+    /// How long the check took; `None` when it did not return (timed out, crashed).
+    pub duration: Option<Duration>,
+    /// The mount the path was found on, once mountinfo was read.
+    pub identity: Option<Identity>,
 }
 
-/// Checks one mount: mountinfo → statfs → read-only → capacity → data path.
-pub fn probe(spec: &MountSpec, table: &MountTable) -> Outcome {
+impl Outcome {
+    /// A check that ended without the probe's word: timed out or crashed.
+    pub fn failed(failure: Failure) -> Outcome {
+        Outcome {
+            result: Err(failure),
+            stats: None,
+            duration: None,
+            identity: None,
+        }
+    }
+}
+
+/// Checks one mount: mountinfo → statfs → read-only → capacity → data path. `expected` is what
+/// the path was on when it was last healthy: something else there now fails the check.
+/// `located` learns the mount ID the check is about before any call that may hang.
+pub fn probe(
+    spec: &MountSpec,
+    table: &MountTable,
+    expected: Option<&Identity>,
+    located: impl FnOnce(u32),
+) -> Outcome {
     let started = Instant::now();
     let mut stats = None;
-    let result = run_steps(spec, table, &mut stats);
+    let mut identity = None;
+    let result = run_steps(spec, table, expected, located, &mut stats, &mut identity);
     Outcome {
         result,
         stats,
-        duration: started.elapsed(),
+        duration: Some(started.elapsed()),
+        identity,
     }
 }
 
 fn run_steps(
     spec: &MountSpec,
     table: &MountTable,
+    expected: Option<&Identity>,
+    located: impl FnOnce(u32),
     stats_out: &mut Option<Stats>,
+    identity_out: &mut Option<Identity>,
 ) -> Result<(), Failure> {
     let entries = table
         .current()
         .map_err(|e| Failure::new(Reason::Error, format!("reading mountinfo: {e}")))?;
-    let entry = locate(spec, &entries)?;
+    let entry = locate(spec, &entries, expected)?;
+    if let Some(entry) = entry {
+        located(entry.mount_id);
+        *identity_out = Some(Identity::of(entry));
+    }
 
     let vfs = statvfs(&spec.path).map_err(|errno| {
         Failure::new(
             Reason::from_errno(errno),
-            format!("statfs {}: {}", spec.path.display(), errno.desc()),
+            format!("statfs {}: {}", display_path(&spec.path), errno.desc()),
         )
     })?;
     let frsize = vfs.fragment_size() as u64;
@@ -94,10 +160,18 @@ fn run_steps(
     check_data(spec)
 }
 
-/// Step 1: the path must be a mount point now (unless `requireMountpoint: false`), of the
-/// expected type. Returns the mount the path is on, for the fs type and read-only flag.
-pub fn locate<'a>(spec: &MountSpec, entries: &'a Table) -> Result<Option<&'a MountEntry>, Failure> {
-    let entry = if spec.require_mountpoint {
+/// Step 1: what is mounted at or above the path must be what [`Placement`] asks for, of type
+/// `fsType` if set, and the same as when the path was last healthy (`expected`). Returns the
+/// mount the path is on, for the fs type and the read-only flag.
+pub fn locate<'a>(
+    spec: &MountSpec,
+    entries: &'a Table,
+    expected: Option<&Identity>,
+) -> Result<Option<&'a MountEntry>, Failure> {
+    let path = display_path(&spec.path);
+    // The path as looked up: the configured one, or where its symlinks lead.
+    let mut looked_up = spec.path.clone();
+    let entry = if spec.placement == Placement::MountPoint {
         let found = entries.mount_at(&spec.path).or_else(|| {
             // The configured path may be a symlink to the mount point. Resolving it touches the
             // filesystem, which is why this runs inside the probe, under its deadline.
@@ -111,27 +185,76 @@ pub fn locate<'a>(spec: &MountSpec, entries: &'a Table) -> Result<Option<&'a Mou
             None => {
                 return Err(Failure::new(
                     Reason::NotMounted,
-                    format!("{} is not a mount point", spec.path.display()),
+                    format!("{path} is not a mount point: nothing is mounted on it"),
                 ));
             }
         }
     } else {
-        mountinfo::mount_containing(entries, &spec.path)
+        // Lexically first: a path below a hung mount must not be resolved through it. A symlink
+        // is followed only when the lexical answer is the root filesystem.
+        let lexical = entries.mount_containing(&spec.path);
+        match lexical {
+            Some(e) if e.mount_point == Path::new("/") && spec.path != Path::new("/") => {
+                match std::fs::canonicalize(&spec.path) {
+                    Ok(real) if real != spec.path => {
+                        let found = entries.mount_containing(&real);
+                        looked_up = real;
+                        found
+                    }
+                    _ => lexical,
+                }
+            }
+            other => other,
+        }
     };
-    if let (Some(want), Some(entry)) = (&spec.fs_type, entry)
-        && &entry.fs_type != want
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    let found = Identity::of(entry);
+    if let Some(want) = &spec.fs_type {
+        if &entry.fs_type != want {
+            return Err(Failure::new(
+                Reason::WrongFsType,
+                format!("{path} is on {found}, expected {want}"),
+            ));
+        }
+    } else if spec.placement != Placement::Anywhere && entry.is_local_filesystem() {
+        // A directory of a local filesystem is where a mount should be, not a mount: below the
+        // mount point of a disk, tmpfs or overlay (the root filesystem above all), or in a bind
+        // of such a directory (a container volume). Below a network share or a FUSE mount is
+        // the mount's own data.
+        let fs_type = &entry.fs_type;
+        if entry.is_bind_of_subtree() {
+            return Err(Failure::new(
+                Reason::EmptyVolume,
+                format!(
+                    "{path} is on {found}: a volume of a plain directory with nothing mounted on it; set fsType to {fs_type} if that is expected"
+                ),
+            ));
+        }
+        if looked_up != entry.mount_point {
+            let what = if entry.mount_point == Path::new("/") {
+                format!("the root filesystem ({fs_type})")
+            } else {
+                found.to_string()
+            };
+            return Err(Failure::new(
+                Reason::NotMounted,
+                format!(
+                    "{path} is a directory of {what}: nothing is mounted on it; set fsType to {fs_type} if a plain directory is expected"
+                ),
+            ));
+        }
+    }
+    if let Some(expected) = expected
+        && *expected != found
     {
         return Err(Failure::new(
-            Reason::WrongFsType,
-            format!(
-                "{} is {} ({}), expected {want}",
-                spec.path.display(),
-                entry.fs_type,
-                entry.source
-            ),
+            Reason::MountChanged,
+            format!("{path} was on {expected} when last healthy, and is now on {found}"),
         ));
     }
-    Ok(entry)
+    Ok(Some(entry))
 }
 
 /// Steps 3 and 4: read-only expectation, free space and free inodes.
@@ -185,7 +308,7 @@ fn check_data(spec: &MountSpec) -> Result<(), Failure> {
         DataCheck::Canary(file) => read_canary(file).map_err(|e| {
             Failure::new(
                 Reason::CanaryFailed,
-                format!("canary {}: {e}", file.display()),
+                format!("canary {}: {e}", display_path(file)),
             )
         }),
         DataCheck::Directory => stat_directory(&spec.path),
@@ -221,7 +344,7 @@ fn read_directory(path: &Path) -> Result<(), Failure> {
     let fail = |e: std::io::Error| {
         Failure::new(
             Reason::from_io(&e),
-            format!("reading directory {}: {e}", path.display()),
+            format!("reading directory {}: {e}", display_path(path)),
         )
     };
     let mut entries = std::fs::read_dir(path).map_err(fail)?;
@@ -235,6 +358,7 @@ fn read_directory(path: &Path) -> Result<(), Failure> {
 mod tests {
     use super::*;
     use crate::config::{Floor, Settings};
+    use crate::mountinfo;
     use std::path::PathBuf;
 
     fn spec(path: &str) -> MountSpec {
@@ -245,23 +369,150 @@ mod tests {
         Table::new(
             mountinfo::parse(
                 "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
-                 2 1 0:2 / /mnt/media rw - fuse.rclone remote: rw\n",
+                 2 1 0:2 / /mnt/media rw - fuse.rclone remote: rw\n\
+                 3 1 8:1 /srv/host/media /ctr/media rw master:1 - ext4 /dev/sda1 rw\n\
+                 4 3 0:4 / /ctr/media rw master:2 - fuse.rclone remote: rw\n\
+                 5 1 8:1 /srv/host/movies /ctr/movies rw master:1 - ext4 /dev/sda1 rw\n\
+                 6 1 0:6 /sub /ctr/nfs rw - nfs4 server:/export rw\n\
+                 7 1 8:2 / /data rw - ext4 /dev/sdb1 rw\n",
             )
             .unwrap(),
         )
     }
 
+    fn locate(spec: &MountSpec, table: &Table) -> Result<Option<u32>, Failure> {
+        super::locate(spec, table, None).map(|e| e.map(|e| e.mount_id))
+    }
+
     #[test]
     fn empty_directory_left_by_a_dead_mount_is_not_mounted() {
-        let failure = locate(&spec("/mnt/other"), &table()).unwrap_err();
+        for placement in [Placement::MountPoint, Placement::Mounted] {
+            let mut s = spec("/mnt/other");
+            s.placement = placement;
+            let failure = locate(&s, &table()).unwrap_err();
+            assert_eq!(failure.reason, Reason::NotMounted, "{placement:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_below_a_mount_point_is_checked_on_that_mount() {
+        assert_eq!(locate(&spec("/mnt/media/__all__"), &table()), Ok(Some(2)));
+        let mut strict = spec("/mnt/media/__all__");
+        strict.placement = Placement::MountPoint;
+        assert_eq!(
+            locate(&strict, &table()).unwrap_err().reason,
+            Reason::NotMounted
+        );
+    }
+
+    #[test]
+    fn a_directory_of_a_local_disk_is_not_a_mount() {
+        // /data is a disk; /data/media is where a FUSE mount should be, and is not.
+        assert_eq!(locate(&spec("/data"), &table()), Ok(Some(7)));
+        let failure = locate(&spec("/data/media"), &table()).unwrap_err();
         assert_eq!(failure.reason, Reason::NotMounted);
+        assert!(
+            failure.detail.contains("ext4 on /data"),
+            "{}",
+            failure.detail
+        );
+        let failure = locate(&spec("/srv/data"), &table()).unwrap_err();
+        assert!(
+            failure.detail.contains("the root filesystem (ext4)"),
+            "{}",
+            failure.detail
+        );
+        // Unless a directory of that disk is what is asked for.
+        let mut typed = spec("/data/media");
+        typed.fs_type = Some("ext4".into());
+        assert_eq!(locate(&typed, &table()), Ok(Some(7)));
     }
 
     #[test]
     fn plain_directory_allowed_when_mountpoint_not_required() {
         let mut s = spec("/srv/data");
-        s.require_mountpoint = false;
-        assert_eq!(locate(&s, &table()).unwrap().unwrap().fs_type, "ext4");
+        s.placement = Placement::Anywhere;
+        assert_eq!(locate(&s, &table()), Ok(Some(1)));
+    }
+
+    #[test]
+    fn a_container_volume_counts_only_with_a_mount_in_it() {
+        // The FUSE mount propagated onto the volume: the topmost mount is the real one.
+        assert_eq!(locate(&spec("/ctr/media"), &table()), Ok(Some(4)));
+        assert_eq!(locate(&spec("/ctr/media/films"), &table()), Ok(Some(4)));
+        // Nothing propagated: the host's empty directory.
+        for path in ["/ctr/movies", "/ctr/movies/below"] {
+            let failure = locate(&spec(path), &table()).unwrap_err();
+            assert_eq!(failure.reason, Reason::EmptyVolume, "{path}");
+            assert!(
+                failure.detail.contains("/srv/host/movies"),
+                "{}",
+                failure.detail
+            );
+            assert!(failure.detail.contains("fsType"), "{}", failure.detail);
+        }
+        let mut strict = spec("/ctr/movies");
+        strict.placement = Placement::MountPoint;
+        assert_eq!(
+            locate(&strict, &table()).unwrap_err().reason,
+            Reason::EmptyVolume
+        );
+        // Asked for by type, or any directory allowed: accepted.
+        let mut typed = spec("/ctr/movies");
+        typed.fs_type = Some("ext4".into());
+        assert_eq!(locate(&typed, &table()), Ok(Some(5)));
+        let mut anywhere = spec("/ctr/movies");
+        anywhere.placement = Placement::Anywhere;
+        assert_eq!(locate(&anywhere, &table()), Ok(Some(5)));
+        // A subtree of a network share is a mount like any other.
+        assert_eq!(locate(&spec("/ctr/nfs"), &table()), Ok(Some(6)));
+    }
+
+    #[test]
+    fn something_else_where_a_healthy_mount_was_fails() {
+        let table = table();
+        let media = table.mount_at(Path::new("/ctr/media")).unwrap();
+        let was = Identity::of(media);
+        let s = spec("/ctr/media");
+        assert!(super::locate(&s, &table, Some(&was)).is_ok());
+        // The same remote mounted again (a new mount ID) is the same mount.
+        let again = Table::new(
+            mountinfo::parse(
+                "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
+                 3 1 8:1 /srv/host/media /ctr/media rw - ext4 /dev/sda1 rw\n\
+                 9 3 0:9 / /ctr/media rw - fuse.rclone remote: rw\n",
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            super::locate(&s, &again, Some(&was))
+                .unwrap()
+                .unwrap()
+                .mount_id,
+            9
+        );
+        // Another filesystem in its place: even with fsType unset, and even where that would
+        // be accepted on its own (any directory allowed).
+        let other = Table::new(
+            mountinfo::parse(
+                "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
+                 3 1 8:1 /srv/host/media /ctr/media rw - ext4 /dev/sda1 rw\n\
+                 9 3 0:9 / /ctr/media rw - tmpfs tmpfs rw\n",
+            )
+            .unwrap(),
+        );
+        let mut anywhere = s.clone();
+        anywhere.placement = Placement::Anywhere;
+        for s in [&s, &anywhere] {
+            let failure = super::locate(s, &other, Some(&was)).unwrap_err();
+            assert_eq!(failure.reason, Reason::MountChanged);
+            assert!(failure.detail.contains("fuse.rclone"), "{}", failure.detail);
+            assert!(
+                !failure.detail.contains("remote:"),
+                "no source: {}",
+                failure.detail
+            );
+        }
     }
 
     #[test]
@@ -336,8 +587,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = MountTable::new();
         let mut s = spec(dir.path().to_str().unwrap());
-        s.require_mountpoint = false;
+        s.placement = Placement::Anywhere;
         s.check = DataCheck::Directory;
+        let probe = |s: &MountSpec, table: &MountTable| probe(s, table, None, |_| {});
         let outcome = probe(&s, &table);
         assert_eq!(outcome.result, Ok(()));
         assert!(outcome.stats.unwrap().size_bytes > 0);
@@ -352,7 +604,7 @@ mod tests {
 
         let gone = spec("/nonexistent/mount-monitor-test");
         let mut gone = gone;
-        gone.require_mountpoint = false;
+        gone.placement = Placement::Anywhere;
         assert_eq!(
             probe(&gone, &table).result.unwrap_err().reason,
             Reason::Missing

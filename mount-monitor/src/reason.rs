@@ -35,6 +35,8 @@ macro_rules! reasons {
 reasons! {
     NotMounted => "not_mounted", "Nothing is mounted on the path (a dead FUSE mount leaves an empty directory behind). Restart the mount provider (rclone, the CSI driver) or the pod; check its logs.";
     WrongFsType => "wrong_fstype", "Something else is mounted on the path than `fsType` expects, often the parent filesystem after the real mount went away.";
+    EmptyVolume => "empty_volume", "The path is in a bind mount of a plain directory of a local filesystem (a container volume, a hostPath) with nothing mounted on it: the mount it should carry (propagated from the host or a sidecar) is not there. Start or restart the mount provider, and check mount propagation (`rslave`, `HostToContainer`). If a plain directory is what you expect there, set `fsType` to its type.";
+    MountChanged => "mount_changed", "Something else is mounted at the path than when it was last healthy (another filesystem type, source or directory). The same remote mounted again counts as the same mount; restart mount-monitor to accept a different one.";
     Disconnected => "disconnected", "ENOTCONN: the FUSE daemon behind the mount died. Unmount it (`umount -l`) and restart the daemon.";
     Stale => "stale", "ESTALE: the NFS/SMB server no longer knows the handle. Remount.";
     IoError => "io_error", "EIO: the filesystem or its backend reports I/O errors. Check the server, the network and the daemon's logs.";

@@ -133,6 +133,19 @@ impl Default for MountState {
 }
 
 impl MountState {
+    /// Applies one check: its verdict, and what it measured.
+    pub fn apply(
+        &mut self,
+        outcome: crate::probe::Outcome,
+        at: SystemTime,
+        failure_threshold: u32,
+        success_threshold: u32,
+    ) -> Option<Transition> {
+        let transition = self.record(outcome.result, at, failure_threshold, success_threshold);
+        self.measured(outcome.stats, outcome.duration);
+        transition
+    }
+
     /// Applies one check result. `failure_threshold` consecutive failures make the mount
     /// unhealthy, fewer degraded; `success_threshold` consecutive successes make it healthy
     /// again (the first success after start always does).

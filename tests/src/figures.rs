@@ -1,5 +1,5 @@
 //! The figures behind RELIABILITY.md. Each reliability scenario records what it measured with
-//! [`record`]; when `MOUNT_MONITOR_FIGURES` names a directory (the `reliability-report` binary
+//! [`record`]; when `MOUNT_MONITOR_FIGURES` names a directory (`cargo xtask bench reliability`
 //! sets it), they land there as `<scenario>.json`, and the report is rendered from them.
 
 /// The variable naming the directory the figures go to.

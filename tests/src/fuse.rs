@@ -11,27 +11,16 @@ use std::time::{Duration, Instant};
 /// Where the kernel lets root abort a FUSE connection.
 const FUSECTL: &str = "/sys/fs/fuse/connections";
 
-/// Whether a test needing FUSE can run: root, `/dev/fuse` and the fusectl filesystem (mounted here
-/// when missing). In CI anything missing is a failure, not a skip.
-pub fn require_fuse(test: &str) -> bool {
-    if !crate::require_root(test) {
-        return false;
-    }
-    let problem = if !Path::new("/dev/fuse").exists() {
-        Some("/dev/fuse is missing (run with --device /dev/fuse, or modprobe fuse)".to_owned())
-    } else {
-        mount_fusectl().err()
-    };
-    match problem {
-        None => true,
-        Some(problem) => {
-            assert!(
-                !crate::in_ci(),
-                "{test}: {problem}, and CI=true forbids skipping"
-            );
-            eprintln!("SKIPPED {test}: {problem}");
-            false
-        }
+/// Panics unless a test needing FUSE can run: root, `/dev/fuse` and the fusectl filesystem
+/// (mounted here when missing).
+pub fn require_fuse(test: &str) {
+    crate::require_root(test);
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "{test}: /dev/fuse is missing (in a container: --device /dev/fuse; else modprobe fuse)"
+    );
+    if let Err(problem) = mount_fusectl() {
+        panic!("{test}: {problem}");
     }
 }
 
@@ -77,17 +66,30 @@ pub struct HangFs {
     events: Arc<Mutex<Vec<(String, Instant)>>>,
     connection: Option<String>,
     mounted: bool,
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// The mount point, when this guard created it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl HangFs {
+    /// Mounts hangfs on a fresh directory.
     pub fn mount() -> HangFs {
         let dir = tempfile::Builder::new()
             .prefix("mm-hangfs-")
             .tempdir()
             .expect("create mount point");
+        let path = dir.path().to_path_buf();
+        Self::mount_with(path, Some(dir))
+    }
+
+    /// Mounts hangfs on `path`, an existing directory (or a mount point: it stacks on top).
+    pub fn mount_at(path: &Path) -> HangFs {
+        Self::mount_with(path.to_path_buf(), None)
+    }
+
+    fn mount_with(path: PathBuf, dir: Option<tempfile::TempDir>) -> HangFs {
         let mut daemon = Command::new(hangfs_binary())
-            .arg(dir.path())
+            .arg(&path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -108,7 +110,8 @@ impl HangFs {
             events,
             connection: None,
             mounted: false,
-            dir,
+            path,
+            _dir: dir,
         };
         fs.wait_event("mounted", Duration::from_secs(10));
         fs.mounted = true;
@@ -122,7 +125,7 @@ impl HangFs {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
     fn send(&mut self, command: &str) {

@@ -1,8 +1,9 @@
 //! Harness for the end-to-end tests: the real `mount-monitor` binary, real mounts, a real
 //! loopback port.
 //!
-//! Tests that need root (to mount) run whenever `CI=true` and fail there if they cannot; outside
-//! CI they skip with a loud reason.
+//! Tests that need root, FUSE, a container engine or a tool are `#[ignore = "needs …"]`: plain
+//! `cargo test` lists them as ignored with that reason, and `cargo xtask test` (as root) installs
+//! what they need and runs them all. Run, they fail when something is missing; they never skip.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,43 +14,28 @@ use std::time::{Duration, Instant};
 
 pub mod figures;
 pub mod fuse;
+pub mod namespace;
 pub mod prober;
 pub mod process;
 
-/// True under CI, where nothing may skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Whether a test needing root can run. In CI a missing privilege is a failure, not a skip.
-pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
+/// Panics unless the test runs as root. Tests that mount filesystems are `#[ignore]`d with that
+/// reason, so plain `cargo test` lists them as ignored; `cargo xtask test` runs them as root.
+pub fn require_root(test: &str) {
     assert!(
-        !in_ci(),
-        "{test}: needs root to mount filesystems, and CI=true forbids skipping"
+        nix::unistd::geteuid().is_root(),
+        "{test}: needs root to mount filesystems; run the whole suite with `cargo xtask test` as root"
     );
-    eprintln!(
-        "SKIPPED {test}: needs root to mount filesystems (run as root, or with CI=true to make this an error)"
-    );
-    false
 }
 
-/// Whether the program `tool` (installed by `.ci/setup`) is on the PATH. In CI a missing tool is
-/// a failure, not a skip.
-pub fn require_tool(test: &str, tool: &str) -> bool {
+/// Panics unless the program `tool` is on the PATH (`.ci/setup`, which `cargo xtask test` runs
+/// as root, installs it).
+pub fn require_tool(test: &str, tool: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
-    if found {
-        return true;
-    }
     assert!(
-        !in_ci(),
-        "{test}: `{tool}` is not installed and CI=true forbids skipping; run `sudo .ci/setup`"
+        found,
+        "{test}: `{tool}` is not installed; `cargo xtask test` as root installs what the tests need"
     );
-    eprintln!("SKIPPED {test}: `{tool}` is not installed; run `sudo .ci/setup`");
-    false
 }
 
 /// The `mount-monitor` binary, built once per test process (`MOUNT_MONITOR_BIN` overrides).
@@ -162,6 +148,8 @@ pub struct Monitor {
     /// Every address it listens on, in the order given.
     pub addrs: Vec<SocketAddr>,
     log: Arc<Mutex<Logs>>,
+    /// The empty working directory [`Monitor::start`] made, removed on drop.
+    _workdir: Option<tempfile::TempDir>,
 }
 
 /// What the monitor logged: info and debug go to stdout, warnings and errors to stderr.
@@ -188,7 +176,12 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        Self::start_in(args, &std::env::temp_dir())
+        // An empty directory: a `./config.json` wherever the tests happen to run must not
+        // configure the binary under test.
+        let workdir = empty_workdir();
+        let mut monitor = Self::start_in(args, workdir.path());
+        monitor._workdir = Some(workdir);
+        monitor
     }
 
     pub fn start_in<I, S>(args: I, cwd: &Path) -> Monitor
@@ -243,10 +236,11 @@ impl Monitor {
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        for (stream, reader) in [
-            (Stream::Stdout, Box::new(stdout) as Box<dyn Read + Send>),
+        let streams: [(Stream, Box<dyn Read + Send>); 2] = [
+            (Stream::Stdout, Box::new(stdout)),
             (Stream::Stderr, Box::new(stderr)),
-        ] {
+        ];
+        for (stream, reader) in streams {
             let sink = Arc::clone(&log);
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -284,6 +278,7 @@ impl Monitor {
             addr: addrs[0],
             addrs,
             log,
+            _workdir: None,
         }
     }
 
@@ -478,9 +473,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
+    let workdir = empty_workdir();
     let out = Command::new(binary())
         .args(args)
-        .current_dir(std::env::temp_dir())
+        .current_dir(workdir.path())
         .stdin(Stdio::null())
         .output()
         .expect("run mount-monitor");
@@ -489,6 +485,14 @@ where
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A fresh empty directory to run the binary in, so that no `./config.json` is picked up.
+pub fn empty_workdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mm-cwd-")
+        .tempdir()
+        .expect("create a working directory")
 }
 
 /// The entry for `name` in a `/healthz/*` body.

@@ -4,8 +4,9 @@
 //!
 //! Needs root, podman, docker.io with dockerd running (`.ci/setup` starts it with
 //! `--bridge=none --iptables=false`; containers use `--network host`), docker-registry and
-//! qemu-user-static's binfmt entry for the arm64 images. With CI=true a missing one fails the test;
-//! elsewhere the test skips loudly. `DOCKER` picks the docker CLI [default: /usr/bin/docker, as
+//! qemu-user-static's binfmt entry for the arm64 images, so every test here is ignored under plain
+//! `cargo test`; `cargo xtask test` (as root) sets them up and runs them, and a missing one fails
+//! the test. `DOCKER` picks the docker CLI [default: /usr/bin/docker, as
 //! /usr/local/bin/docker may be a newer CLI without buildx, which cannot do BuildKit builds].
 
 use std::io::{Read, Write};
@@ -15,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tests::{in_ci, require_root, require_tool, workspace_root};
+use tests::{require_root, require_tool, workspace_root};
 use xtask::checksums::sha256_hex;
 use xtask::elf::static_executable_problems;
 use xtask::targets::Arch;
@@ -28,11 +29,10 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
 
 #[test]
+#[ignore = "needs root, dockerd, podman, docker-registry and qemu-user-static: cargo xtask test, as root"]
 fn podman_builds_one_manifest_list_holding_both_platforms() {
     let test = "podman_builds_one_manifest_list_holding_both_platforms";
-    if !prerequisites(test) {
-        return;
-    }
+    prerequisites(test);
     let dist = dist();
     let repository = "localhost/mount-monitor-e2e";
     let tag = format!("{repository}:podman-{}", std::process::id());
@@ -74,11 +74,10 @@ fn podman_builds_one_manifest_list_holding_both_platforms() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd, podman, docker-registry and qemu-user-static: cargo xtask test, as root"]
 fn docker_images_serve_ready_and_healthy_while_the_mount_is_there() {
     let test = "docker_images_serve_ready_and_healthy_while_the_mount_is_there";
-    if !prerequisites(test) {
-        return;
-    }
+    prerequisites(test);
     let dist = dist();
     let docker = docker();
     let tag = format!("mount-monitor-e2e:docker-{}", std::process::id());
@@ -122,11 +121,10 @@ fn docker_images_serve_ready_and_healthy_while_the_mount_is_there() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd, podman, docker-registry and qemu-user-static: cargo xtask test, as root"]
 fn podman_push_serves_each_platform_by_digest_from_a_registry() {
     let test = "podman_push_serves_each_platform_by_digest_from_a_registry";
-    if !prerequisites(test) {
-        return;
-    }
+    prerequisites(test);
     let registry = Registry::start();
     let repository = format!("127.0.0.1:{}/mount-monitor", registry.port);
     let tag = format!("{repository}:podman");
@@ -150,11 +148,10 @@ fn podman_push_serves_each_platform_by_digest_from_a_registry() {
 }
 
 #[test]
+#[ignore = "needs root, dockerd, podman, docker-registry and qemu-user-static: cargo xtask test, as root"]
 fn docker_push_joins_the_platforms_into_one_manifest_list() {
     let test = "docker_push_joins_the_platforms_into_one_manifest_list";
-    if !prerequisites(test) {
-        return;
-    }
+    prerequisites(test);
     let docker = docker();
     let registry = Registry::start();
     let repository = format!("127.0.0.1:{}/mount-monitor", registry.port);
@@ -301,14 +298,11 @@ fn serve_and_report_health(docker: &str, image: &str, arch: Arch, version: &str)
     umount(&media);
 }
 
-/// Whether every tool this file needs is here. With CI=true a missing one fails the test.
-fn prerequisites(test: &str) -> bool {
-    if !require_root(test)
-        || !require_tool(test, "podman")
-        || !require_tool(test, "docker-registry")
-    {
-        return false;
-    }
+/// Panics unless every tool this file needs is here (`cargo xtask test` as root sets them up).
+fn prerequisites(test: &str) {
+    require_root(test);
+    require_tool(test, "podman");
+    require_tool(test, "docker-registry");
     let docker = docker();
     let daemon = Command::new(&docker)
         .args(["info", "--format", "{{.ServerVersion}}"])
@@ -316,34 +310,20 @@ fn prerequisites(test: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    if !daemon {
-        return missing(
-            test,
-            &format!(
-                "`{docker} info` fails: install docker.io and start dockerd (`sudo .ci/setup` does both)"
-            ),
-        );
-    }
+    assert!(
+        daemon,
+        "{test}: `{docker} info` fails: install docker.io and start dockerd (`.ci/setup`, which `cargo xtask test` as root runs, does both)"
+    );
     let binfmt =
         std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
     // F: the kernel opens QEMU when the entry is registered, so it works inside containers too.
-    if !binfmt.starts_with("enabled")
-        || !binfmt
-            .lines()
-            .any(|line| line.starts_with("flags:") && line.contains('F'))
-    {
-        return missing(
-            test,
-            "arm64 images need qemu-user-static's binfmt entry (flag F): run `sudo .ci/setup`",
-        );
-    }
-    true
-}
-
-fn missing(test: &str, why: &str) -> bool {
-    assert!(!in_ci(), "{test}: {why}; CI=true forbids skipping");
-    eprintln!("SKIPPED {test}: {why}");
-    false
+    assert!(
+        binfmt.starts_with("enabled")
+            && binfmt
+                .lines()
+                .any(|line| line.starts_with("flags:") && line.contains('F')),
+        "{test}: arm64 images need qemu-user-static's binfmt entry (flag F): run `.ci/setup` as root"
+    );
 }
 
 fn docker() -> String {

@@ -2,8 +2,8 @@
 //! FUSE daemon killed with SIGKILL), while clients misbehave (idle, slow, oversized, garbage),
 //! with bad configuration, under mount churn, and over a long run.
 //!
-//! Each test records its figures (see `tests::figures`); `cargo run -p tests --bin
-//! reliability-report` reruns them and writes RELIABILITY.md. The tests run one at a time: they
+//! Each test records its figures (see `tests::figures`); `cargo xtask bench reliability` reruns
+//! them and writes RELIABILITY.md. The tests run one at a time: they
 //! measure latencies and thread counts, which a neighbour test would disturb.
 
 use std::collections::BTreeMap;
@@ -121,11 +121,10 @@ fn secs(d: Duration) -> f64 {
 // 1. A mount whose statfs hangs.
 
 #[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
 fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
     let test = "hung_mount_reports_timeout_costs_one_thread_and_recovers";
-    if !require_fuse(test) {
-        return;
-    }
+    require_fuse(test);
     let _serial = serial();
     const INTERVALS: u32 = 100;
     // More hung mounts than checks run at once (8): stuck checks must not hold up the others.
@@ -290,11 +289,10 @@ fn hung_mount_reports_timeout_costs_one_thread_and_recovers() {
 // 2. The FUSE daemon dies.
 
 #[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
 fn dead_fuse_daemon_is_disconnected_then_not_mounted() {
     let test = "dead_fuse_daemon_is_disconnected_then_not_mounted";
-    if !require_fuse(test) {
-        return;
-    }
+    require_fuse(test);
     let _serial = serial();
     let mut fs = HangFs::mount();
     let dir = tempfile::tempdir().unwrap();
@@ -373,11 +371,10 @@ fn start_for_shutdown(fs: &HangFs, dir: &Path) -> Monitor {
 /// The daemon is wedged and never reads the statfs request: the kernel drops the request when the
 /// process exits, and the exit is complete.
 #[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
 fn sigterm_with_a_check_queued_on_a_wedged_daemon_exits_0() {
     let test = "sigterm_with_a_check_queued_on_a_wedged_daemon_exits_0";
-    if !require_fuse(test) {
-        return;
-    }
+    require_fuse(test);
     let _serial = serial();
     let mut fs = HangFs::mount();
     let dir = tempfile::tempdir().unwrap();
@@ -424,11 +421,10 @@ fn sigterm_with_a_check_queued_on_a_wedged_daemon_exits_0() {
 /// is aborted): a thread waiting on a FUSE request already in the daemon's hands cannot be
 /// killed, by any signal.
 #[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
 fn sigterm_with_a_check_held_by_the_daemon_stops_within_the_timeout() {
     let test = "sigterm_with_a_check_held_by_the_daemon_stops_within_the_timeout";
-    if !require_fuse(test) {
-        return;
-    }
+    require_fuse(test);
     let _serial = serial();
     let mut fs = HangFs::mount();
     let dir = tempfile::tempdir().unwrap();
@@ -567,11 +563,10 @@ fn close_times(held: &[Held]) -> Value {
 }
 
 #[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn abusive_clients_do_not_stop_the_probes() {
     let test = "abusive_clients_do_not_stop_the_probes";
-    if !require_root(test) {
-        return;
-    }
+    require_root(test);
     let _serial = serial();
     let header_timeout = mount_monitor::server::HEADER_READ_TIMEOUT;
     let client_fds = raise_open_file_limit();
@@ -830,11 +825,10 @@ fn abusive_clients_do_not_stop_the_probes() {
 /// working and the server never runs out (it used to: EMFILE failed the canary read and the mount
 /// was reported `canary_failed`).
 #[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn idle_clients_cannot_take_the_descriptors_checks_need() {
     let test = "idle_clients_cannot_take_the_descriptors_checks_need";
-    if !require_root(test) {
-        return;
-    }
+    require_root(test);
     let _serial = serial();
     raise_open_file_limit();
     const LIMIT: u64 = 256;
@@ -912,6 +906,7 @@ fn idle_clients_cannot_take_the_descriptors_checks_need() {
 // 5. Bad configuration.
 
 #[test]
+#[ignore = "needs root to run the binary as another user: cargo xtask test, as root"]
 fn every_bad_configuration_exits_2_with_one_line() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
@@ -1214,11 +1209,10 @@ fn run_config_check(args: &[String], as_nobody: bool, scratch: &Path) -> (i32, S
 // 6. Mounts come and go in discovery mode.
 
 #[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn discovery_picks_up_and_drops_mounts_without_a_restart() {
     let test = "discovery_picks_up_and_drops_mounts_without_a_restart";
-    if !require_root(test) {
-        return;
-    }
+    require_root(test);
     let _serial = serial();
     let rounds = if figures::full_run() { 20 } else { 6 };
     const PER_ROUND: usize = 5;
@@ -1319,11 +1313,10 @@ impl CheckCounter {
 }
 
 #[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn soak_keeps_memory_and_descriptors_flat() {
     let test = "soak_keeps_memory_and_descriptors_flat";
-    if !require_root(test) {
-        return;
-    }
+    require_root(test);
     let _serial = serial();
     const MOUNTS: usize = 50;
     // The full run is 10,000 rounds of every mount; CI runs 50.

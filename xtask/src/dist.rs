@@ -9,11 +9,13 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-pub use plan::{Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan};
+pub use plan::{
+    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote,
+};
 
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{checksums, elf, in_ci, native_code, project_root};
+use crate::{checksums, elf, in_ci, native_code, project_root, run_plan};
 
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,18 +58,11 @@ pub struct Dist {
 impl Dist {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let inputs = self.inputs(sh)?;
-        let steps = plan(&inputs);
-        if self.dry_run {
-            for step in &steps {
-                println!("{step}");
-            }
-            return Ok(());
-        }
-
         let started = Instant::now();
-        for step in &steps {
-            eprintln!("{step}");
-            execute(sh, step, &inputs)?;
+        if !run_plan(&plan(&inputs), self.dry_run, |step| {
+            execute(sh, step, &inputs)
+        })? {
+            return Ok(());
         }
         println!(
             "dist: {BINARY} {} in {} ({:.1} s)",
@@ -238,7 +233,7 @@ pub fn check_version(version: &str) -> anyhow::Result<()> {
 }
 
 /// `SOURCE_DATE_EPOCH` as given, else the time of the last commit; `None` without commits.
-fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
+pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         if epoch.is_empty() || !epoch.chars().all(|c| c.is_ascii_digit()) {
             bail!(
@@ -544,26 +539,21 @@ mod tests {
 
     #[test]
     fn version_run_checks_the_printed_line() {
-        let fixture = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/static-amd64");
-        if Arch::host() != Some(Arch::Amd64) {
-            eprintln!("SKIP: the amd64 fixture runs natively only on x86_64");
-            return;
-        }
+        // The fixture of this machine's architecture runs natively.
+        let host = Arch::host().expect("the xtask is developed on amd64 or arm64");
+        let fixture = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("static-{host}"));
         run_version(
             &fixture,
-            Arch::Amd64,
+            host,
             Some(&Runner::Native),
             "mount-monitor 0.0.0-fixture",
         )
         .unwrap();
-        let err = run_version(
-            &fixture,
-            Arch::Amd64,
-            Some(&Runner::Native),
-            "mount-monitor 9.9.9",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = run_version(&fixture, host, Some(&Runner::Native), "mount-monitor 9.9.9")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!("{fixture} --version (natively)")),
             "{err}"

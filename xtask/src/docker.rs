@@ -14,8 +14,8 @@ pub use plan::{Binaries, Engine, Inputs, Labels, Step, plan};
 
 use crate::dist::{self, Dist};
 use crate::emulator::{self, Runner, find_in_path};
-use crate::project_root;
 use crate::targets::{Arch, BINARY};
+use crate::{project_root, run_plan};
 
 /// Build the container image: from `Dockerfile` (development), or with --release from dist's
 /// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
@@ -53,7 +53,9 @@ pub struct Docker {
     #[arg(long)]
     pub load: bool,
 
-    /// Build with this engine instead of the first usable one
+    /// Build with this engine instead of the first usable one (`docker`: buildx when the CLI
+    /// has it, else one BuildKit build per platform). With --dry-run nothing is asked of the
+    /// host: the plan is for this engine [default with --dry-run: buildx]
     #[arg(long, value_enum)]
     pub engine: Option<EngineKind>,
 
@@ -66,13 +68,15 @@ pub struct Docker {
     #[arg(long, value_name = "DIR")]
     pub dist_dir: Option<Utf8PathBuf>,
 
-    /// Print the exact commands and run none of them (read-only look-ups still run)
+    /// Print the exact commands and run none of them; the engine is not looked up (see
+    /// --engine), so the plan is the same on every machine
     #[arg(long)]
     pub dry_run: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
+    Buildx,
     Docker,
     Podman,
 }
@@ -80,21 +84,13 @@ pub enum EngineKind {
 impl Docker {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let inputs = self.inputs(sh)?;
-        let steps = plan(&inputs);
-        if self.dry_run {
-            for step in &steps {
-                println!("{step}");
-            }
-            return Ok(());
-        }
-        let started = Instant::now();
         let _context = match inputs.release {
-            Some(_) => Some(lock_context(&inputs.context_dir)?),
-            None => None,
+            Some(_) if !self.dry_run => Some(lock_context(&inputs.context_dir)?),
+            _ => None,
         };
-        for step in &steps {
-            eprintln!("{step}");
-            execute(sh, step)?;
+        let started = Instant::now();
+        if !run_plan(&plan(&inputs), self.dry_run, |step| execute(sh, step))? {
+            return Ok(());
         }
         println!(
             "docker: {} with {} in {:.1} s{}",
@@ -167,7 +163,11 @@ impl Docker {
         };
         Ok(Inputs {
             release,
-            engine: detect_engine(sh, self.engine)?,
+            engine: if self.dry_run {
+                planned_engine(self.engine)
+            } else {
+                detect_engine(sh, self.engine)?
+            },
             archs,
             tags,
             labels,
@@ -225,20 +225,9 @@ fn execute(sh: &Shell, step: &Step) -> anyhow::Result<()> {
                 engine_hint(&command.program, &command.args)
             )
         }),
-        Step::RemoveStale { first, fallback } => {
-            let removed = first
-                .to_cmd(sh)
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok();
-            match fallback {
-                Some(fallback) if !removed => fallback
-                    .to_cmd(sh)
-                    .run()
-                    .with_context(|| format!("removing the old image: run `{fallback}` by hand")),
-                _ => Ok(()),
-            }
+        Step::RemoveStale(command) => {
+            let _ = command.to_cmd(sh).ignore_stdout().ignore_stderr().run();
+            Ok(())
         }
         Step::ReplacePodmanList { podman, name } => remove_podman_list(sh, podman, name),
         Step::Note(note) => {
@@ -323,7 +312,7 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
 /// What usually fixes a failed engine command.
 fn engine_hint(program: &str, args: &[String]) -> String {
     let first = args.first().map(String::as_str);
-    if matches!(first, Some("push") | Some("manifest")) {
+    if matches!(first, Some("push" | "manifest")) {
         return "Log in to the registry (`docker login` / `podman login`), check that the \
                 repository exists and that you may push to it"
             .to_owned();
@@ -341,19 +330,7 @@ fn engine_hint(program: &str, args: &[String]) -> String {
 /// `org.opencontainers.image.created`: `SOURCE_DATE_EPOCH`, else the last commit's time (so a
 /// rebuild of the same commit is labelled the same), else now.
 fn created(sh: &Shell) -> anyhow::Result<String> {
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(epoch) => Some(epoch.parse::<u64>().with_context(|| {
-            format!(
-                "SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds: unset it, or set it to one"
-            )
-        })?),
-        Err(_) => cmd!(sh, "git log -1 --format=%ct")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()
-            .and_then(|epoch| epoch.parse().ok()),
-    };
+    let epoch = dist::source_date_epoch(sh)?.and_then(|epoch| epoch.parse().ok());
     let time = epoch.map_or_else(SystemTime::now, |epoch| {
         SystemTime::UNIX_EPOCH + Duration::from_secs(epoch)
     });
@@ -475,9 +452,33 @@ pub fn builder_driver(inspect: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+fn docker_program() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned())
+}
+
+fn podman_program() -> String {
+    std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned())
+}
+
+/// The engine a dry run plans for, without asking the host: what `--engine` names, else buildx
+/// (what the release workflow uses).
+pub fn planned_engine(requested: Option<EngineKind>) -> Engine {
+    match requested {
+        None | Some(EngineKind::Buildx) => Engine::Buildx {
+            docker: docker_program(),
+        },
+        Some(EngineKind::Docker) => Engine::DockerPerPlatform {
+            docker: docker_program(),
+        },
+        Some(EngineKind::Podman) => Engine::Podman {
+            podman: podman_program(),
+        },
+    }
+}
+
 fn detect_engine(sh: &Shell, requested: Option<EngineKind>) -> anyhow::Result<Engine> {
-    let docker_program = std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned());
-    let podman_program = std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned());
+    let docker_program = docker_program();
+    let podman_program = podman_program();
     let installed = |program: &str| {
         let path = Utf8Path::new(program);
         path.is_absolute() && path.is_file() || find_in_path(program).is_some()
@@ -547,6 +548,29 @@ pub fn choose_engine(
             Some(podman) => Ok((Engine::Podman { podman }, None)),
             None => Err(format!(
                 "--engine podman: `{podman_program}` is not installed: {install_podman}"
+            )),
+        },
+        Some(EngineKind::Buildx) => match docker {
+            Some(cli) if cli.buildx && cli.multi_platform => Ok((
+                Engine::Buildx {
+                    docker: cli.program,
+                },
+                None,
+            )),
+            Some(cli) if cli.buildx => Err(format!(
+                "--engine buildx: the current builder of `{} buildx` uses the `docker` driver, \
+                 which builds one platform per command: run `{} buildx create --use` first, or \
+                 use --engine docker",
+                cli.program, cli.program
+            )),
+            Some(cli) => Err(format!(
+                "--engine buildx: `{}` has no buildx plugin: install docker-buildx-plugin, or use \
+                 --engine docker or --engine podman",
+                cli.program
+            )),
+            None => Err(format!(
+                "--engine buildx: `{docker_program}` is not installed: install Docker with the \
+                 buildx plugin, or set DOCKER to its CLI"
             )),
         },
         Some(EngineKind::Docker) => match docker {
@@ -666,6 +690,40 @@ mod tests {
         assert!(err.contains("docker-buildx-plugin"), "{err}");
         let err = choose(Some(EngineKind::Docker), cli(false, Some(28)), true).unwrap_err();
         assert!(err.contains("--engine podman"), "{err}");
+    }
+
+    #[test]
+    fn buildx_when_asked_for_needs_a_multi_platform_builder() {
+        let buildx = Engine::Buildx {
+            docker: "docker".to_owned(),
+        };
+        assert_eq!(
+            choose(Some(EngineKind::Buildx), cli(true, Some(28)), true),
+            Ok((buildx, None))
+        );
+        let mut docker_driver = cli(true, Some(28)).unwrap();
+        docker_driver.multi_platform = false;
+        let err = choose(Some(EngineKind::Buildx), Some(docker_driver), true).unwrap_err();
+        assert!(err.contains("buildx create --use"), "{err}");
+        let err = choose(Some(EngineKind::Buildx), cli(false, Some(20)), true).unwrap_err();
+        assert!(err.contains("docker-buildx-plugin"), "{err}");
+    }
+
+    #[test]
+    fn a_dry_run_plans_for_the_named_engine_or_buildx() {
+        assert!(matches!(planned_engine(None), Engine::Buildx { .. }));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Buildx)),
+            Engine::Buildx { .. }
+        ));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Docker)),
+            Engine::DockerPerPlatform { .. }
+        ));
+        assert!(matches!(
+            planned_engine(Some(EngineKind::Podman)),
+            Engine::Podman { .. }
+        ));
     }
 
     #[test]

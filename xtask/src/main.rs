@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use xshell::Shell;
-use xtask::{
-    bench::Bench, bench_dist::BenchDist, bench_docker::BenchDocker, dist::Dist, docker::Docker,
-    project_root,
-};
+use xshell::{Shell, cmd};
+use xtask::docker::{Docker, dockerfile};
+use xtask::{dist::Dist, project_root, test::Test};
 
 /// Release automation for mount-monitor.
 #[derive(Parser)]
@@ -18,10 +17,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Dist(Dist),
-    BenchDist(BenchDist),
     Docker(Docker),
-    BenchDocker(BenchDocker),
+    /// Regenerate the files made from the xtask's tables: `Dockerfile` and `Dockerfile.release`
+    Codegen,
     Bench(Bench),
+    Test(Test),
+}
+
+/// Run a measurement tool: `cargo run -p bench -- <ARGS>` (perf, dist, docker, reliability)
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+struct Bench {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -40,9 +48,18 @@ fn try_main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match cli.command {
         Command::Dist(cmd) => cmd.run(&sh),
-        Command::BenchDist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
-        Command::BenchDocker(cmd) => cmd.run(&sh),
-        Command::Bench(cmd) => cmd.run(&sh),
+        Command::Codegen => {
+            for stale in dockerfile::update()? {
+                println!("updated {stale}");
+            }
+            Ok(())
+        }
+        Command::Bench(Bench { args }) => {
+            cmd!(sh, "cargo run --quiet --package bench -- {args...}")
+                .run()
+                .context("the measurement tool failed (output above)")
+        }
+        Command::Test(cmd) => cmd.run(&sh),
     }
 }

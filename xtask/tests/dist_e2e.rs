@@ -1,9 +1,8 @@
 //! End to end: `cargo xtask dist` as a release is made, then the binaries as a user runs them.
 //!
-//! Needs root (to mount a tmpfs), `mount`, `sha256sum` and QEMU for arm64. With CI=true every one
-//! of those is required and a missing one fails the test; elsewhere the test prints a SKIP line with
-//! the reason and passes. The reproducibility test builds everything twice from empty target dirs,
-//! so outside CI it also waits for XTASK_REPRO=1.
+//! Needs root (to mount a tmpfs), `sha256sum` and QEMU for arm64, so both tests are ignored under
+//! plain `cargo test`; `cargo xtask test` as root sets those up and runs them. Run without them,
+//! they fail and say what is missing.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 use xtask::emulator::{Runner, find_in_path, how_to_get_runner};
+use xtask::project_root;
 use xtask::targets::Arch;
-use xtask::{in_ci, project_root};
 
 /// Both tests run release builds; one at a time keeps each within its time budget on 2 cores.
 static RELEASE_BUILDS: Mutex<()> = Mutex::new(());
@@ -24,13 +23,9 @@ static RELEASE_BUILDS: Mutex<()> = Mutex::new(());
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
 #[test]
+#[ignore = "needs root and qemu-user-static: cargo xtask test, as root"]
 fn dist_binaries_verify_and_serve_ready_on_a_tmpfs_mount() {
-    if let Some(reason) = missing_prerequisites() {
-        return skip(
-            "dist_binaries_verify_and_serve_ready_on_a_tmpfs_mount",
-            &reason,
-        );
-    }
+    require_prerequisites();
     let _one_build_at_a_time = RELEASE_BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let root = project_root();
     let out = root.join("target/dist");
@@ -74,15 +69,9 @@ fn dist_binaries_verify_and_serve_ready_on_a_tmpfs_mount() {
 }
 
 #[test]
+#[ignore = "builds both arches twice from empty target dirs (minutes): cargo xtask test, as root"]
 fn dist_is_reproducible_across_clean_target_dirs() {
     let name = "dist_is_reproducible_across_clean_target_dirs";
-    if !in_ci() && std::env::var_os("XTASK_REPRO").is_none() {
-        return skip(
-            name,
-            "it builds both arches twice from empty target dirs (minutes on 2 cores); \
-             set XTASK_REPRO=1 (or CI=true) to run it",
-        );
-    }
     let _one_build_at_a_time = RELEASE_BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let root = project_root();
     let dirs = [root.join("target/repro-a"), root.join("target/repro-b")];
@@ -163,8 +152,8 @@ fn expected_default_version(root: &Utf8Path) -> String {
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
 }
 
-/// `None` when everything the serving test needs is here; in CI, nothing may be missing.
-fn missing_prerequisites() -> Option<String> {
+/// Panics, naming everything missing, unless the serving test can run here.
+fn require_prerequisites() {
     let mut missing = Vec::new();
     if !is_root() {
         missing.push("root (to mount a tmpfs)".to_owned());
@@ -182,20 +171,11 @@ fn missing_prerequisites() -> Option<String> {
             ));
         }
     }
-    if missing.is_empty() {
-        return None;
-    }
-    let reason = format!("needs {}", missing.join("; "));
     assert!(
-        !in_ci(),
-        "CI=true, so nothing may be missing, but this test {reason}"
+        missing.is_empty(),
+        "this test needs {} (`cargo xtask test` as root sets everything up)",
+        missing.join("; ")
     );
-    Some(reason)
-}
-
-/// Straight to stderr: the test harness captures `eprintln!`, and a skip must be seen.
-fn skip(test: &str, reason: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }
 
 fn is_root() -> bool {

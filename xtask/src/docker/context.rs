@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::docker::dockerfile;
+use crate::docker::dockerfile::{self, Image};
 use crate::docker::plan::RELEASE_DOCKERFILE;
 use crate::targets::Arch;
 use crate::{checksums, elf};
@@ -67,18 +67,18 @@ pub fn verify_dist(dir: &Utf8Path, archs: &[Arch]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Recreates `dir` with exactly `files` in it, after checking the release Dockerfile among them.
+/// Recreates `dir` with exactly `files` in it, after checking that the release Dockerfile among
+/// them is the generated one (whose rules the tests check).
 pub fn stage(dir: &Utf8Path, files: &[Utf8PathBuf]) -> anyhow::Result<()> {
     for file in files {
-        if file.file_name() == Some(RELEASE_DOCKERFILE) {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-            let problems = dockerfile::release_problems(&text);
-            if !problems.is_empty() {
-                bail!(
-                    "{file} would not build the release image:\n  {}",
-                    problems.join("\n  ")
-                );
-            }
+        if file.file_name() == Some(RELEASE_DOCKERFILE)
+            && let Some(difference) =
+                dockerfile::difference(file, &dockerfile::generate(Image::Release))?
+        {
+            bail!(
+                "{file} is not the generated release Dockerfile ({difference}): edit \
+                 xtask/src/docker/dockerfile.rs instead, and run `cargo xtask codegen`"
+            );
         }
     }
     match std::fs::remove_dir_all(dir) {
@@ -197,6 +197,7 @@ mod tests {
         .unwrap();
         let err = stage(&context, &[broken]).unwrap_err().to_string();
         assert!(err.contains("ARG TARGETARCH=amd64"), "{err}");
+        assert!(err.contains("run `cargo xtask codegen`"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

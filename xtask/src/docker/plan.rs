@@ -6,7 +6,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::checksums;
-use crate::dist::ShellCommand;
+use crate::dist::{ShellCommand, shell_quote as quote};
 use crate::targets::{Arch, BINARY};
 
 pub const RELEASE_DOCKERFILE: &str = "Dockerfile.release";
@@ -114,12 +114,9 @@ pub enum Step {
         files: Vec<Utf8PathBuf>,
     },
     Run(ShellCommand),
-    /// Forget a local image or manifest list of that name, if there is one: run `first`, and
-    /// when it fails, `fallback` (whose failure is an error), if any.
-    RemoveStale {
-        first: ShellCommand,
-        fallback: Option<ShellCommand>,
-    },
+    /// Forget a local image or manifest list, if there is one: a failure of this command only
+    /// means there was none.
+    RemoveStale(ShellCommand),
     /// Forget the local podman image or manifest list `name`, and the images an old list held
     /// (each rebuild makes new ones; left behind they pile up as `<none>` images).
     ReplacePodmanList {
@@ -265,16 +262,9 @@ impl Build<'_> {
             } else {
                 Vec::new()
             };
-            steps.push(Step::RemoveStale {
-                first: command(
-                    docker,
-                    words(&["manifest", "rm"])
-                        .into_iter()
-                        .chain([tag.clone()])
-                        .collect(),
-                ),
-                fallback: None,
-            });
+            let mut remove = words(&["manifest", "rm"]);
+            remove.push(tag.clone());
+            steps.push(Step::RemoveStale(command(docker, remove)));
             let mut create = words(&["manifest", "create"]);
             create.extend(insecure.iter().cloned());
             create.push(tag.clone());
@@ -532,10 +522,7 @@ impl fmt::Display for Step {
                 )
             }
             Step::Run(command) => write!(f, "$ {command}"),
-            Step::RemoveStale { first, fallback } => match fallback {
-                Some(fallback) => write!(f, "$ {first} 2>/dev/null || {fallback}"),
-                None => write!(f, "$ {first} 2>/dev/null || true"),
-            },
+            Step::RemoveStale(command) => write!(f, "$ {command} 2>/dev/null || true"),
             Step::ReplacePodmanList { podman, name } => {
                 let podman = quote(podman);
                 let name = quote(name);
@@ -548,11 +535,6 @@ impl fmt::Display for Step {
             Step::Note(note) => write!(f, "# {note}"),
         }
     }
-}
-
-/// One word quoted as [`ShellCommand`] prints its words, for the steps that are not one command.
-fn quote(value: &str) -> String {
-    command(value, Vec::new()).to_string()
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// GET `path` on 127.0.0.1:`port` with HTTP/1.0 (the server closes after the body): status and
-/// body. Written by hand: a few lines on loopback do not need an HTTP client crate in xtask.
+/// body. Written by hand: a few lines on loopback do not need an HTTP client crate.
 pub fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))?;

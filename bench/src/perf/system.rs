@@ -1,4 +1,4 @@
-//! The Linux under `cargo xtask bench`: its own mount and PID namespaces, tmpfs mounts, and what
+//! The Linux under `cargo xtask bench perf`: its own mount and PID namespaces, tmpfs mounts, and what
 //! /proc says about a process.
 //!
 //! The benchmark runs as PID 1 of new mount and PID namespaces, so whatever way it ends (an
@@ -38,7 +38,8 @@ pub fn exit_on_signals() {
         // drops its mounts.
         unsafe { libc::_exit(130) }
     }
-    let handler = exit_now as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    let handler: extern "C" fn(libc::c_int) = exit_now;
+    let handler = handler as libc::sighandler_t;
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only calls an async-signal-safe function.
         unsafe { libc::signal(signal, handler) };

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: mount-monitor's performance over real tmpfs mounts, each figure beside a
+//! `cargo xtask bench perf`: mount-monitor's performance over real tmpfs mounts, each figure beside a
 //! baseline measured in the same run (nginx for HTTP, a glibc build for the static musl binary,
 //! node_exporter for memory and scrapes, the one-mount round for scale). Rewrites the
 //! "## Performance" section of BENCHMARKS.md.
@@ -21,12 +21,13 @@ use anyhow::{Context, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
-use crate::bench_docker::replace_section;
-use crate::emulator::find_in_path;
-use crate::project_root;
-use crate::targets::{Arch, BINARY};
+use xtask::emulator::find_in_path;
+use xtask::project_root;
+use xtask::targets::{Arch, BINARY};
 
-use report::{Builds, Endpoint, Memory, Report, Scale, Scrape, Startup, median, median_load};
+use crate::measure::{cores, median};
+use crate::report::BENCHMARKS;
+use report::{Builds, Endpoint, Memory, Report, Scale, Scrape, Startup, median_load};
 use servers::{Server, free_port};
 use wrk::Load;
 
@@ -52,7 +53,7 @@ const SERVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run;
 /// writes the "## Performance" section of BENCHMARKS.md (as root, in under 10 minutes)
 #[derive(clap::Args, Debug, Clone)]
-pub struct Bench {
+pub struct Perf {
     /// A smoke run of about 2 minutes (1 s loads, one run each, up to 1,000 mounts) that prints
     /// the section instead of writing BENCHMARKS.md
     #[arg(long)]
@@ -110,7 +111,7 @@ struct Plan {
     write: bool,
 }
 
-impl Bench {
+impl Perf {
     fn plan(&self) -> Plan {
         let pinning = if self.no_pin {
             None
@@ -151,7 +152,7 @@ impl Bench {
 
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let arch = Arch::host().context(
-            "cargo xtask bench measures the release binary of this machine's architecture, and \
+            "cargo xtask bench perf measures the release binary of this machine's architecture, and \
              there is none for it (amd64 and arm64 only)",
         )?;
         let binaries = Binaries::of(arch);
@@ -161,8 +162,8 @@ impl Bench {
 
         if !system::is_root() {
             bail!(
-                "cargo xtask bench mounts tmpfs filesystems (up to 5,000) in its own namespace and \
-                 needs root: run it as root (sudo -E cargo xtask bench)"
+                "cargo xtask bench perf mounts tmpfs filesystems (up to 5,000) in its own namespace \
+                 and needs root: run it as root (sudo -E cargo xtask bench perf)"
             );
         }
         for (tool, package) in TOOLS {
@@ -173,20 +174,20 @@ impl Bench {
         if self.no_build {
             for binary in binaries.all() {
                 if !binary.exists() {
-                    bail!("{binary} is missing: run `cargo xtask bench` without --no-build");
+                    bail!("{binary} is missing: run `cargo xtask bench perf` without --no-build");
                 }
             }
         } else {
             for (_, build) in build_commands(sh, arch) {
                 build.run().context(
                     "building a binary to measure failed (output above): fix it, then rerun \
-                     `cargo xtask bench`",
+                     `cargo xtask bench perf`",
                 )?;
             }
         }
 
         // Inside new mount and PID namespaces, as PID 1: see `system`.
-        let exe = std::env::current_exe().context("finding the xtask binary")?;
+        let exe = std::env::current_exe().context("finding the bench binary")?;
         let args: Vec<String> = std::env::args().skip(1).collect();
         let flags = system::UNSHARE_ARGS;
         cmd!(sh, "unshare {flags...} -- {exe} {args...} --in-namespace")
@@ -311,17 +312,7 @@ impl<'a> Measure<'a> {
         let section = self.report.render();
         println!("{section}");
         if self.plan.write {
-            let file = self.root.join("BENCHMARKS.md");
-            let old = match std::fs::read_to_string(&file) {
-                Ok(text) => text,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    "# Benchmarks\n".to_owned()
-                }
-                Err(err) => return Err(err).with_context(|| format!("reading {file}")),
-            };
-            std::fs::write(&file, replace_section(&old, report::SECTION, &section))
-                .with_context(|| format!("writing {file}"))?;
-            println!("(written to {file})");
+            BENCHMARKS.write_section(&section)?;
         }
         Ok(())
     }
@@ -883,10 +874,6 @@ fn short_version(banner: &str) -> String {
     line.replace(", version ", " ").trim().to_owned()
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,7 +928,7 @@ mod tests {
 
     #[test]
     fn quick_runs_are_short_and_do_not_write() {
-        let bench = Bench {
+        let bench = Perf {
             quick: true,
             duration: None,
             runs: None,
@@ -956,7 +943,7 @@ mod tests {
         assert_eq!((plan.duration, plan.runs), (1, 1));
         assert_eq!(plan.scale, [1, 100, 1000]);
         assert!(!plan.write);
-        let full = Bench {
+        let full = Perf {
             quick: false,
             scale: vec![5000, 1, 100, 100],
             ..bench

@@ -1,50 +1,60 @@
-//! Reruns the reliability scenarios and the fuzzers, and writes RELIABILITY.md from what they
-//! measured. Needs root and /dev/fuse, like the tests.
-//!
-//! ```console
-//! $ cargo run -p tests --bin reliability-report                  # full runs, about 10 minutes
-//! $ cargo run -p tests --bin reliability-report -- --quick       # CI's lengths, about 5 minutes
-//! $ cargo run -p tests --bin reliability-report -- --render-only # rewrite it from target/reliability
-//! ```
+//! `cargo xtask bench reliability`: reruns the reliability scenarios and the fuzzers, and writes
+//! RELIABILITY.md from what they measured. Needs root and /dev/fuse, like the tests.
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
+use anyhow::{Context, bail};
 use serde_json::Value;
 use tests::figures::FIGURES_DIR;
+use xtask::project_root;
+
+use crate::measure::cores;
+use crate::report::RELIABILITY;
 
 /// Cases per property for the fuzzers (`PROPTEST_CASES`), full and quick.
 const FUZZ_CASES: (u32, u32) = (20_000, 2_000);
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reliability-report: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// Rerun the reliability scenarios and the fuzzers (as root, about 10 minutes) and rewrite
+/// RELIABILITY.md from their figures
+#[derive(clap::Args, Debug, Clone)]
+pub struct Reliability {
+    /// CI's lengths: a shorter soak and churn, fewer fuzz cases (about 5 minutes)
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Measure nothing: rewrite RELIABILITY.md from the figures in target/reliability
+    #[arg(long)]
+    pub render_only: bool,
+
+    /// Rerun only the dead-mount scenarios (`tests/tests/dead_mounts.rs`, about a minute) and
+    /// rewrite only their section
+    #[arg(long, conflicts_with_all = ["quick", "render_only"])]
+    pub dead_mounts_only: bool,
 }
 
-fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = tests::workspace_root();
-    let figures = root.join("target/reliability");
-    if !args.iter().any(|a| a == "--render-only") {
-        measure(&root, &figures, args.iter().any(|a| a == "--quick"))?;
+impl Reliability {
+    pub fn run(self) -> anyhow::Result<()> {
+        let root = project_root();
+        let figures = root.join("target/reliability");
+        if self.dead_mounts_only {
+            let _ = std::fs::remove_dir_all(&figures);
+            std::fs::create_dir_all(&figures).with_context(|| format!("creating {figures}"))?;
+            dead_mounts(root.as_std_path(), figures.as_std_path())?;
+            return RELIABILITY.write_section(&render_dead_mounts(figures.as_std_path()));
+        }
+        if !self.render_only {
+            measure(root.as_std_path(), figures.as_std_path(), self.quick)?;
+        }
+        RELIABILITY.write(&render(figures.as_std_path()))
     }
-    let report = render(&figures);
-    let path = root.join("RELIABILITY.md");
-    std::fs::write(&path, report).map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
-    Ok(())
 }
 
 /// Runs the scenarios and the fuzzers; their figures land in `figures`.
-fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
+fn measure(root: &Path, figures: &Path, quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(figures);
-    std::fs::create_dir_all(figures).map_err(|e| format!("{}: {e}", figures.display()))?;
+    std::fs::create_dir_all(figures).with_context(|| format!("creating {}", figures.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
     let mut scenarios = Command::new(&cargo);
@@ -57,15 +67,16 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
             "--test",
             "reliability",
             "--",
+            // The scenarios need root and FUSE, so plain `cargo test` leaves them out.
+            "--include-ignored",
             "--test-threads=1",
         ])
-        .env(FIGURES_DIR, figures)
-        // Nothing may skip quietly into a report.
-        .env("CI", "true");
+        .env(FIGURES_DIR, figures);
     if !quick {
         scenarios.env("MOUNT_MONITOR_SOAK", "full");
     }
     status(&mut scenarios, "the reliability scenarios")?;
+    dead_mounts(root, figures)?;
 
     let cases = if quick { FUZZ_CASES.1 } else { FUZZ_CASES.0 };
     let fuzz = Command::new(&cargo)
@@ -73,14 +84,14 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
         .args(["test", "-p", "mount-monitor", "--lib", "fuzz"])
         .env("PROPTEST_CASES", cases.to_string())
         .output()
-        .map_err(|e| format!("running the fuzzers: {e}"))?;
+        .context("running the fuzzers")?;
     let output = String::from_utf8_lossy(&fuzz.stdout);
     print!("{output}");
     if !fuzz.status.success() {
-        return Err(format!(
+        bail!(
             "the fuzzers failed:\n{}",
             String::from_utf8_lossy(&fuzz.stderr)
-        ));
+        );
     }
     let properties: Vec<&str> = output
         .lines()
@@ -88,18 +99,37 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> Result<(), String> {
         .collect();
     let fuzz = serde_json::json!({ "properties": properties, "cases": cases, "quick": quick });
     std::fs::write(figures.join("fuzz.json"), fuzz.to_string())
-        .map_err(|e| format!("{}: {e}", figures.display()))
+        .with_context(|| format!("writing into {}", figures.display()))
 }
 
-fn status(command: &mut Command, what: &str) -> Result<(), String> {
+fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let status = command
         .status()
-        .map_err(|e| format!("running {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status}); no report written"))
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); no report written");
     }
+    Ok(())
+}
+
+/// The dead-mount scenarios: container volumes, remounts, many hung mounts.
+fn dead_mounts(root: &Path, figures: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut scenarios = Command::new(&cargo);
+    scenarios
+        .current_dir(root)
+        .args([
+            "test",
+            "-p",
+            "tests",
+            "--test",
+            "dead_mounts",
+            "--",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env(FIGURES_DIR, figures);
+    status(&mut scenarios, "the dead-mount scenarios")
 }
 
 fn load(dir: &Path, scenario: &str) -> Value {
@@ -157,21 +187,21 @@ fn render(dir: &Path) -> String {
 
     let mut out = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpus = cores();
     let _ = writeln!(
         out,
         "# Reliability\n\n\
          What mount-monitor does while storage and clients misbehave, measured on the real binary \
-         (debug build) by `tests/tests/reliability.rs`. Written by `cargo run -p tests --bin \
-         reliability-report{}` as root with `/dev/fuse`; do not edit by hand, rerun it. Each \
+         (debug build) by `tests/tests/reliability.rs`. Written by `cargo xtask bench \
+         reliability{}` as root with `/dev/fuse`; do not edit by hand, rerun it. Each \
          scenario below names the test that reproduces it (as root); CI runs all of them \
-         (`CI=true`, shorter soak and churn) on every change.\n\n\
+         (`cargo xtask test`, shorter soak and churn) on every change.\n\n\
          Measured on Linux {}, {cpus} CPUs. Checks every 1 s (the minimum; ±10% jitter) with a \
          500 ms timeout. \"Probe latency\" is the slowest answer to a client that asked \
          `/healthz/live`, `/healthz/ready`, `/healthz/status`, `/readyz` and `/livez` in turn, each \
          on a new connection, every 20 ms throughout the scenario. Threads, RSS and open \
          descriptors are the monitor's, from `/proc/<pid>/status` and `/proc/<pid>/fd`.\n",
-        if quick { " -- --quick" } else { "" },
+        if quick { " --quick" } else { "" },
         kernel.trim()
     );
 
@@ -475,5 +505,70 @@ fn render(dir: &Path) -> String {
         n(&soak["end"]["rss_kib"]),
         n(&soak["end"]["fds"]),
     );
+    out.push_str(&render_dead_mounts(dir));
     out.trim_end().to_owned() + "\n"
+}
+
+/// Section 8, from the figures of `tests/tests/dead_mounts.rs`.
+fn render_dead_mounts(dir: &Path) -> String {
+    let volume = load(dir, "container_volume");
+    let remount = load(dir, "remount_after_hang");
+    let limit = load(dir, "blocked_limit");
+    let many = load(dir, "many_hung");
+    let test = |name: &str| {
+        format!("`cargo test -p tests --test dead_mounts -- --include-ignored --exact {name}`")
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## 8. Dead mounts in the layouts users deploy\n\n\
+         Rerun this section alone with `cargo xtask bench reliability --dead-mounts-only` (about a \
+         minute, as root).\n\n\
+         **Container volume** (built in a private mount namespace as a runtime builds it: a bind \
+         of a host directory, a slave of the host's propagation; configured exactly as the \
+         README's Docker recipe, `MOUNT_MONITOR_MOUNTS=media=<path>`): `empty_volume` before the \
+         host's mount is up; healthy {} s after the host mounted; `empty_volume` again {} s \
+         after the host unmounted, with no stale figures (`{}`). `deploy/init-container.yaml`'s \
+         arguments exit 1 on the empty volume and 0 once mounted; the sidecar's config reports \
+         `wrong_fstype`. Reproduce: {} and {}\n\n\
+         **A hung FUSE mount mounted again** (`umount -l`, a new daemon on the same path, the \
+         old check still blocked in the kernel): healthy {} s after the new mount, the old check \
+         counted in `blocked_checks` ({}) until it returns. Reproduce: {}\n\n\
+         **A hung mount that keeps coming back** (discovery mode, {} vanish-and-return cycles, \
+         `--max-blocked-checks {}`): at most {} checks blocked, {} threads at the end; past the \
+         limit the mount reports `timeout` naming the limit instead of starting another check. \
+         Reproduce: {}\n\n\
+         **{} hung mounts beside {} healthy ones** (interval {} s, timeout {} s; the healthy \
+         ones listed last): every healthy mount checked {} s after start (they used to wait \
+         ⌈50/8⌉ × timeout, more than 4.5 s here); all hung mounts reported `timeout` after {} s; \
+         the fewest checks of a healthy mount in 8 s: {}; an unmount among them seen after {} s. \
+         Reproduce: {}\n\n\
+         **A mount whose path is not UTF-8** (`caf\\xe9`) appearing while serving changes nothing \
+         for the others, a watched mount unmounted afterwards is still caught, and the odd mount \
+         is itself checked in discovery, shown as `caf\\xe9`. Reproduce: {}\n",
+        n(&volume["healthy_after_host_mount_s"]),
+        n(&volume["empty_volume_after_host_unmount_s"]),
+        n(&volume["last_error"]),
+        test("a_container_volume_is_healthy_only_while_the_host_mount_is_in_it"),
+        test("the_deploy_examples_refuse_an_empty_volume"),
+        n(&remount["healthy_after_remount_s"]),
+        n(&remount["blocked_checks"]),
+        test("a_hung_mount_mounted_again_is_healthy_within_an_interval"),
+        n(&limit["cycles"]),
+        n(&limit["limit"]),
+        n(&limit["most_blocked"]),
+        n(&limit["threads"]),
+        test("blocked_checks_stay_within_the_limit_when_a_hung_mount_keeps_coming_back"),
+        n(&many["hung"]),
+        n(&many["healthy"]),
+        n(&many["interval_s"]),
+        n(&many["timeout_s"]),
+        n(&many["healthy_first_checked_after_s"]),
+        n(&many["hung_all_seen_after_s"]),
+        n(&many["fewest_checks_in_8s"]),
+        n(&many["unmount_seen_after_s"]),
+        test("fifty_hung_mounts_do_not_delay_the_others"),
+        test("a_mount_path_that_is_not_utf8_breaks_nothing"),
+    );
+    out
 }

@@ -1,28 +1,29 @@
-//! `cargo xtask bench-dist`: how long `dist` takes cold and warm, next to a plain `cargo build`, and
+//! `cargo xtask bench dist`: how long `dist` takes cold and warm, next to a plain `cargo build`, and
 //! how big the binaries are. Prints a Markdown table for BENCHMARKS.md.
 //!
 //! Everything builds in its own directory under target/bench, so the main target dir is untouched
 //! and "cold" really means an empty target dir (the crates.io download cache is kept).
 
-use std::time::{Duration, Instant};
-
 use anyhow::Context;
 use camino::Utf8PathBuf;
 use xshell::{Shell, cmd};
+use xtask::dist::human_size;
+use xtask::project_root;
+use xtask::targets::{Arch, BINARY};
 
-use crate::dist::human_size;
-use crate::project_root;
-use crate::targets::{Arch, BINARY};
+use crate::measure::{cores, seconds, timed};
+
+const RERUN: &str = "cargo xtask bench dist";
 
 /// Time cold and warm `cargo xtask dist` against a plain `cargo build`, and report binary sizes
 #[derive(clap::Args, Debug, Clone)]
-pub struct BenchDist {
+pub struct Dist {
     /// Architecture to include; repeat for several [default: amd64 and arm64]
     #[arg(long = "arch", value_name = "ARCH")]
     pub archs: Vec<Arch>,
 }
 
-impl BenchDist {
+impl Dist {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let archs: Vec<Arch> = Arch::ALL
             .into_iter()
@@ -56,11 +57,11 @@ impl BenchDist {
         };
 
         remove_dir(sh, &dist_dir)?;
-        let dist_cold = timed(|| dist().run())?;
-        let dist_warm = timed(|| dist().run())?;
+        let dist_cold = timed(RERUN, || dist().run())?;
+        let dist_warm = timed(RERUN, || dist().run())?;
         remove_dir(sh, plain_dir)?;
-        let plain_cold = timed(|| plain().run())?;
-        let plain_warm = timed(|| plain().run())?;
+        let plain_cold = timed(RERUN, || plain().run())?;
+        let plain_warm = timed(RERUN, || plain().run())?;
 
         let rustc = cmd!(sh, "rustc --version").quiet().read()?;
         println!();
@@ -102,28 +103,12 @@ impl BenchDist {
     }
 }
 
-fn timed(f: impl FnOnce() -> xshell::Result<()>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    f().context(
-        "a benchmarked build failed (output above): fix it, then rerun `cargo xtask bench-dist`",
-    )?;
-    Ok(started.elapsed())
-}
-
 fn remove_dir(sh: &Shell, dir: &Utf8PathBuf) -> anyhow::Result<()> {
     sh.remove_path(dir)
         .with_context(|| format!("removing {dir}: delete it by hand"))
 }
 
-fn seconds(duration: Duration) -> String {
-    format!("{:.1} s", duration.as_secs_f64())
-}
-
 fn names(archs: &[Arch]) -> String {
     let names: Vec<&str> = archs.iter().map(|arch| arch.triple()).collect();
     names.join(", ")
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

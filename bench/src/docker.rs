@@ -1,21 +1,25 @@
-//! `cargo xtask bench-docker`: how long the release image takes from dist's binaries with each
+//! `cargo xtask bench docker`: how long the release image takes from dist's binaries with each
 //! engine here, how big each platform's image is, and dist + image end to end from an empty
 //! target dir. Rewrites the "## Container images" section of BENCHMARKS.md.
 //!
 //! Everything runs through `cargo xtask` as a person runs it, so the times include cargo's own
 //! start-up. The cold run builds in target/bench/docker, leaving the main target dir alone.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use camino::Utf8Path;
 use xshell::{Shell, cmd};
+use xtask::dist::human_size;
+use xtask::docker::plan::platform;
+use xtask::docker::remove_podman_list;
+use xtask::project_root;
+use xtask::targets::Arch;
 
-use crate::dist::human_size;
-use crate::docker::plan::platform;
-use crate::docker::remove_podman_list;
-use crate::project_root;
-use crate::targets::Arch;
+use crate::measure::{cores, median, seconds, timed};
+use crate::report::BENCHMARKS;
+
+const RERUN: &str = "cargo xtask bench docker";
 
 pub const SECTION: &str = "## Container images";
 const REPOSITORY: &str = "localhost/mount-monitor-bench";
@@ -23,7 +27,7 @@ const REPOSITORY: &str = "localhost/mount-monitor-bench";
 /// Time `cargo xtask docker --release [--no-build]` per engine and report image sizes; writes the
 /// "## Container images" section of BENCHMARKS.md
 #[derive(clap::Args, Debug, Clone)]
-pub struct BenchDocker {
+pub struct Docker {
     /// Runs of each `--no-build` build; the median is reported
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -41,7 +45,7 @@ struct EngineRow {
     sizes: Vec<(Arch, u64)>,
 }
 
-impl BenchDocker {
+impl Docker {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let root = project_root();
         let tag = |engine: &str| format!("{REPOSITORY}:{engine}");
@@ -71,9 +75,9 @@ impl BenchDocker {
             // One run first, so every timed run finds the engine's storage warm.
             build(&["--no-build"]).run().with_context(|| format!("building with {name} failed: rerun `cargo xtask docker --release --no-build --engine {name}` to see why"))?;
             let no_build = (0..self.runs.max(1))
-                .map(|_| timed(|| build(&["--no-build"]).run()))
+                .map(|_| timed(RERUN, || build(&["--no-build"]).run()))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let warm = timed(|| build(&[]).run())?;
+            let warm = timed(RERUN, || build(&[]).run())?;
             rows.push(EngineRow {
                 name,
                 version: engine_version(sh, name),
@@ -94,7 +98,7 @@ impl BenchDocker {
                 .with_context(|| format!("removing {bench_dir}: delete it by hand"))?;
             let engine = first.name;
             let tag = tag("cold");
-            let duration = timed(|| {
+            let duration = timed(RERUN, || {
                 cmd!(
                     sh,
                     "cargo xtask docker --release --engine {engine} --tag {tag}"
@@ -119,16 +123,8 @@ impl BenchDocker {
             &dist_dir,
             &cmd!(sh, "rustc --version").quiet().read()?,
         )?;
-        let file = root.join("BENCHMARKS.md");
-        let old = match std::fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_owned(),
-            Err(err) => return Err(err).with_context(|| format!("reading {file}")),
-        };
-        std::fs::write(&file, replace_section(&old, SECTION, &section))
-            .with_context(|| format!("writing {file}"))?;
         println!("{section}");
-        println!("(written to {file})");
+        BENCHMARKS.write_section(&section)?;
         Ok(())
     }
 }
@@ -141,10 +137,10 @@ fn report(
 ) -> anyhow::Result<String> {
     let engines: Vec<String> = rows.iter().map(|row| row.version.clone()).collect();
     let mut text = format!(
-        "{SECTION}\n\nMeasured with `cargo xtask bench-docker` on {} cores, {rustc}, engines: {}. \
+        "{SECTION}\n\nMeasured with `cargo xtask bench docker` on {} cores, {rustc}, engines: {}. \
          The release image only copies dist's binaries, so building it takes about a second; the \
          compile is all in dist.\n\n",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores(),
         engines.join(", ")
     );
     let names: Vec<&str> = rows.iter().map(|row| row.name).collect();
@@ -157,7 +153,7 @@ fn report(
             format!(
                 "{} (fastest {})",
                 seconds(median(&row.no_build)),
-                seconds(*row.no_build.iter().min().expect("at least one run"))
+                seconds(row.no_build.iter().min().copied().unwrap_or_default())
             )
         })
         .collect();
@@ -289,92 +285,4 @@ fn engine_version(sh: &Shell, engine: &str) -> String {
                 .to_owned()
         })
         .unwrap_or_else(|_| engine.to_owned())
-}
-
-/// `doc` with the section under `heading` (up to the next heading of the same or a higher level)
-/// replaced by `section`, or with `section` appended when there is none.
-pub fn replace_section(doc: &str, heading: &str, section: &str) -> String {
-    let level = heading.chars().take_while(|&c| c == '#').count();
-    let is_heading_at_most = |line: &str| {
-        let hashes = line.chars().take_while(|&c| c == '#').count();
-        (1..=level).contains(&hashes) && line[hashes..].starts_with(' ')
-    };
-    let lines: Vec<&str> = doc.lines().collect();
-    let section = section.trim_end();
-    match lines.iter().position(|line| line.trim_end() == heading) {
-        Some(start) => {
-            let end = lines[start + 1..]
-                .iter()
-                .position(|line| is_heading_at_most(line))
-                .map_or(lines.len(), |offset| start + 1 + offset);
-            let mut out: Vec<&str> = lines[..start].to_vec();
-            out.push(section);
-            if end < lines.len() {
-                out.push("");
-                out.extend(&lines[end..]);
-            }
-            out.join("\n") + "\n"
-        }
-        None => format!("{}\n\n{section}\n", doc.trim_end()),
-    }
-}
-
-fn timed(f: impl FnOnce() -> xshell::Result<()>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    f().context("a benchmarked command failed (output above): fix it, then rerun `cargo xtask bench-docker`")?;
-    Ok(started.elapsed())
-}
-
-fn median(durations: &[Duration]) -> Duration {
-    let mut sorted = durations.to_vec();
-    sorted.sort();
-    sorted[sorted.len() / 2]
-}
-
-fn seconds(duration: Duration) -> String {
-    format!("{:.1} s", duration.as_secs_f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_section_is_replaced_in_place_and_others_are_kept() {
-        let doc = "# Benchmarks\n\n## Binaries\n\nold dist\n\n## Container images\n\nold\n\n### detail\n\nold too\n\n## Later\n\nkept\n";
-        let new = replace_section(doc, SECTION, "## Container images\n\nnew\n");
-        assert_eq!(
-            new,
-            "# Benchmarks\n\n## Binaries\n\nold dist\n\n## Container images\n\nnew\n\n## Later\n\nkept\n"
-        );
-        assert_eq!(
-            replace_section(&new, SECTION, "## Container images\n\nnew\n"),
-            new,
-            "rerunnable"
-        );
-    }
-
-    #[test]
-    fn a_missing_section_is_appended() {
-        assert_eq!(
-            replace_section(
-                "# Benchmarks\n\n## Binaries\n\nx\n",
-                SECTION,
-                "## Container images\n\ny"
-            ),
-            "# Benchmarks\n\n## Binaries\n\nx\n\n## Container images\n\ny\n"
-        );
-        let at_end = replace_section(
-            "# B\n\n## Container images\n\nold\n",
-            SECTION,
-            "## Container images\n\nnew\n",
-        );
-        assert_eq!(at_end, "# B\n\n## Container images\n\nnew\n");
-    }
-
-    #[test]
-    fn median_is_the_middle_run() {
-        let runs = [3, 1, 2].map(Duration::from_secs);
-        assert_eq!(median(&runs), Duration::from_secs(2));
-    }
 }

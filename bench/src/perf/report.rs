@@ -1,4 +1,4 @@
-//! The figures of one `cargo xtask bench` run, and the Markdown section they become. Pure: no
+//! The figures of one `cargo xtask bench perf` run, and the Markdown section they become. Pure: no
 //! I/O, so the arithmetic (ratios, medians, per-mount costs) and the goals are unit-tested.
 
 use std::fmt::Write;
@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::system::Status;
 use super::wrk::Load;
+use crate::measure::median;
 
 pub const SECTION: &str = "## Performance";
 
@@ -106,12 +107,6 @@ pub struct Scrape {
 pub fn median_load(runs: &[Load]) -> Load {
     let mut sorted = runs.to_vec();
     sorted.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
-}
-
-pub fn median(durations: &[Duration]) -> Duration {
-    let mut sorted = durations.to_vec();
-    sorted.sort();
     sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
@@ -222,7 +217,7 @@ impl Report {
         writeln!(out, "{SECTION}\n")?;
         writeln!(
             out,
-            "Written by `cargo xtask bench` (as root, in under 10 minutes) on {}: {} cores ({}), \
+            "Written by `cargo xtask bench perf` (as root, in under 10 minutes) on {}: {} cores ({}), \
              Linux {}; {}. This machine is shared and noisy, so every figure stands beside a \
              baseline measured in the same run: read the ratios. No test asserts a time.\n",
             self.date,

@@ -57,21 +57,7 @@ fn measure(root: &Path, figures: &Path, quick: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(figures).with_context(|| format!("creating {}", figures.display()))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
 
-    let mut scenarios = Command::new(&cargo);
-    scenarios
-        .current_dir(root)
-        .args([
-            "test",
-            "-p",
-            "tests",
-            "--test",
-            "reliability",
-            "--",
-            // The scenarios need root and FUSE, so plain `cargo test` leaves them out.
-            "--include-ignored",
-            "--test-threads=1",
-        ])
-        .env(FIGURES_DIR, figures);
+    let mut scenarios = scenarios(root, figures, "reliability");
     if !quick {
         scenarios.env("MOUNT_MONITOR_SOAK", "full");
     }
@@ -114,22 +100,32 @@ fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
 
 /// The dead-mount scenarios: container volumes, remounts, many hung mounts.
 fn dead_mounts(root: &Path, figures: &Path) -> anyhow::Result<()> {
+    status(
+        &mut scenarios(root, figures, "dead_mounts"),
+        "the dead-mount scenarios",
+    )
+}
+
+/// `cargo test` of one file of scenarios in `tests/tests/`, one at a time, their figures going
+/// to `figures`.
+fn scenarios(root: &Path, figures: &Path, file: &str) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut scenarios = Command::new(&cargo);
-    scenarios
+    let mut command = Command::new(cargo);
+    command
         .current_dir(root)
         .args([
             "test",
             "-p",
             "tests",
             "--test",
-            "dead_mounts",
+            file,
             "--",
+            // The scenarios need root and FUSE, so plain `cargo test` leaves them out.
             "--include-ignored",
             "--test-threads=1",
         ])
         .env(FIGURES_DIR, figures);
-    status(&mut scenarios, "the dead-mount scenarios")
+    command
 }
 
 fn load(dir: &Path, scenario: &str) -> Value {

@@ -215,15 +215,18 @@ fn serves(setup: &mut Setup) -> Monitor {
                 .iter()
                 .any(|l| l["path"] == path.as_str() && l["level"] == "WARN")
         });
-        let changed = lines(&monitor.log_of(Stream::Stdout), "mount state changed");
-        assert!(
-            changed.iter().any(|l| l["path"] == path.as_str()
-                && l["previous_state"] == "healthy"
-                && l["new_state"] == "degraded"
-                && l["trigger"] == "check_failed"
-                && l["level"] == "INFO"),
-            "{changed:?}"
-        );
+        // Logged together, but the two streams are read apart.
+        wait_for_log(&monitor, "mount state changed on stdout", |monitor| {
+            lines(&monitor.log_of(Stream::Stdout), "mount state changed")
+                .iter()
+                .any(|l| {
+                    l["path"] == path.as_str()
+                        && l["previous_state"] == "healthy"
+                        && l["new_state"] == "degraded"
+                        && l["trigger"] == "check_failed"
+                        && l["level"] == "INFO"
+                })
+        });
         setup.mounts[i].2.mount("size=1m");
         monitor.wait_for("/healthz/ready", 200, DETECT);
     }
@@ -449,16 +452,13 @@ fn config_json_is_read_as_go_reads_it() {
     let started = &monitor.log_lines("mount-monitor started")[0];
     assert_eq!(started["timeout"], "400ms", "the last readTimeout, in μs");
     assert_eq!(started["check_interval"], "30s", "\"0s\" is the default");
-    let warnings = monitor.log_of(Stream::Stderr);
-    assert!(
+    // Warnings go to stderr, read apart from stdout's start line.
+    wait_for_log(&monitor, "the unknown keys named", |monitor| {
+        let warnings = monitor.log_of(Stream::Stderr);
         warnings
-            .contains("unknown key `debounceThreshold` ignored; did you mean `failureThreshold`?"),
-        "{warnings}"
-    );
-    assert!(
-        warnings.contains("unknown key `$schema` ignored"),
-        "{warnings}"
-    );
+            .contains("unknown key `debounceThreshold` ignored; did you mean `failureThreshold`?")
+            && warnings.contains("unknown key `$schema` ignored")
+    });
     // A name with a slash is one percent-encoded path segment; a shared name answers for both.
     assert_eq!(monitor.get("/readyz/movies%2F4k"), (200, "ok".to_owned()));
     let (_, verbose) = monitor.get("/readyz/movies%2F4k?verbose");
@@ -722,12 +722,12 @@ fn service_links_are_ignored() {
     let body = monitor.wait_for("/healthz/ready", 200, DETECT);
     let json: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["mounts"].as_array().unwrap().len(), 1, "{json}");
-    let warnings = monitor.log_of(Stream::Stderr);
     for var in ["MOUNT_MONITOR_HTTP_PORT", "MOUNT_MONITOR_MOUNTS"] {
-        assert!(
-            warnings.contains(&format!("ignoring {var}=tcp://")),
-            "{var}: {warnings}"
-        );
+        wait_for_log(&monitor, var, |monitor| {
+            monitor
+                .log_of(Stream::Stderr)
+                .contains(&format!("ignoring {var}=tcp://"))
+        });
     }
 }
 

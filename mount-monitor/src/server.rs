@@ -44,6 +44,14 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// An unspecified IPv6 address (`[::]`, the default) listens dual-stack, IPv4 included, as Go's
 /// `":8080"` does; where the kernel has no IPv6 at all it falls back to `0.0.0.0`, logged.
 pub fn bind(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+    bind_with(addresses, listen_on)
+}
+
+/// [`bind`], making each socket with `listen_on` (tests pretend a kernel without IPv6).
+fn bind_with(
+    addresses: &[SocketAddr],
+    listen_on: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
     let mut listeners = Vec::with_capacity(addresses.len());
     for &address in addresses {
         let listener = match listen_on(address) {
@@ -187,10 +195,25 @@ mod tests {
         let taken = listeners[1].local_addr().unwrap();
         let (address, _) = bind(&[taken]).unwrap_err();
         assert_eq!(address, taken);
-        // The errors of a kernel without IPv6 fall back to IPv4; others do not.
-        assert!(no_ipv6(&std::io::Error::from_raw_os_error(
-            nix::libc::EAFNOSUPPORT
-        )));
+    }
+
+    #[tokio::test]
+    async fn without_ipv6_the_default_listens_on_ipv4() {
+        let no_ipv6_kernel = |address: SocketAddr| {
+            if address.is_ipv6() {
+                Err(std::io::Error::from_raw_os_error(nix::libc::EAFNOSUPPORT))
+            } else {
+                listen_on(address)
+            }
+        };
+        let listeners = bind_with(&["[::]:0".parse().unwrap()], no_ipv6_kernel).unwrap();
+        let bound = listeners[0].local_addr().unwrap();
+        assert_eq!(bound.ip(), std::net::IpAddr::from(Ipv4Addr::UNSPECIFIED));
+        // Only the unspecified address falls back: `[::1]` asked for is `[::1]` or an error.
+        let (address, e) = bind_with(&["[::1]:0".parse().unwrap()], no_ipv6_kernel).unwrap_err();
+        assert_eq!(address, "[::1]:0".parse().unwrap());
+        assert_eq!(e.raw_os_error(), Some(nix::libc::EAFNOSUPPORT));
+        // Other errors do not fall back either.
         assert!(!no_ipv6(&std::io::Error::from_raw_os_error(
             nix::libc::EADDRINUSE
         )));

@@ -6,8 +6,9 @@
 //! reads strictly into the config structs.
 //!
 //! Go decodes JSON `null` into a string, number or struct field as "leave it as it is" and into a
-//! slice as "empty it"; the same here. (A `null` duration is an error in Go and a default here:
-//! the one place this is more lenient.)
+//! slice as "empty it"; the same here. Two corner cases differ, both towards loading: a `null`
+//! duration is an error in Go and the default here, and a `null` after `"enabled": true` unsets
+//! that pointer field in Go and is ignored here.
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};

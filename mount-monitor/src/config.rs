@@ -439,6 +439,8 @@ fn resolve(
     }
     match file.http_port {
         Some(port) if go && port <= 0 => {}
+        // One round serves nothing, and debrid-mount-monitor does not check the port then.
+        Some(port) if cli.init_container_mode && u16::try_from(port).is_err() => {}
         Some(port) => set_port(&mut s.listen, port, &origin("httpPort"))?,
         None => {}
     }
@@ -1255,6 +1257,7 @@ minFreeInodes = 1000
         };
         let s = from_json(json, once.clone()).unwrap();
         assert_eq!(s.timeout, Duration::from_secs(5));
+        assert!(from_json(r#"{"httpPort": 70000}"#, once.clone()).is_ok());
         // The timeout is still checked: a round needs one.
         assert!(from_json(r#"{"readTimeout": "50ms"}"#, once).is_err());
     }

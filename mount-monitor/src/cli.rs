@@ -127,6 +127,16 @@ pub struct Options {
         value_name = "N"
     )]
     pub max_blocked_checks: Option<usize>,
+    /// What /metrics tells about each mount: `basic` (at most 16 series per healthy mount) or
+    /// `full` (every duration bucket, failures by reason, all states and filesystem gauges)
+    /// [default: basic]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_METRICS_DETAIL",
+        value_name = "basic|full"
+    )]
+    pub metrics_detail: Option<String>,
     /// Same as `check` (debrid-mount-monitor's flag)
     #[arg(long, global = true)]
     pub init_container_mode: bool,
@@ -150,6 +160,7 @@ impl Options {
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             max_blocked_checks: self.max_blocked_checks,
+            metrics_detail: self.metrics_detail.clone(),
         }
     }
 }

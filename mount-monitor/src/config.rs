@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::metrics::MetricsDetail;
 use crate::mountinfo::normalize;
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -161,6 +162,8 @@ pub struct Settings {
     /// Checks left blocked in the kernel (a thread each) at most; past it, a mount whose earlier
     /// check is still blocked starts no new one.
     pub max_blocked_checks: usize,
+    /// How much `/metrics` tells about each mount (`metricsDetail`, `--metrics-detail`).
+    pub metrics_detail: MetricsDetail,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -179,6 +182,7 @@ impl Default for Settings {
             log_level: LogLevel::Info,
             log_format: None,
             max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
+            metrics_detail: MetricsDetail::Basic,
             mounts: Vec::new(),
             config_file: None,
         }
@@ -198,6 +202,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub max_blocked_checks: Option<usize>,
+    pub metrics_detail: Option<String>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -219,6 +224,7 @@ struct FileConfig {
     log_format: Option<String>,
     canary_file: Option<String>,
     max_blocked_checks: Option<usize>,
+    metrics_detail: Option<String>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
 }
@@ -427,6 +433,11 @@ fn resolve(
     }
     if let Some(v) = cli.max_blocked_checks.or(file.max_blocked_checks) {
         s.max_blocked_checks = v;
+    }
+    if let Some(v) = &cli.metrics_detail {
+        s.metrics_detail = metrics_detail(v, "--metrics-detail")?;
+    } else if let Some(v) = &file.metrics_detail {
+        s.metrics_detail = metrics_detail(v, &origin("metricsDetail"))?;
     }
 
     if s.check_interval < MIN_CHECK_INTERVAL {
@@ -742,6 +753,16 @@ fn log_level(value: &str, what: &str) -> Result<LogLevel, ConfigError> {
     }
 }
 
+fn metrics_detail(value: &str, what: &str) -> Result<MetricsDetail, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "basic" => Ok(MetricsDetail::Basic),
+        "full" => Ok(MetricsDetail::Full),
+        _ => err(format!(
+            "{what}: {value:?} is not a metrics detail; use basic (about 16 series per mount) or full (about 50)"
+        )),
+    }
+}
+
 fn log_format(value: &str, what: &str) -> Result<LogFormat, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "json" => Ok(LogFormat::Json),
@@ -817,6 +838,30 @@ mod tests {
         let tv = &s.mounts[1];
         assert_eq!(tv.check, DataCheck::Directory);
         assert_eq!(tv.failure_threshold, 5);
+    }
+
+    #[test]
+    fn metrics_detail_from_file_and_flag() {
+        let basic = from_json("{}", Overrides::default()).unwrap();
+        assert_eq!(basic.metrics_detail, MetricsDetail::Basic, "the default");
+        let file = r#"{"metricsDetail": "full"}"#;
+        let full = from_json(file, Overrides::default()).unwrap();
+        assert_eq!(full.metrics_detail, MetricsDetail::Full);
+        let flag = Overrides {
+            metrics_detail: Some("basic".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_json(file, flag).unwrap().metrics_detail,
+            MetricsDetail::Basic,
+            "the flag wins over the file"
+        );
+        let ConfigError(message) =
+            from_json(r#"{"metricsDetail": "all"}"#, Overrides::default()).unwrap_err();
+        assert_eq!(
+            message,
+            "config file config.json: `metricsDetail`: \"all\" is not a metrics detail; use basic (about 16 series per mount) or full (about 50)"
+        );
     }
 
     #[test]
@@ -1351,6 +1396,7 @@ mod fuzz {
                     log_level,
                     log_format,
                     max_blocked_checks: None,
+                    metrics_detail: None,
                 },
             )
     }

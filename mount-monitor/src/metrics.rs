@@ -13,7 +13,6 @@
 //! cost of each.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,7 +99,12 @@ pub fn render(
         now,
         detail,
     }));
-    let mut out = String::new();
+    // Room for the whole body up front: growing a string of megabytes copies it again and again.
+    let per_mount = match detail {
+        MetricsDetail::Basic => 2_500,
+        MetricsDetail::Full => 9_000,
+    };
+    let mut out = String::with_capacity(4096 + per_mount * snapshot.mounts.len());
     // Writing into a String cannot fail, and the collector reports no errors of its own.
     match format {
         Format::Prometheus => {
@@ -115,12 +119,19 @@ pub fn render(
     out
 }
 
-/// When each mount's counters started, by its `mount` label, in seconds since the epoch.
-fn created_by_mount(snapshot: &Snapshot) -> HashMap<String, f64> {
+/// When each mount's counters started, by its `mount` label: the value of its `_created`
+/// samples, in seconds since the epoch, written once for all of them.
+fn created_by_mount(snapshot: &Snapshot) -> HashMap<String, String> {
     snapshot
         .mounts
         .iter()
-        .map(|view| (view.label(), epoch_seconds(view.state.since)))
+        // `{:?}` writes a float with a decimal point or an exponent, as OpenMetrics wants.
+        .map(|view| {
+            (
+                view.label(),
+                format!("{:?}", epoch_seconds(view.state.since)),
+            )
+        })
         .collect()
 }
 
@@ -134,7 +145,7 @@ fn epoch_seconds(at: SystemTime) -> f64 {
 /// OpenMetrics wants it so that a reader knows when the count started rather than guessing
 /// from the first scrape. Every counter and histogram here is per mount and starts with the
 /// `mount` label (a bucket with `le`, which the OpenMetrics encoder writes first).
-fn with_created(text: &str, created: &HashMap<String, f64>) -> String {
+fn with_created(text: &str, created: &HashMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 4);
     let mut family: Option<(&str, &str)> = None;
     for line in text.lines() {
@@ -150,52 +161,64 @@ fn with_created(text: &str, created: &HashMap<String, f64>) -> String {
         let Some((series, _value)) = line.rsplit_once(' ') else {
             continue;
         };
+        // (what opens the label set, the labels after it) of the sample to date.
         let labels = match kind {
             "counter" => series
                 .strip_prefix(name)
-                .and_then(|s| s.strip_prefix("_total")),
+                .and_then(|s| s.strip_prefix("_total{"))
+                .map(|labels| ("{", labels)),
             "histogram" => series
                 .strip_prefix(name)
-                .and_then(|s| s.strip_prefix(r#"_bucket{le="+Inf","#)),
+                .and_then(|s| s.strip_prefix(r#"_bucket{le="+Inf","#))
+                .map(|labels| ("{", labels)),
             _ => None,
         };
-        let Some(labels) = labels else { continue };
-        let labels = if kind == "histogram" {
-            format!("{{{labels}")
-        } else {
-            labels.to_owned()
+        let Some((open, labels)) = labels else {
+            continue;
         };
-        if let Some(since) = mount_label(&labels).and_then(|mount| created.get(&mount)) {
-            let _ = writeln!(out, "{name}_created{labels} {}", float_text(*since));
+        if let Some(since) = mount_label(labels).and_then(|mount| created.get(mount.as_ref())) {
+            for part in [name, "_created", open, labels, " ", since, "\n"] {
+                out.push_str(part);
+            }
         }
     }
     out
 }
 
-/// The value of the leading `mount` label of an encoded label set, unescaped.
-fn mount_label(labels: &str) -> Option<String> {
-    let mut chars = labels.strip_prefix(r#"{mount=""#)?.chars();
-    let mut value = String::new();
-    loop {
-        match chars.next()? {
-            '"' => return Some(value),
-            '\\' => match chars.next()? {
-                'n' => value.push('\n'),
-                other => value.push(other),
-            },
-            c => value.push(c),
+/// The value of the leading `mount` label of an encoded label set (after its `{`), unescaped.
+fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let value = labels.strip_prefix(r#"mount=""#)?;
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in value.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
         }
     }
-}
-
-/// A float as the text formats write one (always with a decimal point or an exponent).
-fn float_text(value: f64) -> String {
-    let text = value.to_string();
-    if text.contains(['.', 'e', 'E']) {
-        text
-    } else {
-        format!("{text}.0")
+    let raw = &value[..end?];
+    if !raw.contains('\\') {
+        return Some(raw.into());
     }
+    let mut unescaped = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            unescaped.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => unescaped.push('\n'),
+            Some(other) => unescaped.push(other),
+            None => {}
+        }
+    }
+    Some(unescaped.into())
 }
 
 #[derive(Debug)]
@@ -750,6 +773,17 @@ mod tests {
             1 + 4 + (DURATION_BUCKETS.len() + 3) + 1 + Reason::ALL.len() + 1 + 1 + 6,
             "full detail: every state, bucket, reason and filesystem gauge"
         );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let row = format!(
+            "| **per healthy mount** | | | **{}** | **{}** |",
+            series.len(),
+            series_of(&full, "movies").len()
+        );
+        assert!(
+            readme.contains(&row),
+            "README.md's Metrics table must say what a mount costs: {row}"
+        );
         // OpenMetrics adds a `_created` to the counters and the histogram, nothing else.
         let openmetrics = sample_in(Format::OpenMetrics, MetricsDetail::Basic);
         let created = series_of(&openmetrics, "movies")
@@ -869,7 +903,7 @@ mod tests {
 
     #[test]
     fn created_follows_escaped_mount_names() {
-        let created = HashMap::from([("a\"b\\c\nd".to_owned(), 12.5)]);
+        let created = HashMap::from([("a\"b\\c\nd".to_owned(), "12.5".to_owned())]);
         let text = "# TYPE x counter\nx_total{mount=\"a\\\"b\\\\c\\nd\",path=\"/\"} 3\n";
         assert_eq!(
             with_created(text, &created),

@@ -133,6 +133,16 @@ pub struct Options {
         value_name = "N"
     )]
     pub max_blocked_checks: Option<usize>,
+    /// What /metrics tells about each mount: `basic` (at most 16 series per healthy mount) or
+    /// `full` (every duration bucket, failures by reason, all states and filesystem gauges)
+    /// [default: basic]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_METRICS_DETAIL",
+        value_name = "basic|full"
+    )]
+    pub metrics_detail: Option<String>,
     /// Check the configured mounts once, log each result, exit 0 when all are healthy and 1
     /// otherwise (debrid-mount-monitor's flag: bare, =true or =false)
     #[arg(
@@ -179,6 +189,7 @@ impl Options {
             log_format: self.log_format.clone(),
             init_container_mode: self.init_container_mode,
             max_blocked_checks: self.max_blocked_checks,
+            metrics_detail: self.metrics_detail.clone(),
         }
     }
 }

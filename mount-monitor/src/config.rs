@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::metrics::MetricsDetail;
 use crate::mountinfo::normalize;
 
 /// Every address, IPv4 and IPv6 (one dual-stack socket; IPv4 alone where IPv6 is off), as Go's
@@ -171,6 +172,8 @@ pub struct Settings {
     /// Checks left blocked in the kernel (a thread each) at most; past it, a mount whose earlier
     /// check is still blocked starts no new one.
     pub max_blocked_checks: usize,
+    /// How much `/metrics` tells about each mount (`metricsDetail`, `--metrics-detail`).
+    pub metrics_detail: MetricsDetail,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -189,6 +192,7 @@ impl Default for Settings {
             log_level: LogLevel::Info,
             log_format: None,
             max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
+            metrics_detail: MetricsDetail::Basic,
             mounts: Vec::new(),
             config_file: None,
         }
@@ -211,6 +215,7 @@ pub struct Overrides {
     /// only serving uses (interval, watchdog) are not checked.
     pub init_container_mode: bool,
     pub max_blocked_checks: Option<usize>,
+    pub metrics_detail: Option<String>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -240,6 +245,7 @@ struct FileConfig {
     log_format: Option<String>,
     canary_file: Option<String>,
     max_blocked_checks: Option<usize>,
+    metrics_detail: Option<String>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
 }
@@ -488,6 +494,11 @@ fn resolve(
     }
     if let Some(v) = cli.max_blocked_checks.or(file.max_blocked_checks) {
         s.max_blocked_checks = v;
+    }
+    if let Some(v) = &cli.metrics_detail {
+        s.metrics_detail = metrics_detail(v, "--metrics-detail")?;
+    } else if let Some(v) = &file.metrics_detail {
+        s.metrics_detail = metrics_detail(v, &origin("metricsDetail"))?;
     }
 
     if s.timeout < Duration::from_millis(100) {
@@ -865,6 +876,16 @@ fn log_level(value: &str, what: &str) -> Result<LogLevel, ConfigError> {
     }
 }
 
+fn metrics_detail(value: &str, what: &str) -> Result<MetricsDetail, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "basic" => Ok(MetricsDetail::Basic),
+        "full" => Ok(MetricsDetail::Full),
+        _ => err(format!(
+            "{what}: {value:?} is not a metrics detail; use basic (about 16 series per mount) or full (about 50)"
+        )),
+    }
+}
+
 fn log_format(value: &str, what: &str) -> Result<LogFormat, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "json" => Ok(LogFormat::Json),
@@ -940,6 +961,30 @@ mod tests {
         let tv = &s.mounts[1];
         assert_eq!(tv.check, DataCheck::Directory);
         assert_eq!(tv.failure_threshold, 5);
+    }
+
+    #[test]
+    fn metrics_detail_from_file_and_flag() {
+        let basic = from_json("{}", Overrides::default()).unwrap();
+        assert_eq!(basic.metrics_detail, MetricsDetail::Basic, "the default");
+        let file = r#"{"metricsDetail": "full"}"#;
+        let full = from_json(file, Overrides::default()).unwrap();
+        assert_eq!(full.metrics_detail, MetricsDetail::Full);
+        let flag = Overrides {
+            metrics_detail: Some("basic".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_json(file, flag).unwrap().metrics_detail,
+            MetricsDetail::Basic,
+            "the flag wins over the file"
+        );
+        let ConfigError(message) =
+            from_json(r#"{"metricsDetail": "all"}"#, Overrides::default()).unwrap_err();
+        assert_eq!(
+            message,
+            "config file config.json: `metricsDetail`: \"all\" is not a metrics detail; use basic (about 16 series per mount) or full (about 50)"
+        );
     }
 
     #[test]
@@ -1599,6 +1644,7 @@ mod fuzz {
                     log_format,
                     init_container_mode: false,
                     max_blocked_checks: None,
+                    metrics_detail: None,
                 },
             )
     }

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde::Serialize;
@@ -196,7 +196,8 @@ impl<'a> MountJson<'a> {
 pub struct Rendered {
     /// The `mounts` array of `/healthz/*` (the `status` and `timestamp` around it vary).
     status_mounts: OnceLock<Bytes>,
-    metrics: OnceLock<Bytes>,
+    /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
+    metrics: [OnceLock<Bytes>; 2],
 }
 
 /// A copy of a snapshot may be changed, so it starts with nothing rendered.
@@ -241,12 +242,21 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    use crate::metrics::Format;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     let snapshot = shared.snapshot();
-    let body = rendered(&snapshot.rendered.metrics, &snapshot, || {
-        crate::metrics::render(Arc::clone(&snapshot), Instant::now()).into()
+    let [prometheus, openmetrics] = &snapshot.rendered.metrics;
+    let slot = match format {
+        Format::Prometheus => prometheus,
+        Format::OpenMetrics => openmetrics,
+    };
+    let detail = shared.settings.metrics_detail;
+    let body = rendered(slot, &snapshot, || {
+        crate::metrics::render(Arc::clone(&snapshot), Instant::now(), format, detail).into()
     });
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn version() -> Response {
@@ -755,6 +765,45 @@ mod tests {
             body.contains("mount_monitor_mount_up{mount=\"a\",path=\"/mnt/a\"} 1\n"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_in_openmetrics_when_asked_each_format_kept_apart() {
+        let app = app(vec![view("a", Health::Healthy)]);
+        let scrape = |accept: Option<&'static str>| {
+            let app = app.clone();
+            async move {
+                let mut request = Request::get("/metrics");
+                if let Some(accept) = accept {
+                    request = request.header(header::ACCEPT, accept);
+                }
+                let response = app
+                    .oneshot(request.body(Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let content_type = response.headers()[header::CONTENT_TYPE].clone();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (content_type, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        let openmetrics = Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+        // Twice each, interleaved: the second answer of each comes from its own kept body.
+        for _ in 0..2 {
+            let (content_type, body) = scrape(openmetrics).await;
+            assert_eq!(
+                content_type,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            );
+            assert!(body.ends_with("# EOF\n"), "{body}");
+            assert!(
+                body.contains("mount_monitor_mount_checks_created{"),
+                "{body}"
+            );
+            let (content_type, body) = scrape(None).await;
+            assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+            assert!(!body.contains("# EOF"), "{body}");
+            assert!(!body.contains("_created"), "{body}");
+        }
     }
 
     #[tokio::test]

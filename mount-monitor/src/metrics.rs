@@ -1,13 +1,20 @@
-//! `/metrics`: the snapshot in the Prometheus text format (0.0.4), encoded by the official
-//! `prometheus-client` crate. Rendering reads the snapshot only, so a scrape never waits for a
-//! mount; the filesystem gauges are what node_exporter's `node_filesystem_*` give, without
-//! blocking on a hung mount.
+//! `/metrics`: the snapshot in the Prometheus text format (0.0.4) or, when the scraper asks for
+//! it, OpenMetrics 1.0, both encoded by the official `prometheus-client` crate. Rendering reads
+//! the snapshot only, so a scrape never waits for a mount; the filesystem gauges are what
+//! node_exporter's `node_filesystem_*` give, without blocking on a hung mount.
 //!
 //! Label values are bounded: mount names and paths come from the configuration (or the mount
 //! table), reasons and states from fixed tables, never from error messages.
+//!
+//! Series cost money in every Prometheus that scrapes a sidecar, so [`MetricsDetail::Basic`]
+//! (the default) keeps what the alerts and the dashboard in `deploy/` use, at most 16 series per
+//! healthy mount; [`MetricsDetail::Full`] brings back every duration bucket, failures by reason,
+//! all four states and every filesystem gauge (about 50). The README's Metrics section has the
+//! cost of each.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
@@ -18,28 +25,207 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::monitor::{MountView, Snapshot};
 use crate::probe::Stats;
 use crate::reason::Reason;
-use crate::state::Health;
-
-/// The `Content-Type` of [`render`]'s output.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use crate::state::{BASIC_DURATION_BUCKETS, Health};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "mount_monitor";
 
-/// The exposition of `snapshot`, as seen at `now` (for how long a check has been stuck).
-pub fn render(snapshot: Arc<Snapshot>, now: Instant) -> String {
+/// Series per healthy mount at most, with the default [`MetricsDetail::Basic`].
+pub const SERIES_BUDGET: usize = 16;
+
+/// The exposition formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4, for anything that does not ask for OpenMetrics.
+    Prometheus,
+    /// OpenMetrics 1.0 text: `# EOF`, `# UNIT`, counters' and histograms' `_created`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// What an `Accept` header prefers: OpenMetrics when it ranks `application/openmetrics-text`
+    /// at least as high as plain text (Prometheus' own header ranks it first), else 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let quality = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.parse::<f32>().ok())
+                .unwrap_or(0.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(quality),
+                "text/plain" | "text/*" | "*/*" => text = text.max(quality),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// How much `/metrics` tells about each mount (flag `--metrics-detail`, key `metricsDetail`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsDetail {
+    /// At most 16 series per healthy mount: what the alerts and the dashboard need.
+    #[default]
+    Basic,
+    /// Every duration bucket, failures by reason, all states, every filesystem gauge.
+    Full,
+}
+
+/// The exposition of `snapshot` in `format`, as seen at `now` (for how long a check has been
+/// stuck).
+pub fn render(
+    snapshot: Arc<Snapshot>,
+    now: Instant,
+    format: Format,
+    detail: MetricsDetail,
+) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(SnapshotCollector { snapshot, now }));
-    let mut out = String::new();
+    registry.register_collector(Box::new(SnapshotCollector {
+        snapshot: Arc::clone(&snapshot),
+        now,
+        detail,
+    }));
+    // Room for the whole body up front: growing a string of megabytes copies it again and again.
+    let per_mount = match detail {
+        MetricsDetail::Basic => 2_500,
+        MetricsDetail::Full => 9_000,
+    };
+    let mut out = String::with_capacity(4096 + per_mount * snapshot.mounts.len());
     // Writing into a String cannot fail, and the collector reports no errors of its own.
-    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    match format {
+        Format::Prometheus => {
+            let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+        }
+        Format::OpenMetrics => {
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
+            out = with_created(&out, &created_by_mount(&snapshot));
+            out.push_str("# EOF\n");
+        }
+    }
     out
+}
+
+/// When each mount's counters started, by its `mount` label: the value of its `_created`
+/// samples, in seconds since the epoch, written once for all of them.
+fn created_by_mount(snapshot: &Snapshot) -> HashMap<String, String> {
+    snapshot
+        .mounts
+        .iter()
+        // `{:?}` writes a float with a decimal point or an exponent, as OpenMetrics wants.
+        .map(|view| {
+            (
+                view.label(),
+                format!("{:?}", epoch_seconds(view.state.since)),
+            )
+        })
+        .collect()
+}
+
+fn epoch_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `text` (OpenMetrics, without `# EOF`) with a `_created` sample after each counter's `_total`
+/// and after each histogram's `+Inf` bucket: `prometheus-client` has no way to write one, and
+/// OpenMetrics wants it so that a reader knows when the count started rather than guessing
+/// from the first scrape. Every counter and histogram here is per mount and starts with the
+/// `mount` label (a bucket with `le`, which the OpenMetrics encoder writes first).
+fn with_created(text: &str, created: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut family: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(descriptor) = line.strip_prefix("# TYPE ") {
+            family = descriptor.split_once(' ');
+            continue;
+        }
+        let Some((name, kind)) = family.filter(|_| !line.starts_with('#')) else {
+            continue;
+        };
+        let Some((series, _value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        // (what opens the label set, the labels after it) of the sample to date.
+        let labels = match kind {
+            "counter" => series
+                .strip_prefix(name)
+                .and_then(|s| s.strip_prefix("_total{"))
+                .map(|labels| ("{", labels)),
+            "histogram" => series
+                .strip_prefix(name)
+                .and_then(|s| s.strip_prefix(r#"_bucket{le="+Inf","#))
+                .map(|labels| ("{", labels)),
+            _ => None,
+        };
+        let Some((open, labels)) = labels else {
+            continue;
+        };
+        if let Some(since) = mount_label(labels).and_then(|mount| created.get(mount.as_ref())) {
+            for part in [name, "_created", open, labels, " ", since, "\n"] {
+                out.push_str(part);
+            }
+        }
+    }
+    out
+}
+
+/// The value of the leading `mount` label of an encoded label set (after its `{`), unescaped.
+fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let value = labels.strip_prefix(r#"mount=""#)?;
+    let mut escaped = false;
+    let mut end = None;
+    for (i, c) in value.char_indices() {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let raw = &value[..end?];
+    if !raw.contains('\\') {
+        return Some(raw.into());
+    }
+    let mut unescaped = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            unescaped.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => unescaped.push('\n'),
+            Some(other) => unescaped.push(other),
+            None => {}
+        }
+    }
+    Some(unescaped.into())
 }
 
 #[derive(Debug)]
 struct SnapshotCollector {
     snapshot: Arc<Snapshot>,
     now: Instant,
+    detail: MetricsDetail,
 }
 
 /// The labels of every per-mount series.
@@ -60,6 +246,7 @@ impl Labelled<'_> {
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let full = self.detail == MetricsDetail::Full;
         let mounts: Vec<Labelled> = self
             .snapshot
             .mounts
@@ -71,15 +258,14 @@ impl Collector for SnapshotCollector {
             })
             .collect();
 
-        let mut build = encoder.encode_descriptor(
-            "build_info",
-            "The running mount-monitor's version; always 1.",
-            None,
-            MetricType::Gauge,
-        )?;
-        build
-            .encode_family(&[("version", crate::VERSION)])?
-            .encode_gauge(&1i64)?;
+        encoder
+            .encode_descriptor(
+                "build",
+                "The running mount-monitor's version; always 1.",
+                None,
+                MetricType::Info,
+            )?
+            .encode_info(&[("version", crate::VERSION)])?;
         ConstGauge::new(mounts.len() as i64).encode(encoder.encode_descriptor(
             "mounts",
             "Mounts being monitored.",
@@ -102,19 +288,43 @@ impl Collector for SnapshotCollector {
             MetricType::Gauge,
             |m, e| e.encode_gauge(&i64::from(m.view.state.health == Health::Healthy)),
         )?;
+        // Basic: the current state only, since the other three are 0 by definition; a change of
+        // state ends the old series (Prometheus marks it stale) and starts the new one.
         let mut state = encoder.encode_descriptor(
             "mount_state",
-            "The mount's state: 1 for the current one, 0 for the others.",
+            if full {
+                "The mount's state: 1 for the current one, 0 for the others."
+            } else {
+                "The mount's current state, always 1 (--metrics-detail full lists the others at 0)."
+            },
             None,
             MetricType::Gauge,
         )?;
         for m in &mounts {
             for health in Health::ALL {
-                let [mount, path] = m.labels();
-                state
-                    .encode_family(&[mount, path, ("state", health.as_str())])?
-                    .encode_gauge(&i64::from(m.view.state.health == health))?;
+                let current = m.view.state.health == health;
+                if full || current {
+                    let [mount, path] = m.labels();
+                    state
+                        .encode_family(&[mount, path, ("state", health.as_str())])?
+                        .encode_gauge(&i64::from(current))?;
+                }
             }
+        }
+        let mut reason = encoder.encode_descriptor(
+            "mount_reason",
+            "Why the mount is not healthy: its latest failure's reason code, always 1; absent while it is healthy.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for m in &mounts {
+            let Some(failure) = &m.view.state.failure else {
+                continue;
+            };
+            let [mount, path] = m.labels();
+            reason
+                .encode_family(&[mount, path, ("reason", failure.reason.code())])?
+                .encode_gauge(&1i64)?;
         }
 
         let mut duration = encoder.encode_descriptor(
@@ -125,7 +335,17 @@ impl Collector for SnapshotCollector {
         )?;
         for m in &mounts {
             let histogram = &m.view.state.durations;
-            let buckets: Vec<(f64, u64)> = histogram.buckets().collect();
+            let buckets: Vec<(f64, u64)> = if full {
+                histogram.buckets().collect()
+            } else {
+                histogram.coarse_buckets(&BASIC_DURATION_BUCKETS)
+            };
+            // The +Inf bucket: every observation, whichever bounds are shown.
+            let shown: u64 = buckets.iter().map(|(_, n)| n).sum();
+            let buckets: Vec<(f64, u64)> = buckets
+                .into_iter()
+                .chain([(f64::INFINITY, histogram.count - shown)])
+                .collect();
             duration
                 .encode_family(&m.labels())?
                 .encode_histogram::<MountLabels>(
@@ -144,20 +364,33 @@ impl Collector for SnapshotCollector {
             MetricType::Counter,
             |m, e| e.encode_counter::<MountLabels, _, u64>(&m.view.state.checks_total, None),
         )?;
-        // Every reason is present from the start, so that the first failure is an increase.
+        // Present from the start, so that the first failure is an increase. Full: one series per
+        // reason code; basic: one per mount, the reason being in `mount_reason` while it lasts.
         let mut failures = encoder.encode_descriptor(
             "mount_check_failures",
-            "Failed checks of the mount since start, by reason code (see the README).",
+            if full {
+                "Failed checks of the mount since start, by reason code (see the README)."
+            } else {
+                "Failed checks of the mount since start (--metrics-detail full counts them by reason)."
+            },
             None,
             MetricType::Counter,
         )?;
         for m in &mounts {
+            let by_reason = &m.view.state.failures_total;
+            if !full {
+                let total: u64 = by_reason.values().sum();
+                failures
+                    .encode_family(&m.labels())?
+                    .encode_counter::<MountLabels, _, u64>(&total, None)?;
+                continue;
+            }
             for reason in Reason::ALL {
-                let count = m.view.state.failures_total.get(reason).copied();
+                let count = by_reason.get(reason).copied().unwrap_or(0);
                 let [mount, path] = m.labels();
                 failures
                     .encode_family(&[mount, path, ("reason", reason.code())])?
-                    .encode_counter::<MountLabels, _, u64>(&count.unwrap_or(0), None)?;
+                    .encode_counter::<MountLabels, _, u64>(&count, None)?;
             }
         }
         let mut last_success = encoder.encode_descriptor(
@@ -170,12 +403,9 @@ impl Collector for SnapshotCollector {
             let Some(at) = m.view.state.last_success else {
                 continue;
             };
-            let seconds = at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
             last_success
                 .encode_family(&m.labels())?
-                .encode_gauge(&seconds)?;
+                .encode_gauge(&epoch_seconds(at))?;
         }
         per_mount(
             &mut encoder,
@@ -190,7 +420,7 @@ impl Collector for SnapshotCollector {
             },
         )?;
 
-        filesystem(&mut encoder, &mounts)
+        filesystem(&mut encoder, &mounts, self.detail)
     }
 }
 
@@ -212,48 +442,63 @@ fn per_mount(
 }
 
 /// node_exporter's filesystem gauges, present only while the latest check got statfs figures:
-/// a mount that is gone or hangs has none, as in node_exporter.
-fn filesystem(encoder: &mut DescriptorEncoder, mounts: &[Labelled]) -> Result<(), std::fmt::Error> {
+/// a mount that is gone or hangs has none, as in node_exporter. Basic detail keeps the four
+/// that "filling up" needs (space and inodes, free and total); full adds the space free to root
+/// and the read-only flag (which `expect` turns into a failure when it matters).
+fn filesystem(
+    encoder: &mut DescriptorEncoder,
+    mounts: &[Labelled],
+    detail: MetricsDetail,
+) -> Result<(), std::fmt::Error> {
     type Field = fn(&Stats) -> u64;
-    let gauges: [(&str, &str, Option<Unit>, Field); 6] = [
+    let gauges: [(&str, &str, Option<Unit>, Field, MetricsDetail); 6] = [
         (
             "filesystem_size",
             "Filesystem size.",
             Some(Unit::Bytes),
             |s| s.size_bytes,
+            MetricsDetail::Basic,
         ),
         (
             "filesystem_avail",
             "Filesystem space available to unprivileged users.",
             Some(Unit::Bytes),
             |s| s.avail_bytes,
+            MetricsDetail::Basic,
         ),
         (
             "filesystem_free",
             "Filesystem free space.",
             Some(Unit::Bytes),
             |s| s.free_bytes,
+            MetricsDetail::Full,
         ),
         (
             "filesystem_files",
             "Filesystem total inodes (0 on filesystems without inodes).",
             None,
             |s| s.files,
+            MetricsDetail::Basic,
         ),
         (
             "filesystem_files_free",
             "Filesystem free inodes.",
             None,
             |s| s.files_free,
+            MetricsDetail::Basic,
         ),
         (
             "filesystem_readonly",
             "1 when the filesystem is mounted read-only.",
             None,
             |s| u64::from(s.read_only),
+            MetricsDetail::Full,
         ),
     ];
-    for (name, help, unit, field) in &gauges {
+    let shown = gauges
+        .iter()
+        .filter(|g| g.4 == MetricsDetail::Basic || detail == MetricsDetail::Full);
+    for (name, help, unit, field, _) in shown {
         let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
         for m in mounts {
             let state = &m.view.state;
@@ -275,7 +520,7 @@ mod tests {
     use super::*;
     use crate::config::{MountSpec, Settings};
     use crate::probe::Failure;
-    use crate::state::MountState;
+    use crate::state::{DURATION_BUCKETS, MountState};
     use std::time::{Duration, SystemTime};
 
     fn view(name: &str, state: MountState, stuck_since: Option<Instant>) -> Arc<MountView> {
@@ -296,6 +541,10 @@ mod tests {
     }
 
     fn sample() -> String {
+        sample_in(Format::Prometheus, MetricsDetail::Full)
+    }
+
+    fn sample_snapshot() -> (Snapshot, Instant) {
         let mut healthy = MountState::default();
         healthy.record(Ok(()), at(1_767_366_245), 3, 1);
         healthy.measured(
@@ -327,12 +576,27 @@ mod tests {
         }
         let now = Instant::now();
         let stuck_since = now.checked_sub(Duration::from_secs(12));
+        healthy.since = at(1_767_366_000);
+        gone.since = at(1_767_365_000);
         let snapshot = Snapshot {
             mounts: vec![view("movies", healthy, None), view("tv", gone, stuck_since)],
             initialized: true,
             ..Default::default()
         };
-        render(Arc::new(snapshot), now)
+        (snapshot, now)
+    }
+
+    fn sample_in(format: Format, detail: MetricsDetail) -> String {
+        let (snapshot, now) = sample_snapshot();
+        render(Arc::new(snapshot), now, format, detail)
+    }
+
+    /// The samples of the mount labelled `mount`.
+    fn series_of<'a>(text: &'a str, mount: &str) -> Vec<&'a str> {
+        let label = format!(r#"mount="{mount}","#);
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .collect()
     }
 
     fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
@@ -493,6 +757,181 @@ mod tests {
     }
 
     #[test]
+    fn basic_detail_keeps_a_healthy_mount_within_the_budget() {
+        let basic = sample_in(Format::Prometheus, MetricsDetail::Basic);
+        let series = series_of(&basic, "movies");
+        assert!(
+            series.len() <= SERIES_BUDGET,
+            "{} series for one healthy mount, the budget is {SERIES_BUDGET}:\n{}",
+            series.len(),
+            series.join("\n")
+        );
+        assert_eq!(series.len(), 16, "{}", series.join("\n"));
+        let full = sample_in(Format::Prometheus, MetricsDetail::Full);
+        assert_eq!(
+            series_of(&full, "movies").len(),
+            1 + 4 + (DURATION_BUCKETS.len() + 3) + 1 + Reason::ALL.len() + 1 + 1 + 6,
+            "full detail: every state, bucket, reason and filesystem gauge"
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let row = format!(
+            "| **per healthy mount** | | | **{}** | **{}** |",
+            series.len(),
+            series_of(&full, "movies").len()
+        );
+        assert!(
+            readme.contains(&row),
+            "README.md's Metrics table must say what a mount costs: {row}"
+        );
+        // OpenMetrics adds a `_created` to the counters and the histogram, nothing else.
+        let openmetrics = sample_in(Format::OpenMetrics, MetricsDetail::Basic);
+        let created = series_of(&openmetrics, "movies")
+            .into_iter()
+            .filter(|l| l.contains("_created{"))
+            .count();
+        assert_eq!((created, series_of(&openmetrics, "movies").len()), (3, 19));
+    }
+
+    #[test]
+    fn basic_detail_still_says_what_is_wrong_and_how_often() {
+        let text = sample_in(Format::Prometheus, MetricsDetail::Basic);
+        let tv = r#"mount="tv",path="/mnt/tv""#;
+        assert_eq!(
+            value(&text, &format!("mount_monitor_mount_up{{{tv}}}")),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"mount_monitor_mount_state{{{tv},state="unhealthy"}}"#)
+            ),
+            1.0
+        );
+        assert!(
+            line(
+                &text,
+                &format!(r#"mount_monitor_mount_state{{{tv},state="healthy"}}"#)
+            )
+            .is_none(),
+            "only the current state:\n{text}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!(r#"mount_monitor_mount_reason{{{tv},reason="not_mounted"}}"#)
+            ),
+            1.0
+        );
+        assert!(
+            !text.contains(r#"mount_monitor_mount_reason{mount="movies""#),
+            "no reason while healthy"
+        );
+        assert_eq!(
+            value(
+                &text,
+                &format!("mount_monitor_mount_check_failures_total{{{tv}}}")
+            ),
+            2.0,
+            "every failure, whatever its reason"
+        );
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!(r#"mount_monitor_mount_check_duration_seconds_bucket{{{tv},le="{le}"}}"#),
+            )
+        };
+        // 50µs, 50µs, 2ms.
+        assert_eq!(
+            [bucket("0.001"), bucket("0.1"), bucket("1"), bucket("+Inf")],
+            [2.0, 3.0, 3.0, 3.0]
+        );
+        for name in ["size_bytes", "avail_bytes", "files", "files_free"] {
+            let series = format!(
+                r#"mount_monitor_filesystem_{name}{{mount="movies",path="/mnt/movies",fstype="fuse.rclone"}}"#
+            );
+            assert!(line(&text, &series).is_some(), "{series} missing:\n{text}");
+        }
+        assert!(!text.contains("mount_monitor_filesystem_free_bytes"));
+        assert!(!text.contains("mount_monitor_filesystem_readonly"));
+    }
+
+    #[test]
+    fn openmetrics_has_units_created_and_eof() {
+        let text = sample_in(Format::OpenMetrics, MetricsDetail::Full);
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.contains("# TYPE mount_monitor_mount_checks counter\n"));
+        assert!(text.contains("# TYPE mount_monitor_build info\n"));
+        assert!(text.contains("# UNIT mount_monitor_mount_check_duration_seconds seconds\n"));
+        let lines: Vec<&str> = text.lines().collect();
+        let mut created = 0;
+        for (i, l) in lines.iter().enumerate() {
+            let Some((series, _)) = l.split_once("_total{") else {
+                continue;
+            };
+            let labels = l[series.len() + "_total".len()..]
+                .rsplit_once(' ')
+                .unwrap()
+                .0;
+            let next = lines[i + 1];
+            assert!(
+                next.starts_with(&format!("{series}_created{labels} ")),
+                "{l} is not followed by its _created:\n{next}"
+            );
+            created += 1;
+        }
+        assert_eq!(created, 2 * (1 + Reason::ALL.len()));
+        assert_eq!(
+            value(
+                &text,
+                r#"mount_monitor_mount_checks_created{mount="tv",path="/mnt/tv"}"#
+            ),
+            1_767_365_000.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"mount_monitor_mount_check_duration_seconds_created{mount="movies",path="/mnt/movies"}"#
+            ),
+            1_767_366_000.0
+        );
+        let prometheus = sample_in(Format::Prometheus, MetricsDetail::Full);
+        assert!(!prometheus.contains("_created"));
+        assert!(!prometheus.contains("# EOF"));
+    }
+
+    #[test]
+    fn created_follows_escaped_mount_names() {
+        let created = HashMap::from([("a\"b\\c\nd".to_owned(), "12.5".to_owned())]);
+        let text = "# TYPE x counter\nx_total{mount=\"a\\\"b\\\\c\\nd\",path=\"/\"} 3\n";
+        assert_eq!(
+            with_created(text, &created),
+            format!("{text}x_created{{mount=\"a\\\"b\\\\c\\nd\",path=\"/\"}} 12.5\n")
+        );
+    }
+
+    #[test]
+    fn accept_header_picks_the_format() {
+        let prometheus_scraper = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, expected) in [
+            (Some(prometheus_scraper), Format::OpenMetrics),
+            (Some("application/openmetrics-text"), Format::OpenMetrics),
+            (
+                Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"),
+                Format::Prometheus,
+            ),
+            (Some("application/openmetrics-text;q=0"), Format::Prometheus),
+            (Some("text/plain;version=0.0.4"), Format::Prometheus),
+            (Some("*/*"), Format::Prometheus),
+            (Some("application/json"), Format::Prometheus),
+            (None, Format::Prometheus),
+        ] {
+            assert_eq!(Format::negotiate(accept), expected, "{accept:?}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let spec = MountSpec::plain(
             Some("a\"b\\c".into()),
@@ -508,7 +947,12 @@ mod tests {
             initialized: true,
             ..Default::default()
         };
-        let text = render(Arc::new(snapshot), Instant::now());
+        let text = render(
+            Arc::new(snapshot),
+            Instant::now(),
+            Format::Prometheus,
+            MetricsDetail::Basic,
+        );
         assert!(
             text.contains(r#"mount_monitor_mount_up{mount="a\"b\\c",path="/mnt/odd\nname"} 0"#),
             "{text}"

@@ -73,7 +73,9 @@ pub struct MountState {
     /// that is gone or hangs has no current figures.
     pub stats_current: bool,
     pub check_duration: Option<Duration>,
-    /// Checks made, and failures by reason, since start (for metrics).
+    /// When the counters below started: when the mount was added (OpenMetrics' `_created`).
+    pub since: SystemTime,
+    /// Checks made, and failures by reason, since `since` (for metrics).
     pub checks_total: u64,
     pub failures_total: std::collections::BTreeMap<Reason, u64>,
     /// How long the checks that returned took (one still stuck is observed when it returns).
@@ -86,6 +88,11 @@ pub const DURATION_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// The bounds `/metrics` shows by default (a subset of [`DURATION_BUCKETS`], so that one set of
+/// counts serves both): under 1 ms a local or cached filesystem, under 100 ms a share answering
+/// in a few network round trips, under 1 s a slow one, above that one close to the timeout.
+pub const BASIC_DURATION_BUCKETS: [f64; 3] = [0.001, 0.1, 1.0];
 
 /// Check durations as a Prometheus histogram keeps them, as plain data so that a snapshot is a
 /// value (cloning it copies, never shares, the counts).
@@ -111,6 +118,22 @@ impl DurationHistogram {
     pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
         DURATION_BUCKETS.iter().copied().zip(self.counts)
     }
+
+    /// (upper bound, observations above the previous bound up to this one) for each of
+    /// `bounds`, which must be among [`DURATION_BUCKETS`] in ascending order.
+    pub fn coarse_buckets(&self, bounds: &[f64]) -> Vec<(f64, u64)> {
+        let mut fine = self.buckets().peekable();
+        bounds
+            .iter()
+            .map(|&bound| {
+                let mut count = 0;
+                while let Some((_, n)) = fine.next_if(|&(upper, _)| upper <= bound) {
+                    count += n;
+                }
+                (bound, count)
+            })
+            .collect()
+    }
 }
 
 impl Default for MountState {
@@ -125,6 +148,7 @@ impl Default for MountState {
             stats: None,
             stats_current: false,
             check_duration: None,
+            since: SystemTime::now(),
             checks_total: 0,
             failures_total: Default::default(),
             durations: DurationHistogram::default(),
@@ -304,6 +328,26 @@ mod tests {
         assert_eq!(h.count, 3);
         assert!((h.sum_seconds - 30.000201).abs() < 1e-9);
         assert_eq!(s.check_duration, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn coarse_buckets_add_up_the_fine_ones() {
+        for bound in BASIC_DURATION_BUCKETS {
+            assert!(
+                DURATION_BUCKETS.contains(&bound),
+                "{bound} is not a fine bound"
+            );
+        }
+        let mut h = DurationHistogram::default();
+        for micros in [50, 1_000, 1_001, 20_000, 100_000, 700_000, 3_000_000] {
+            h.observe(Duration::from_micros(micros));
+        }
+        assert_eq!(
+            h.coarse_buckets(&BASIC_DURATION_BUCKETS),
+            [(0.001, 2), (0.1, 3), (1.0, 1)],
+            "the one above every bound is only in the count"
+        );
+        assert_eq!(h.count, 7);
     }
 
     #[test]

@@ -318,6 +318,11 @@ impl Monitor {
         http(self.addr, "GET", path)
     }
 
+    /// GET `path` with extra request headers; (status, response head, body).
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+        http_with(self.addr, "GET", path, headers)
+    }
+
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (status, body) = self.get(path);
         let json = serde_json::from_str(&body)
@@ -418,14 +423,29 @@ fn started_addresses(line: &str) -> Option<Vec<SocketAddr>> {
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`); (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let (status, _head, body) = http_with(addr, method, path, &[]);
+    (status, body)
+}
+
+/// [`http`] with extra request headers; (status, response head, body).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -449,7 +469,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     } else {
         body.to_owned()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut body: &str) -> String {

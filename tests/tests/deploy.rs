@@ -316,3 +316,429 @@ fn route_matching() {
     assert!(!served("/healthz"));
     assert!(!served("/metrics/extra"));
 }
+
+/// Every `kind` document of every manifest in deploy/, with its file's name.
+fn documents_of_kind(kind: &str) -> Vec<(String, Value)> {
+    manifests()
+        .into_iter()
+        .flat_map(|Manifest { file, docs }| {
+            let file = file.file_name().unwrap().to_string_lossy().into_owned();
+            docs.into_iter().map(move |doc| (file.clone(), doc))
+        })
+        .filter(|(_, doc)| doc["kind"] == kind)
+        .collect()
+}
+
+/// The PodMonitor examples scrape the sidecar they select: a pod template in deploy/ carries
+/// the labels, its mount-monitor container names the port, on the port the binary serves, and
+/// the path is /metrics.
+#[test]
+fn pod_monitor_scrapes_the_sidecar() {
+    let port = u64::from(default_port());
+    let monitors = documents_of_kind("PodMonitor");
+    assert!(!monitors.is_empty(), "no PodMonitor example in deploy/");
+    let pods: Vec<(String, Value)> = manifests()
+        .into_iter()
+        .flat_map(|Manifest { file, docs }| {
+            let file = file.file_name().unwrap().to_string_lossy().into_owned();
+            docs.into_iter().map(move |doc| (file.clone(), doc))
+        })
+        .collect();
+    for (file, monitor) in &monitors {
+        let name = format!("{file}: PodMonitor {}", monitor["metadata"]["name"]);
+        assert_eq!(
+            monitor["apiVersion"], "monitoring.coreos.com/v1",
+            "{name}: the Prometheus Operator's API"
+        );
+        let wanted = monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}: no spec.selector.matchLabels"));
+        assert!(
+            !wanted.is_empty(),
+            "{name}: an empty selector takes every pod"
+        );
+        let selected: Vec<&Value> = pods
+            .iter()
+            .filter_map(|(_, doc)| pod(doc))
+            .filter(|(metadata, _)| {
+                wanted
+                    .iter()
+                    .all(|(key, value)| metadata["labels"][key] == *value)
+            })
+            .map(|(_, spec)| spec)
+            .collect();
+        assert!(
+            !selected.is_empty(),
+            "{name}: selects no pod template in deploy/ ({wanted:?})"
+        );
+        let endpoints = monitor["spec"]["podMetricsEndpoints"]
+            .as_array()
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| panic!("{name}: no spec.podMetricsEndpoints"));
+        for endpoint in endpoints {
+            let path = endpoint["path"].as_str().unwrap_or("/metrics");
+            assert!(served(path) && path == "/metrics", "{name}: path {path}");
+            let port_name = endpoint["port"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: an endpoint without a port name"));
+            for spec in &selected {
+                let container = spec["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| is_mount_monitor(c))
+                    .unwrap_or_else(|| panic!("{name}: a selected pod has no mount-monitor"));
+                assert_eq!(
+                    probe_port(container, &Value::from(port_name)),
+                    Some(port),
+                    "{name}: port {port_name:?} is not the monitor's {port}"
+                );
+            }
+            // Prometheus durations of one unit, as the examples write them: "30s", "1m".
+            let seconds = |key: &str| {
+                endpoint[key].as_str().map(|v| {
+                    let (number, unit) = v.split_at(v.len() - 1);
+                    let number: u64 = number
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{name}: {key} {v:?}: {e}"));
+                    match unit {
+                        "s" => number,
+                        "m" => number * 60,
+                        "h" => number * 3600,
+                        _ => panic!("{name}: {key} {v:?}: write it in s, m or h"),
+                    }
+                })
+            };
+            if let (Some(interval), Some(timeout)) = (seconds("interval"), seconds("scrapeTimeout"))
+            {
+                assert!(timeout <= interval, "{name}: scrapeTimeout above interval");
+            }
+        }
+    }
+}
+
+fn read(relative: &str) -> String {
+    let path = tests::workspace_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn dashboard() -> Value {
+    serde_json::from_str(&read("deploy/grafana/mount-monitor.json"))
+        .unwrap_or_else(|e| panic!("deploy/grafana/mount-monitor.json is not JSON: {e}"))
+}
+
+/// Every panel of the dashboard, rows' nested panels included.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut all = Vec::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        all.push(panel);
+        all.extend(panel["panels"].as_array().into_iter().flatten());
+    }
+    all
+}
+
+/// (panel title, expression) of every query of the dashboard.
+fn dashboard_expressions(dashboard: &Value) -> Vec<(String, String)> {
+    panels(dashboard)
+        .into_iter()
+        .flat_map(|panel| {
+            let title = panel["title"].as_str().unwrap_or("?").to_owned();
+            panel["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |t| (title.clone(), t["expr"].as_str().unwrap_or("").to_owned()))
+        })
+        .collect()
+}
+
+/// The dashboard's variables replaced by what Grafana would put there, so that promtool can
+/// parse the expression.
+fn with_variables_filled_in(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m")
+        .replace("$job", ".*")
+        .replace("$instance", ".*")
+        .replace("$mount", ".*")
+}
+
+/// Every sample name `/metrics` can serve, in either detail.
+fn served_metric_names() -> std::collections::BTreeSet<String> {
+    use mount_monitor::metrics::{Format, MetricsDetail, render};
+    let text = render(
+        std::sync::Arc::new(mount_monitor::monitor::Snapshot::default()),
+        std::time::Instant::now(),
+        Format::Prometheus,
+        MetricsDetail::Full,
+    );
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// The `mount_monitor_…` names an expression uses.
+fn metric_names_in(expr: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("mount_monitor_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The watchdog's metrics, which the alerts already use: served once the watchdog is merged.
+const WATCHDOG_METRICS: &[&str] = &["mount_monitor_watchdog_restarts_total"];
+
+/// A misspelt metric parses fine and never fires: every name the alerts and the dashboard use
+/// is one the binary serves.
+#[test]
+fn alerts_and_dashboard_use_served_metrics() {
+    let served = served_metric_names();
+    assert!(served.contains("mount_monitor_mount_up"), "{served:?}");
+    let alerts: Value = serde_norway::from_str(&read("deploy/prometheus/alerts.yaml"))
+        .expect("alerts.yaml is YAML");
+    let mut used = Vec::new();
+    for rule in alerts["groups"][0]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let alert = rule["alert"].as_str().unwrap_or("?").to_owned();
+        used.push((
+            format!("alert {alert}"),
+            rule["expr"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert!(used.len() >= 6, "{used:?}");
+    for (title, expr) in dashboard_expressions(&dashboard()) {
+        used.push((format!("panel {title:?}"), expr));
+    }
+    for (what, expr) in &used {
+        let names = metric_names_in(expr);
+        assert!(
+            !names.is_empty() || expr.contains("up =="),
+            "{what}: uses no mount-monitor metric: {expr}"
+        );
+        for name in names {
+            assert!(
+                served.contains(name) || WATCHDOG_METRICS.contains(&name),
+                "{what}: {name} is not a metric mount-monitor serves ({served:?})"
+            );
+        }
+    }
+}
+
+/// What the issue asks the dashboard to show, with the data source a variable.
+#[test]
+fn dashboard_shows_what_an_operator_looks_for() {
+    let dashboard = dashboard();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "no Prometheus data source variable: {variables:?}"
+    );
+    let uses_the_variable = |ds: &Value| ds["uid"] == "${datasource}";
+    for panel in panels(&dashboard) {
+        let title = &panel["title"];
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert!(
+            uses_the_variable(&panel["datasource"]),
+            "panel {title}: {}",
+            panel["datasource"]
+        );
+        let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
+        for target in targets.unwrap_or_else(|| panic!("panel {title} has no query")) {
+            assert!(
+                uses_the_variable(&target["datasource"]),
+                "panel {title}: {target}"
+            );
+            assert!(
+                target["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "{title}"
+            );
+        }
+    }
+    let expressions = dashboard_expressions(&dashboard);
+    for metric in [
+        "mount_monitor_mount_up",
+        "mount_monitor_mount_state",
+        "mount_monitor_mount_reason",
+        "mount_monitor_mount_check_failures_total",
+        "mount_monitor_mount_check_duration_seconds_bucket",
+        "mount_monitor_filesystem_avail_bytes",
+        "mount_monitor_filesystem_files_free",
+        "mount_monitor_mount_stuck_seconds",
+        "mount_monitor_blocked_checks",
+    ] {
+        assert!(
+            expressions
+                .iter()
+                .any(|(_, e)| metric_names_in(e).contains(&metric)),
+            "no panel shows {metric}"
+        );
+    }
+    let titles: Vec<&str> = panels(&dashboard)
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    let mut unique = titles.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        titles.len(),
+        "panel titles repeat: {titles:?}"
+    );
+}
+
+fn promtool(args: &[&str], dir: &Path) -> String {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {args:?} in {}:\n{text}",
+        dir.display()
+    );
+    text
+}
+
+/// The alert rules load, and their unit tests (series in, alerts out) pass.
+#[test]
+#[ignore = "needs promtool: cargo xtask test, as root"]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    tests::require_tool("alert_rules_pass_promtool_check_and_unit_tests", "promtool");
+    let dir = tests::workspace_root().join("deploy/prometheus");
+    let checked = promtool(&["check", "rules", "alerts.yaml"], &dir);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let tested = promtool(&["test", "rules", "alerts.test.yaml"], &dir);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    // Every alert has a test in which it fires and one in which it stays quiet.
+    let alerts: Value = serde_norway::from_str(&read("deploy/prometheus/alerts.yaml")).unwrap();
+    let unit: Value = serde_norway::from_str(&read("deploy/prometheus/alerts.test.yaml")).unwrap();
+    let cases: Vec<&Value> = unit["tests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["alert_rule_test"].as_array().into_iter().flatten())
+        .collect();
+    for rule in alerts["groups"][0]["rules"].as_array().unwrap() {
+        let alert = &rule["alert"];
+        let of_it = cases.iter().filter(|c| c["alertname"] == *alert);
+        let (fires, quiet): (Vec<&&Value>, Vec<&&Value>) =
+            of_it.partition(|c| c["exp_alerts"].as_array().is_some_and(|a| !a.is_empty()));
+        assert!(!fires.is_empty(), "{alert}: no test in which it fires");
+        assert!(
+            !quiet.is_empty(),
+            "{alert}: no test in which it stays quiet"
+        );
+    }
+}
+
+/// Every panel expression parses: promtool checks them as recording rules.
+#[test]
+#[ignore = "needs promtool: cargo xtask test, as root"]
+fn dashboard_expressions_parse() {
+    tests::require_tool("dashboard_expressions_parse", "promtool");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let expressions = dashboard_expressions(&dashboard());
+    for (i, (_, expr)) in expressions.iter().enumerate() {
+        let expr = serde_json::to_string(&with_variables_filled_in(expr)).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard:panel_{i}\n        expr: {expr}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("dashboard.rules.yaml"), &rules).unwrap();
+    let out = promtool(&["check", "rules", "dashboard.rules.yaml"], dir.path());
+    assert!(
+        out.contains(&format!("SUCCESS: {} rules found", expressions.len())),
+        "{out}\n{rules}"
+    );
+}
+
+/// The "Mount state" panel shows the same state whether the monitor serves only the current
+/// state (`--metrics-detail basic`) or all four (`full`): promtool evaluates it on both.
+#[test]
+#[ignore = "needs promtool: cargo xtask test, as root"]
+fn dashboard_state_panel_reads_both_details() {
+    tests::require_tool("dashboard_state_panel_reads_both_details", "promtool");
+    let (_, expr) = dashboard_expressions(&dashboard())
+        .into_iter()
+        .find(|(title, _)| title == "Mount state")
+        .expect("a Mount state panel");
+    let expr = with_variables_filled_in(&expr);
+    let series = |instance: &str, mount: &str, state: &str, value: u8| {
+        format!(
+            "      - series: 'mount_monitor_mount_state{{instance=\"{instance}\",job=\"m\",mount=\"{mount}\",path=\"/mnt/{mount}\",state=\"{state}\"}}'\n        values: '{value}x3'\n"
+        )
+    };
+    let mut input = String::new();
+    // basic: one series per mount, the current state.
+    input.push_str(&series("basic:8080", "media", "degraded", 1));
+    input.push_str(&series("basic:8080", "backup", "healthy", 1));
+    // full: all four, 1 for the current one.
+    for (state, value) in [
+        ("unknown", 0),
+        ("healthy", 0),
+        ("degraded", 1),
+        ("unhealthy", 0),
+    ] {
+        input.push_str(&series("full:8080", "media", state, value));
+    }
+    for (state, value) in [
+        ("unknown", 1),
+        ("healthy", 0),
+        ("degraded", 0),
+        ("unhealthy", 0),
+    ] {
+        input.push_str(&series("full:8080", "backup", state, value));
+    }
+    let expected = [
+        ("basic:8080", "media", 2),
+        ("basic:8080", "backup", 1),
+        ("full:8080", "media", 2),
+        ("full:8080", "backup", 0),
+    ]
+    .iter()
+    .map(|(instance, mount, value)| {
+        format!(
+            "          - labels: '{{instance=\"{instance}\",mount=\"{mount}\"}}'\n            value: {value}\n"
+        )
+    })
+    .collect::<String>();
+    let expr = serde_json::to_string(&expr).unwrap();
+    let unit = format!(
+        "tests:\n  - interval: 1m\n    input_series:\n{input}    promql_expr_test:\n      - expr: {expr}\n        eval_time: 2m\n        exp_samples:\n{expected}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.test.yaml"), &unit).unwrap();
+    let out = promtool(&["test", "rules", "state.test.yaml"], dir.path());
+    assert!(out.contains("SUCCESS"), "{out}\n{unit}");
+}

@@ -49,9 +49,13 @@ impl Test {
                 .context("clippy found problems (above)")?;
         }
         let args = &self.args;
-        cmd!(sh, "cargo test --workspace -- --include-ignored {args...}")
-            .run()
-            .context("tests failed (above)")?;
+        // Every test binary runs, so that one run shows every failure.
+        cmd!(
+            sh,
+            "cargo test --workspace --no-fail-fast -- --include-ignored {args...}"
+        )
+        .run()
+        .context("tests failed (above)")?;
         Ok(())
     }
 }

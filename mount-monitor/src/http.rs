@@ -34,7 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz/live", only_get(get(healthz_live)))
         .route("/healthz/ready", only_get(get(healthz_ready)))
-        .route("/healthz/status", only_get(get(healthz_ready)))
+        .route("/healthz/status", only_get(get(healthz_status)))
         .route("/livez", only_get(get(livez)))
         .route("/metrics", only_get(get(metrics)))
         .route("/readyz", only_get(get(readyz)))
@@ -77,12 +77,19 @@ pub fn is_ready(snapshot: &Snapshot) -> bool {
 
 async fn healthz_live(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_live(&snapshot))
+    status_json(&snapshot, is_live(&snapshot), None)
 }
 
 async fn healthz_ready(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_ready(&snapshot))
+    status_json(&snapshot, is_ready(&snapshot), None)
+}
+
+/// `/healthz/ready`'s verdict and body, with the watchdog's state.
+async fn healthz_status(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.snapshot();
+    let watchdog = shared.watchdog.view();
+    status_json(&snapshot, is_ready(&snapshot), Some(&watchdog))
 }
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -91,6 +98,9 @@ pub struct StatusBody<'a> {
     pub status: &'static str,
     pub timestamp: String,
     pub mounts: Vec<MountJson<'a>>,
+    /// `/healthz/status` only: the pod-restart watchdog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<crate::watchdog::View>,
 }
 
 impl<'a> StatusBody<'a> {
@@ -100,6 +110,7 @@ impl<'a> StatusBody<'a> {
             status: Self::status(ok),
             timestamp: timestamp(SystemTime::now()),
             mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
+            watchdog: None,
         }
     }
 
@@ -206,7 +217,11 @@ fn rendered(slot: &OnceLock<Bytes>, snapshot: &Snapshot, render: impl FnOnce() -
     slot.get_or_init(render).clone()
 }
 
-fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
+fn status_json(
+    snapshot: &Snapshot,
+    ok: bool,
+    watchdog: Option<&crate::watchdog::View>,
+) -> Response {
     let mounts = rendered(&snapshot.rendered.status_mounts, snapshot, || {
         let now = Instant::now();
         let mounts: Vec<MountJson> = snapshot
@@ -227,15 +242,25 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
         timestamp(SystemTime::now())
     );
     body.extend_from_slice(&mounts);
+    if let Some(watchdog) = watchdog {
+        body.extend_from_slice(br#","watchdog":"#);
+        // Serializing plain data into memory cannot fail.
+        let _ = serde_json::to_writer(&mut body, watchdog);
+    }
     body.push(b'}');
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    let body = rendered(&snapshot.rendered.metrics, &snapshot, || {
+    let mounts = rendered(&snapshot.rendered.metrics, &snapshot, || {
         crate::metrics::render(Arc::clone(&snapshot), Instant::now()).into()
     });
+    // The watchdog changes between snapshots: its families are rendered for every scrape.
+    let watchdog = crate::metrics::render_watchdog(&shared.watchdog);
+    let mut body = Vec::with_capacity(mounts.len() + watchdog.len());
+    body.extend_from_slice(&mounts);
+    body.extend_from_slice(watchdog.as_bytes());
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
@@ -629,7 +654,11 @@ mod tests {
         let app = app(mounts.clone());
         let (_, body) = get(&app, "/healthz/status").await;
         let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false);
+        let mut expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false);
+        expected.watchdog = Some(crate::watchdog::View {
+            since: served["watchdog"]["since"].as_str().unwrap().to_owned(),
+            ..crate::watchdog::Status::new(&Default::default()).view()
+        });
         let mut expected = serde_json::to_value(&expected).unwrap();
         for json in [&mut served, &mut expected] {
             let timestamp = json["timestamp"].take();

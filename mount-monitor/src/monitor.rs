@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -54,12 +54,24 @@ impl Snapshot {
     }
 }
 
-/// What the HTTP side reads: the snapshot and the monitor's heartbeat.
+/// A mount's health changed (or it is no longer monitored), as the watchdog hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountChange {
+    pub id: u64,
+    pub mount: String,
+    /// `Unknown` when the mount is no longer monitored.
+    pub health: Health,
+    pub failure_count: u32,
+}
+
+/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     started: Instant,
     heartbeat_ms: AtomicU64,
     pub settings: Arc<Settings>,
+    pub watchdog: crate::watchdog::Status,
+    changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
 }
 
 impl Shared {
@@ -68,8 +80,17 @@ impl Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            watchdog: crate::watchdog::Status::new(&settings.watchdog),
             settings,
+            changes: OnceLock::new(),
         })
+    }
+
+    /// Every change of a mount's health from now on (call before [`start`]); one listener.
+    pub fn changes(&self) -> mpsc::UnboundedReceiver<MountChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.changes.set(tx);
+        rx
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -154,7 +175,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                initialized |= apply(&mut mounts, event);
+                initialized |= apply(&mut mounts, event, shared.changes.get());
                 let spacing = PUBLISH_SPACING_PER_MOUNT * mounts.len() as u32;
                 if let Some(next) = published.map(|at| at + spacing)
                     && Instant::now() < next
@@ -163,7 +184,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 }
                 // Drain what else is queued so a burst publishes one snapshot.
                 while let Ok(event) = rx.try_recv() {
-                    initialized |= apply(&mut mounts, event);
+                    initialized |= apply(&mut mounts, event, shared.changes.get());
                 }
                 shared.publish(Snapshot {
                     mounts: mounts.iter().map(|(_, v)| Arc::clone(v)).collect(),
@@ -177,8 +198,23 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     }
 }
 
-/// Applies one event; true when it marks the initial set of mounts as complete.
-fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
+/// Applies one event; true when it marks the initial set of mounts as complete. Changes of
+/// health go to `changes`.
+fn apply(
+    mounts: &mut Vec<(u64, Arc<MountView>)>,
+    event: Event,
+    changes: Option<&mpsc::UnboundedSender<MountChange>>,
+) -> bool {
+    let notify = |id: u64, view: &MountView| {
+        if let Some(changes) = changes {
+            let _ = changes.send(MountChange {
+                id,
+                mount: view.label(),
+                health: view.state.health,
+                failure_count: view.state.failure_count,
+            });
+        }
+    };
     match event {
         Event::Initialized => return true,
         Event::Added(id, spec) => {
@@ -195,7 +231,16 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
                 ),
             );
         }
-        Event::Removed(id) => mounts.retain(|(i, _)| *i != id),
+        Event::Removed(id) => mounts.retain(|(i, view)| {
+            if *i == id && view.state.health == Health::Unhealthy {
+                let gone = MountView {
+                    state: MountState::default(),
+                    ..view.as_ref().clone()
+                };
+                notify(id, &gone);
+            }
+            *i != id
+        }),
         Event::Checked {
             id,
             result,
@@ -217,6 +262,7 @@ fn apply(mounts: &mut Vec<(u64, Arc<MountView>)>, event: Event) -> bool {
                 spec.success_threshold,
             ) {
                 log_transition(&spec, t.from, t.to, reason, detail.as_deref());
+                notify(id, view);
             } else if let Some(reason) = reason {
                 tracing::debug!(mount = %spec.label(), path = %spec.path.display(), reason = reason.code(), error = detail.as_deref().unwrap_or(""), "check failed");
             }

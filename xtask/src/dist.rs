@@ -145,6 +145,8 @@ impl Dist {
             missing_targets,
             runners,
             archs,
+            // The release targets are musl ones: an xtask built for musl runs on a musl system.
+            native_musl: Arch::host().filter(|_| cfg!(target_env = "musl")),
         })
     }
 }
@@ -356,15 +358,30 @@ fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
     let metadata: serde_json::Value = serde_json::from_str(&json)
         .context("`cargo metadata` printed something that is not JSON")?;
     let found = native_code::find(&metadata, BINARY)?;
-    if !found.is_empty() {
-        let list: Vec<String> = found.iter().map(|n| format!("  {n}")).collect();
+    let refused: Vec<String> = native_code::not_allowed(&found)
+        .map(|n| format!("  {n}"))
+        .collect();
+    if !refused.is_empty() {
         bail!(
-            "{BINARY} for {triple} would contain C code:\n{}\n\
-             Musl binaries are linked here without a C cross compiler (rust-lld, see \
-             .cargo/config.toml), so this would fail to build or make a broken binary. Build in a \
-             container that has one with `cargo xtask dist --cross` (needs `cargo install cross` and \
-             docker or podman), or replace the dependency with a pure-Rust one",
-            list.join("\n")
+            "{BINARY} for {triple} would contain C code that is not known to build for musl here:\n{}\n\
+             Musl binaries are built here with only the C compilers of `.ci/setup` (see \
+             xtask/src/targets.rs), so this would fail to build or make a broken binary. Replace the \
+             dependency with a pure-Rust one, add it to native_code::ALLOWED after checking that it \
+             builds for both musl targets, or build in a container with `cargo xtask dist --cross` \
+             (needs `cargo install cross` and docker or podman)",
+            refused.join("\n")
+        );
+    }
+    let target = arch.target();
+    let native = Arch::host() == Some(arch) && cfg!(target_env = "musl");
+    if !found.is_empty() && !native && find_in_path(target.c_compiler).is_none() {
+        let crates: Vec<&str> = found.iter().map(|n| n.package.as_str()).collect();
+        bail!(
+            "{} compiles C for {triple}, which needs `{}`; it is not in PATH: install it \
+             (Debian/Ubuntu: `apt-get install {}`, or run `sudo .ci/setup`)",
+            crates.join(", "),
+            target.c_compiler,
+            target.c_compiler_package
         );
     }
     Ok(())
@@ -617,6 +634,7 @@ mod tests {
             user_rustflags: UserRustflags::default(),
             missing_targets: Vec::new(),
             runners: BTreeMap::new(),
+            native_musl: None,
         }
     }
 }

@@ -23,6 +23,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
+mod tls;
+
 /// Where Kubernetes mounts a pod's service account: `token`, `ca.crt` and `namespace`.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -324,7 +326,7 @@ impl Client {
     pub fn new(cluster: Cluster) -> Client {
         Client {
             cluster,
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            provider: Arc::new(tls::provider()),
         }
     }
 

@@ -130,9 +130,18 @@ pub fn status_object(code: u16) -> Value {
                 "pods \"{POD}\" is forbidden: User \"system:serviceaccount:{NAMESPACE}:mount-monitor\" cannot delete resource \"pods\" in API group \"\" in the namespace \"{NAMESPACE}\""
             ),
         ),
-        404 => ("NotFound", "the server could not find the requested resource".to_owned()),
-        500 => ("InternalError", "Internal error occurred: etcdserver: request timed out".to_owned()),
-        _ => ("ServiceUnavailable", "the server is currently unable to handle the request".to_owned()),
+        404 => (
+            "NotFound",
+            "the server could not find the requested resource".to_owned(),
+        ),
+        500 => (
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out".to_owned(),
+        ),
+        _ => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request".to_owned(),
+        ),
     };
     json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
            "message": message, "reason": reason, "code": code})
@@ -161,9 +170,9 @@ impl KubeDouble {
     }
 
     fn start_inner(api: Api, foreign: bool) -> KubeDouble {
-        let (trusted, trusted_pem) = ca();
+        let (trusted, trusted_pem) = ca("kubernetes-double-ca");
         let (server_chain, server_key) = if foreign {
-            let (other, _) = ca();
+            let (other, _) = ca("another-ca");
             server_certificate(&other)
         } else {
             server_certificate(&trusted)
@@ -331,13 +340,13 @@ impl ServiceAccount {
 
 type Ca = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
 
-/// A new CA and its certificate in PEM.
-fn ca() -> (Ca, String) {
+/// A new CA named `name`, and its certificate in PEM.
+fn ca(name: &str) -> (Ca, String) {
     let mut params = rcgen::CertificateParams::default();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "kubernetes-double-ca");
+        .push(rcgen::DnType::CommonName, name);
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
@@ -358,7 +367,9 @@ fn server_certificate(ca: &Ca) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "kube-apiserver");
-    let cert = params.signed_by(&key, ca).expect("sign the server certificate");
+    let cert = params
+        .signed_by(&key, ca)
+        .expect("sign the server certificate");
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     (vec![cert.der().clone()], key)
 }
@@ -380,10 +391,7 @@ fn serve_one(
     let mut chunk = [0u8; 8192];
     let (head_len, method, path, authorization, content_length) = loop {
         let failed = |why: String| {
-            failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(why);
+            failures.lock().unwrap_or_else(|e| e.into_inner()).push(why);
         };
         match tls.read(&mut chunk) {
             Ok(0) => {

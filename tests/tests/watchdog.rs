@@ -75,11 +75,9 @@ fn write_config(dir: &Path, mounts: &[(&str, &Path)], watchdog: Value) -> PathBu
 
 /// The monitor with `config`, in a pod of `double` with `account` mounted, in `cwd`.
 fn start(config: &Path, cwd: &Path, double: &KubeDouble, account: &ServiceAccount) -> Monitor {
-    Monitor::start_with(
-        [Path::new("--config"), config],
-        cwd,
-        |command| double.in_pod(command, account.path()),
-    )
+    Monitor::start_with([Path::new("--config"), config], cwd, |command| {
+        double.in_pod(command, account.path())
+    })
 }
 
 fn watchdog_of(monitor: &Monitor) -> Value {
@@ -199,10 +197,10 @@ fn not_in_cluster_it_serves_and_says_so() {
     let monitor = start(&config, cwd.path(), &double, &account);
     let watchdog = wait_for_state(&monitor, "not_in_cluster", Duration::from_secs(5));
     assert!(
-        watchdog["reason"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("no service account token at {}", account.path().join("token").display())),
+        watchdog["reason"].as_str().unwrap().contains(&format!(
+            "no service account token at {}",
+            account.path().join("token").display()
+        )),
         "{watchdog}"
     );
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
@@ -283,7 +281,10 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     std::fs::write(&config_file, config.to_string()).unwrap();
     let monitor = start(&config_file, cwd.path(), &double, &account);
     let armed = wait_for_state(&monitor, "armed", Duration::from_secs(10));
-    assert_eq!((&armed["pod"], &armed["namespace"]), (&json!(POD), &json!(NAMESPACE)));
+    assert_eq!(
+        (&armed["pod"], &armed["namespace"]),
+        (&json!(POD), &json!(NAMESPACE))
+    );
     assert_eq!(log_lines(&monitor, "watchdog armed").len(), 1);
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
     assert_review(&double.requests()[0], TOKEN);
@@ -304,7 +305,10 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     assert_eq!(watchdog["mount"], "media");
     assert_eq!(watchdog["delete_attempts"], 1);
     assert!(
-        watchdog["reason"].as_str().unwrap().contains("deleted (HTTP 200)"),
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deleted (HTTP 200)"),
         "{watchdog}"
     );
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
@@ -357,9 +361,15 @@ fn transient_delete_failures_are_retried_with_growing_gaps() {
         requests[5].at.duration_since(requests[4].at),
     );
     assert!(first >= Duration::from_millis(300), "first gap {first:?}");
-    assert!(second >= Duration::from_millis(600), "second gap {second:?}");
+    assert!(
+        second >= Duration::from_millis(600),
+        "second gap {second:?}"
+    );
     assert!(second > first, "gaps {first:?} then {second:?}");
-    assert!(second < Duration::from_millis(1500), "second gap {second:?}");
+    assert!(
+        second < Duration::from_millis(1500),
+        "second gap {second:?}"
+    );
 
     let watchdog = wait_for_state(&monitor, "restarting", Duration::from_secs(2));
     assert_eq!(watchdog["delete_attempts"], 3);
@@ -367,10 +377,16 @@ fn transient_delete_failures_are_retried_with_growing_gaps() {
         watchdog["last_error"].as_str().unwrap().contains("500"),
         "{watchdog}"
     );
-    assert_eq!(log_lines(&monitor, "pod deletion failed, retrying").len(), 2);
+    assert_eq!(
+        log_lines(&monitor, "pod deletion failed, retrying").len(),
+        2
+    );
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
     assert_eq!(restarts(&monitor, "failed"), 0.0);
-    assert!(monitor.wait_exit(Duration::from_millis(500)).is_none(), "it keeps running");
+    assert!(
+        monitor.wait_exit(Duration::from_millis(500)).is_none(),
+        "it keeps running"
+    );
 }
 
 #[test]
@@ -382,7 +398,11 @@ fn a_forbidden_delete_exits_1() {
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
     let media = CanaryDir::new();
     let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(cwd.path(), &[("media", media.path())], json!({"enabled": true}));
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
     let mut monitor = start(&config, cwd.path(), &double, &account);
     wait_for_state(&monitor, "armed", Duration::from_secs(10));
     media.fail();
@@ -452,7 +472,11 @@ fn a_pod_already_terminating_is_not_deleted() {
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
     let media = CanaryDir::new();
     let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(cwd.path(), &[("media", media.path())], json!({"enabled": true}));
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
     let monitor = start(&config, cwd.path(), &double, &account);
     wait_for_state(&monitor, "armed", Duration::from_secs(10));
     media.fail();
@@ -510,7 +534,9 @@ fn recovery_within_the_restart_delay_cancels() {
         "{armed}"
     );
     // Past the moment the restart would have been due.
-    std::thread::sleep((pending_since + Duration::from_millis(2500)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (pending_since + Duration::from_millis(2500)).saturating_duration_since(Instant::now()),
+    );
     assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
     assert_eq!(restarts(&monitor, "cancelled"), 1.0);
     assert_eq!(log_lines(&monitor, "watchdog restart cancelled").len(), 1);
@@ -548,7 +574,11 @@ fn a_server_certificate_from_another_ca_is_refused() {
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
     let media = CanaryDir::new();
     let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(cwd.path(), &[("media", media.path())], json!({"enabled": true}));
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
     let monitor = start(&config, cwd.path(), &double, &account);
     let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
     let reason = watchdog["reason"].as_str().unwrap();
@@ -565,7 +595,12 @@ fn a_server_certificate_from_another_ca_is_refused() {
     let disabled = log_lines(&monitor, "watchdog disabled");
     assert_eq!(disabled.len(), 1, "{}", monitor.log());
     assert_eq!(disabled[0]["level"], "WARN");
-    assert!(disabled[0]["error"].as_str().unwrap().contains("UnknownIssuer"));
+    assert!(
+        disabled[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer")
+    );
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
 }
 
@@ -621,11 +656,17 @@ fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
     let postponed = &requests[2].body;
     assert_eq!(postponed["reason"], "WatchdogRestartPostponed");
     assert!(
-        postponed["message"].as_str().unwrap().contains("younger than minPodAge (4s)"),
+        postponed["message"]
+            .as_str()
+            .unwrap()
+            .contains("younger than minPodAge (4s)"),
         "{postponed}"
     );
     let watchdog = wait_for_state(&monitor, "pending", Duration::from_secs(1));
-    assert!(watchdog["reason"].as_str().unwrap().contains("minPodAge"), "{watchdog}");
+    assert!(
+        watchdog["reason"].as_str().unwrap().contains("minPodAge"),
+        "{watchdog}"
+    );
 
     let requests = double.wait_for_requests(6, Duration::from_secs(8));
     assert_restart_sequence(&requests[3..], TOKEN, "media");
@@ -643,7 +684,11 @@ fn check_mode_does_nothing_with_the_watchdog() {
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
     let media = CanaryDir::new();
     let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(cwd.path(), &[("media", media.path())], json!({"enabled": true}));
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
     for args in [
         vec!["check".to_owned()],
         vec!["--init-container-mode".to_owned()],
@@ -677,7 +722,9 @@ fn backoff_settings_are_checked_when_serving_only() {
     let (code, _, stderr) = tests::run(["--config", &config, "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("`watchdog.retryBackoffMax`: 10s is below `watchdog.retryBackoffInitial` (20s)"),
+        stderr.contains(
+            "`watchdog.retryBackoffMax`: 10s is below `watchdog.retryBackoffInitial` (20s)"
+        ),
         "{stderr}"
     );
     let (code, _, stderr) = tests::run(["check", "--config", &config]);
@@ -691,8 +738,9 @@ fn backoff_settings_are_checked_when_serving_only() {
 fn debrid_configs_with_the_watchdog_start_and_serve() {
     require_root();
     for fixture in ["dmm-readme.config.json", "dmm-kind.config.json"] {
-        let text = std::fs::read_to_string(tests::workspace_root().join("tests/fixtures").join(fixture))
-            .unwrap();
+        let text =
+            std::fs::read_to_string(tests::workspace_root().join("tests/fixtures").join(fixture))
+                .unwrap();
         let mut config: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(config["watchdog"]["enabled"], true, "{fixture}");
         let cwd = tempfile::tempdir().unwrap();
@@ -728,7 +776,11 @@ fn debrid_configs_with_the_watchdog_start_and_serve() {
         let (status, body) = monitor.get_json("/healthz/status");
         assert_eq!(status, 200, "{fixture}: {body}");
         for (name, _, _) in &mounts {
-            assert_eq!(mount_json(&body, name)["status"], "healthy", "{fixture}: {body}");
+            assert_eq!(
+                mount_json(&body, name)["status"],
+                "healthy",
+                "{fixture}: {body}"
+            );
         }
         assert_eq!(body["watchdog"]["state"], "armed");
         let requests = double.requests();
@@ -752,4 +804,78 @@ fn mount_at(dir: &Path) {
         Some("size=1m"),
     )
     .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+}
+
+/// deploy/watchdog.yaml grants exactly what the watchdog asks for, to the pod's service account,
+/// and gives the sidecar the pod's identity and a config with the watchdog on.
+#[test]
+fn the_watchdog_manifest_grants_exactly_the_four_permissions() {
+    use serde::Deserialize;
+    let file = tests::workspace_root().join("deploy/watchdog.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    let find = |kind: &str| -> &Value {
+        let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} in {}", file.display());
+        found[0]
+    };
+    let mut rules: Vec<(String, String, String)> = Vec::new();
+    for rule in find("Role")["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    rules.push((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    rules.sort();
+    let expected = [
+        ("", "events", "create"),
+        ("", "pods", "delete"),
+        ("", "pods", "get"),
+        ("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
+    ]
+    .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()));
+    assert_eq!(rules, expected);
+
+    let account = find("ServiceAccount")["metadata"]["name"].clone();
+    let binding = find("RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], find("Role")["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": account}])
+    );
+
+    let pod = &find("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account);
+    assert_eq!(pod["enableServiceLinks"], false);
+    let sidecar = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["image"].as_str().unwrap().contains("mount-monitor"))
+        .expect("a mount-monitor container");
+    let env = |name: &str| {
+        sidecar["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(env("POD_NAME"), Some(json!("metadata.name")));
+    assert_eq!(env("POD_NAMESPACE"), Some(json!("metadata.namespace")));
+    let config = find("ConfigMap")["data"]["config.toml"].as_str().unwrap();
+    assert!(
+        config.contains("[watchdog]\nenabled = true\n"),
+        "the watchdog is on:\n{config}"
+    );
 }

@@ -306,7 +306,13 @@ mod tests {
         for arch in crate::targets::Arch::ALL {
             let output = std::process::Command::new(env!("CARGO"))
                 .current_dir(&root)
-                .args(["metadata", "--format-version", "1", "--locked", "--filter-platform"])
+                .args([
+                    "metadata",
+                    "--format-version",
+                    "1",
+                    "--locked",
+                    "--filter-platform",
+                ])
                 .arg(arch.triple())
                 .output()
                 .expect("running cargo metadata");

@@ -18,6 +18,9 @@ use crate::{checksums, elf, in_ci, native_code, project_root};
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest release binary, per architecture: a sidecar beside every pod must stay small.
+pub const SIZE_BUDGET: u64 = 4 * 1024 * 1024;
+
 /// Build static musl binaries for amd64 and arm64 into target/dist, verified, with SHA256SUMS
 ///
 /// Writes <out>/mount-monitor-linux-<arch> for each architecture and <out>/SHA256SUMS (listing the
@@ -410,6 +413,9 @@ fn check_artifact(file: &Utf8Path, arch: Arch, build_paths: &[Utf8PathBuf]) -> a
             problems.join("; ")
         );
     }
+    if let Some(problem) = over_budget(bytes.len() as u64) {
+        bail!("{file}: {problem}; removed it");
+    }
     let leaked = leaked_paths(&bytes, build_paths);
     if !leaked.is_empty() {
         bail!(
@@ -420,6 +426,19 @@ fn check_artifact(file: &Utf8Path, arch: Arch, build_paths: &[Utf8PathBuf]) -> a
         );
     }
     Ok(())
+}
+
+/// What is wrong with a binary of `size` bytes, if it is over [`SIZE_BUDGET`].
+pub fn over_budget(size: u64) -> Option<String> {
+    (size > SIZE_BUDGET).then(|| {
+        format!(
+            "{} is over the {} budget of a release binary: find what grew (cargo bloat \
+             --release --target x86_64-unknown-linux-musl) and trim it, or raise \
+             dist::SIZE_BUDGET with the reason",
+            human_size(size),
+            human_size(SIZE_BUDGET)
+        )
+    })
 }
 
 /// The `paths` that occur in `bytes` as the start of a path (followed by `/`).
@@ -518,6 +537,17 @@ mod tests {
             let err = check_version(version).unwrap_err().to_string();
             assert!(err.contains("--version 1.4.0"), "{err}");
         }
+    }
+
+    #[test]
+    fn binaries_over_the_size_budget_are_refused() {
+        assert_eq!(over_budget(4_135_752), None, "amd64 with the watchdog");
+        assert_eq!(over_budget(SIZE_BUDGET), None);
+        let problem = over_budget(SIZE_BUDGET + 1).unwrap();
+        assert!(
+            problem.starts_with("4.00 MiB (4194305 bytes) is over the 4.00 MiB"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Api {
     pub terminating: bool,
     /// The status of each DELETE in turn; 200 once they are used up.
     pub delete_statuses: Vec<u16>,
+    /// The access review's answer is padded past 1 MiB.
+    pub oversized_review: bool,
 }
 
 impl Default for Api {
@@ -71,6 +73,7 @@ impl Default for Api {
             pod_created: SystemTime::now() - Duration::from_secs(3600),
             terminating: false,
             delete_statuses: Vec::new(),
+            oversized_review: false,
         }
     }
 }
@@ -99,6 +102,9 @@ impl Api {
                 } else {
                     json!({"allowed": false})
                 };
+                if self.oversized_review {
+                    review["metadata"] = json!({"annotations": {"padding": "x".repeat(1_100_000)}});
+                }
                 (201, review)
             }
             ("GET", path) if path == pod_path() => (200, pod()),
@@ -160,16 +166,21 @@ pub struct KubeDouble {
 impl KubeDouble {
     /// A double whose certificate is issued by the CA in [`KubeDouble::ca_pem`].
     pub fn start(api: Api) -> KubeDouble {
-        Self::start_inner(api, false)
+        Self::start_inner(api, false, false)
     }
 
     /// A double whose certificate is issued by another CA than the one in `ca_pem`: an API
     /// server the binary must not trust.
     pub fn start_untrusted(api: Api) -> KubeDouble {
-        Self::start_inner(api, true)
+        Self::start_inner(api, true, false)
     }
 
-    fn start_inner(api: Api, foreign: bool) -> KubeDouble {
+    /// A double that speaks TLS 1.2 only.
+    pub fn start_tls12_only(api: Api) -> KubeDouble {
+        Self::start_inner(api, false, true)
+    }
+
+    fn start_inner(api: Api, foreign: bool, tls12_only: bool) -> KubeDouble {
         let (trusted, trusted_pem) = ca("kubernetes-double-ca");
         let (server_chain, server_key) = if foreign {
             let (other, _) = ca("another-ca");
@@ -178,9 +189,14 @@ impl KubeDouble {
             server_certificate(&trusted)
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default versions")
+            .with_protocol_versions(versions)
+            .expect("ring supports TLS 1.2 and 1.3")
             .with_no_client_auth()
             .with_single_cert(server_chain, server_key)
             .expect("a valid server certificate");

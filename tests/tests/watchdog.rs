@@ -605,6 +605,48 @@ fn a_server_certificate_from_another_ca_is_refused() {
 }
 
 #[test]
+fn a_tls12_only_api_server_is_accepted() {
+    let double = KubeDouble::start_tls12_only(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    assert_review(&double.requests()[0], TOKEN);
+}
+
+#[test]
+fn an_answer_over_1_mib_is_not_read() {
+    let double = KubeDouble::start(Api {
+        oversized_review: true,
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("answer is larger than 1048576 bytes"),
+        "{watchdog}"
+    );
+    assert_eq!(double.requests().len(), 1);
+}
+
+#[test]
 fn sigterm_while_pending_deletes_nothing() {
     let double = KubeDouble::start(Api::default());
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));

@@ -637,3 +637,75 @@ async fn sleep_until(due: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_outcomes_are_named_alike_in_json_and_metrics() {
+        for state in State::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+        let mut names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        names.dedup();
+        assert_eq!(names.len(), Outcome::ALL.len());
+    }
+
+    #[test]
+    fn the_status_starts_from_the_configuration() {
+        let off = Status::new(&WatchdogSettings::default()).view();
+        assert_eq!(off.state, State::Disabled);
+        let json = serde_json::to_value(&off).unwrap();
+        assert_eq!(json["state"], "disabled");
+        assert_eq!(json["reason"], "disabled in the configuration");
+        for absent in [
+            "mount",
+            "pod",
+            "namespace",
+            "restart_at",
+            "delete_attempts",
+            "last_error",
+        ] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+        let on = WatchdogSettings {
+            enabled: true,
+            ..Default::default()
+        };
+        assert_eq!(Status::new(&on).view().state, State::Arming);
+    }
+
+    #[test]
+    fn outcomes_are_counted_and_a_new_state_clears_the_restart() {
+        let status = Status::new(&WatchdogSettings::default());
+        status.count(Outcome::Deleted);
+        status.count(Outcome::Cancelled);
+        status.count(Outcome::Cancelled);
+        let counts: Vec<(&str, u64)> = status
+            .outcomes()
+            .into_iter()
+            .map(|(o, n)| (o.as_str(), n))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("deleted", 1),
+                ("already_terminating", 0),
+                ("cancelled", 2),
+                ("postponed", 0),
+                ("aborted", 0),
+                ("failed", 0)
+            ]
+        );
+        status.set(State::Pending, "mount media is unhealthy");
+        status.update(|v| {
+            v.mount = Some("media".into());
+            v.delete_attempts = 2;
+        });
+        status.set(State::Armed, "restart cancelled");
+        let view = status.view();
+        assert_eq!((view.mount, view.delete_attempts), (None, 0));
+        assert_eq!(view.reason.as_deref(), Some("restart cancelled"));
+    }
+}

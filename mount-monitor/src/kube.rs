@@ -695,6 +695,112 @@ mod tests {
         }
     }
 
+    /// A CA certificate (its key is not kept: no server here completes a handshake).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUT+zScZSY0sRql9u6D2+9VoV27+QwCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMdW5pdC10ZXN0LWNhMCAXDTI2MTEyOTIwMzYzM1oYDzIxMjYx\nMTA1MjAzNjMzWjAXMRUwEwYDVQQDDAx1bml0LXRlc3QtY2EwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAARcn+emLgIz4drYJk3ubjtghPWCW+UPb7AXWdnIsk6AVsdW\nzdOhmJQVDNnGuxJo6sc3y5Nq2Uh6Lv15wjUvoShyo1MwUTAdBgNVHQ4EFgQUU5ir\n5PkrfSKLGbKH9AY4tSpEHSYwHwYDVR0jBBgwFoAUU5ir5PkrfSKLGbKH9AY4tSpE\nHSYwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiB3vI/Ir4cTfBSP\nQbnAFYPBRyE+CKwLeqKWB64mMIcj0wIgKRENHsazp4ZbDaB/KFcOyuqRjWpk2Ul4\nHk3gvT52WYM=\n-----END CERTIFICATE-----\n";
+
+    /// A service account in a temporary directory, and a server on loopback that accepts
+    /// connections and then does `behave` with each.
+    async fn cluster_with_server(
+        behave: fn(tokio::net::TcpStream) -> tokio::task::JoinHandle<()>,
+    ) -> (tempfile::TempDir, Client) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t-1\n").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), TEST_CA).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                behave(stream);
+            }
+        });
+        let cluster = Cluster {
+            host: "127.0.0.1".into(),
+            port,
+            token_file: dir.path().join("token"),
+            ca_file: dir.path().join("ca.crt"),
+            namespace_file: dir.path().join("namespace"),
+        };
+        (dir, Client::new(cluster))
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        let (_dir, client) = cluster_with_server(|stream| {
+            tokio::spawn(async move {
+                let _held = stream;
+                std::future::pending::<()>().await
+            })
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let result = client
+            .call(Method::GET, "/version", None, Duration::from_millis(300))
+            .await;
+        assert!(
+            matches!(result, Err(KubeError::Timeout(t)) if t == Duration::from_millis(300)),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(TIMEOUT, Duration::from_secs(30), "what the API calls use");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_tls_fails_the_handshake_and_names_the_ca() {
+        let (dir, client) = cluster_with_server(|stream| {
+            tokio::spawn(async move {
+                let _ = stream.writable().await;
+                let _ = stream.try_write(b"HTTP/1.1 200 OK\r\n\r\n");
+            })
+        })
+        .await;
+        let error = client
+            .call(Method::GET, "/version", None, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, KubeError::Tls { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&dir.path().join("ca.crt").display().to_string()),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn service_account_files_are_read_for_every_call() {
+        let (dir, client) =
+            cluster_with_server(|stream| tokio::spawn(async move { drop(stream) })).await;
+        std::fs::remove_file(dir.path().join("token")).unwrap();
+        let error = client
+            .call(Method::GET, "/", None, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with(&format!(
+                "cannot read {}",
+                dir.path().join("token").display()
+            )),
+            "{error}"
+        );
+        std::fs::write(dir.path().join("token"), "  \n").unwrap();
+        let error = client
+            .call(Method::GET, "/", None, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, KubeError::EmptyToken(_)), "{error:?}");
+        std::fs::write(dir.path().join("token"), "t-2").unwrap();
+        std::fs::write(dir.path().join("ca.crt"), "not a certificate").unwrap();
+        let error = client
+            .call(Method::GET, "/", None, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("holds no usable PEM certificate"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn reply_messages_come_from_status_objects() {
         let reply = Reply {

@@ -283,10 +283,11 @@ async fn arm(status: &Status, settings: &WatchdogSettings) -> Option<Target> {
         tracing::warn!(reason = "k8s_client_error", error = %why, "watchdog disabled");
         status.set(State::Disabled, why);
     };
-    let namespace = match env("POD_NAMESPACE").filter(|n| !n.trim().is_empty()) {
-        Some(namespace) => namespace.trim().to_owned(),
+    let namespace_file = client.cluster().namespace_file.display().to_string();
+    let (namespace, namespace_from) = match env("POD_NAMESPACE").filter(|n| !n.trim().is_empty()) {
+        Some(namespace) => (namespace.trim().to_owned(), "POD_NAMESPACE"),
         None => match client.cluster().namespace() {
-            Ok(namespace) => namespace,
+            Ok(namespace) => (namespace, namespace_file.as_str()),
             Err(e) => {
                 disable(format!(
                     "POD_NAMESPACE is not set and the service account's namespace is unknown ({e}); set POD_NAMESPACE from the Downward API (fieldRef metadata.namespace)"
@@ -301,10 +302,10 @@ async fn arm(status: &Status, settings: &WatchdogSettings) -> Option<Target> {
         );
         return None;
     };
-    for (variable, value) in [("POD_NAME", &pod), ("POD_NAMESPACE", &namespace)] {
+    for (source, value) in [("POD_NAME", &pod), (namespace_from, &namespace)] {
         if !kube::is_object_name(value) {
             disable(format!(
-                "{variable} {value:?} is not a Kubernetes object name; set it from the Downward API"
+                "{source}: {value:?} is not a Kubernetes object name; set POD_NAME and POD_NAMESPACE from the Downward API"
             ));
             return None;
         }

@@ -605,6 +605,66 @@ fn a_server_certificate_from_another_ca_is_refused() {
 }
 
 #[test]
+fn without_pod_namespace_the_service_accounts_namespace_is_used() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = Monitor::start_with(
+        [Path::new("--config"), config.as_path()],
+        cwd.path(),
+        |command| {
+            double.in_pod(command, account.path());
+            command.env_remove("POD_NAMESPACE");
+        },
+    );
+    let armed = wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    assert_eq!(armed["namespace"], NAMESPACE);
+    assert_review(&double.requests()[0], TOKEN);
+}
+
+#[test]
+fn without_pod_name_it_does_not_arm_and_says_why() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = Monitor::start_with(
+        [Path::new("--config"), config.as_path()],
+        cwd.path(),
+        |command| {
+            double.in_pod(command, account.path());
+            command.env_remove("POD_NAME");
+        },
+    );
+    let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("POD_NAME is not set"),
+        "{watchdog}"
+    );
+    media.fail();
+    monitor.wait_for("/healthz/live", 503, TRIGGER_LIMIT);
+    assert_eq!(
+        double.lines(),
+        Vec::<String>::new(),
+        "no request without a pod to delete"
+    );
+}
+
+#[test]
 fn a_tls12_only_api_server_is_accepted() {
     let double = KubeDouble::start_tls12_only(Api::default());
     let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));

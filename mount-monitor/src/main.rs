@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Some(format) => runtime.block_on(check(&settings, format)),
         None => {
             if let Err(e) = settings.check_serve() {
-                tracing::error!("{e}");
+                // One line, as every other configuration error.
                 eprintln!("mount-monitor: {e}");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }

@@ -829,6 +829,11 @@ fn backoff_settings_are_checked_when_serving_only() {
         ),
         "{stderr}"
     );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("mount-monitor: config file "),
+        "{stderr}"
+    );
     let (code, _, stderr) = tests::run(["check", "--config", &config]);
     assert_eq!(code, 0, "{stderr}");
 }

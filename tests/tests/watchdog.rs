@@ -5,6 +5,9 @@
 //! Most mounts here are directories checked through their canary file (`requireMountpoint:
 //! false`): removing the canary turns the mount unhealthy without root. The cases with real
 //! tmpfs mounts need root and are ignored unless run with `--include-ignored`.
+//!
+//! `MOUNT_MONITOR_BIN=target/dist/mount-monitor-linux-arm64` runs them against a release binary
+//! (arm64 through QEMU's binfmt entry): its TLS is ring as compiled for musl by `cargo xtask dist`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};

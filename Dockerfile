@@ -14,6 +14,11 @@ FROM --platform=$BUILDPLATFORM docker.io/library/rust:1-alpine AS build
 ARG TARGETARCH
 ARG VERSION=dev
 WORKDIR /src
+# ring (the TLS crypto of the watchdog's client) compiles C: musl-dev's headers for this
+# machine's own musl target, clang for the other one (see xtask/src/targets.rs). Alpine keeps
+# only the current version of each package, so a pinned version would stop building.
+# hadolint ignore=DL3018
+RUN apk add --no-cache clang musl-dev
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \

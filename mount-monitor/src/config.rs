@@ -178,6 +178,54 @@ pub struct Settings {
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
     pub config_file: Option<PathBuf>,
+    pub watchdog: WatchdogSettings,
+}
+
+/// The pod-restart watchdog (`watchdog` in the file; see `crate::watchdog`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchdogSettings {
+    pub enabled: bool,
+    /// How long a mount stays unhealthy before the pod is deleted; 0: at once.
+    pub restart_delay: Duration,
+    /// DELETE attempts before the process exits 1 instead.
+    pub max_retries: u32,
+    pub retry_backoff_initial: Duration,
+    pub retry_backoff_max: Duration,
+    /// A pod younger than this is not deleted until it is this old (restart-storm guard); 0: off.
+    pub min_pod_age: Duration,
+}
+
+impl Default for WatchdogSettings {
+    /// debrid-mount-monitor's defaults, and ours for `minPodAge`.
+    fn default() -> Self {
+        WatchdogSettings {
+            enabled: false,
+            restart_delay: Duration::ZERO,
+            max_retries: 3,
+            retry_backoff_initial: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(10),
+            min_pod_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks that matter only to a serving monitor (debrid-mount-monitor skips them in
+    /// init-container mode, and so does `check`).
+    pub fn check_serve(&self) -> Result<(), ConfigError> {
+        let w = &self.watchdog;
+        if w.retry_backoff_max < w.retry_backoff_initial {
+            let at = match &self.config_file {
+                Some(path) => format!("config file {}: ", path.display()),
+                None => String::new(),
+            };
+            return err(format!(
+                "{at}`watchdog.retryBackoffMax`: {:?} is below `watchdog.retryBackoffInitial` ({:?}); raise the maximum or lower the initial backoff",
+                w.retry_backoff_max, w.retry_backoff_initial
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Settings {
@@ -195,6 +243,7 @@ impl Default for Settings {
             metrics_detail: MetricsDetail::Basic,
             mounts: Vec::new(),
             config_file: None,
+            watchdog: WatchdogSettings::default(),
         }
     }
 }
@@ -266,19 +315,16 @@ struct FileMount {
     min_free_inodes: Option<serde_json::Value>,
 }
 
-/// debrid-mount-monitor's pod-restart watchdog: accepted so its configs load, refused when on.
+/// debrid-mount-monitor's pod-restart watchdog, plus `minPodAge`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileWatchdog {
     enabled: Option<bool>,
-    #[allow(dead_code)]
     restart_delay: Option<String>,
-    #[allow(dead_code)]
     max_retries: Option<i64>,
-    #[allow(dead_code)]
     retry_backoff_initial: Option<String>,
-    #[allow(dead_code)]
     retry_backoff_max: Option<String>,
+    min_pod_age: Option<String>,
 }
 
 /// Loads and validates the configuration.
@@ -459,11 +505,12 @@ fn resolve(
     if let Some(v) = text(&file.log_format) {
         s.log_format = Some(log_format(&v, &origin("logFormat"))?);
     }
-    if !cli.init_container_mode && file.watchdog.as_ref().and_then(|w| w.enabled) == Some(true) {
-        return err(format!(
-            "{}: the pod-restart watchdog is not supported; set `enabled` to false and let a Kubernetes livenessProbe on /healthz/live restart the pod",
-            origin("watchdog.enabled")
-        ));
+    // One round restarts nothing: init-container mode leaves the watchdog alone, as
+    // debrid-mount-monitor does.
+    if let Some(w) = &file.watchdog
+        && !cli.init_container_mode
+    {
+        s.watchdog = watchdog(w, &origin)?;
     }
 
     // Environment and flags (clap already let flags win over the environment).
@@ -821,6 +868,46 @@ fn duration(value: &str, what: &str) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(parsed)
+}
+
+/// debrid-mount-monitor's reading: a value of zero (or below) keeps the default, except
+/// `minPodAge`, ours, where "0s" turns the guard off.
+fn watchdog(
+    w: &FileWatchdog,
+    origin: &dyn Fn(&str) -> String,
+) -> Result<WatchdogSettings, ConfigError> {
+    let mut settings = WatchdogSettings::default();
+    let positive = |value: &Option<String>, key: &str| -> Result<Option<Duration>, ConfigError> {
+        match value {
+            Some(v) => Ok(Some(duration(v, &origin(key))?).filter(|d| !d.is_zero())),
+            None => Ok(None),
+        }
+    };
+    settings.enabled = w.enabled.unwrap_or(false);
+    if let Some(d) = positive(&w.restart_delay, "watchdog.restartDelay")? {
+        settings.restart_delay = d;
+    }
+    match w.max_retries {
+        Some(n) if n > 0 => {
+            settings.max_retries = u32::try_from(n).or_else(|_| {
+                err(format!(
+                    "{}: {n} is too many; a few attempts are enough (the default is 3)",
+                    origin("watchdog.maxRetries")
+                ))
+            })?;
+        }
+        _ => {}
+    }
+    if let Some(d) = positive(&w.retry_backoff_initial, "watchdog.retryBackoffInitial")? {
+        settings.retry_backoff_initial = d;
+    }
+    if let Some(d) = positive(&w.retry_backoff_max, "watchdog.retryBackoffMax")? {
+        settings.retry_backoff_max = d;
+    }
+    if let Some(v) = &w.min_pod_age {
+        settings.min_pod_age = duration(v, &origin("watchdog.minPodAge"))?;
+    }
+    Ok(settings)
 }
 
 fn threshold(value: i64, what: &str) -> Result<u32, ConfigError> {
@@ -1189,7 +1276,11 @@ minFreeInodes = 1000
                 r#"{"mounts":[{"path":"/x","expect":"rx"}]}"#,
                 "`mounts[0].expect`",
             ),
-            (r#"{"watchdog":{"enabled":true}}"#, "`watchdog.enabled`"),
+            (
+                r#"{"watchdog":{"enabled":true,"restartDelay":"soon"}}"#,
+                "`watchdog.restartDelay`: \"soon\" is not a duration",
+            ),
+            (r#"{"watchdog":{"minPodAge":"5"}}"#, "`watchdog.minPodAge`"),
             (r#"{"logLevel":"loud"}"#, "`logLevel`"),
         ];
         for (json, needle) in cases {
@@ -1332,7 +1423,76 @@ minFreeInodes = 1000
     #[test]
     fn disabled_watchdog_is_accepted() {
         let json = r#"{"watchdog":{"enabled":false,"restartDelay":"30s","maxRetries":3,"retryBackoffInitial":"1s","retryBackoffMax":"1m"}}"#;
-        assert!(from_json(json, Overrides::default()).is_ok());
+        let s = from_json(json, Overrides::default()).unwrap();
+        assert!(!s.watchdog.enabled);
+        assert_eq!(s.watchdog.restart_delay, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn watchdog_keys_and_defaults() {
+        let s = from_json(r#"{"watchdog":{"enabled":true}}"#, Overrides::default()).unwrap();
+        assert_eq!(
+            s.watchdog,
+            WatchdogSettings {
+                enabled: true,
+                ..WatchdogSettings::default()
+            }
+        );
+        assert_eq!(s.watchdog.max_retries, 3);
+        assert_eq!(s.watchdog.retry_backoff_initial, Duration::from_millis(100));
+        assert_eq!(s.watchdog.retry_backoff_max, Duration::from_secs(10));
+        assert_eq!(s.watchdog.min_pod_age, Duration::from_secs(300));
+        assert_eq!(s.watchdog.restart_delay, Duration::ZERO);
+        assert!(!Settings::default().watchdog.enabled, "off by default");
+
+        let json = r#"{"watchdog":{"enabled":true,"restartDelay":"2s","maxRetries":5,
+            "retryBackoffInitial":"250ms","retryBackoffMax":"4s","minPodAge":"10m"}}"#;
+        let w = from_json(json, Overrides::default()).unwrap().watchdog;
+        assert_eq!(
+            w,
+            WatchdogSettings {
+                enabled: true,
+                restart_delay: Duration::from_secs(2),
+                max_retries: 5,
+                retry_backoff_initial: Duration::from_millis(250),
+                retry_backoff_max: Duration::from_secs(4),
+                min_pod_age: Duration::from_secs(600),
+            }
+        );
+    }
+
+    #[test]
+    fn watchdog_zero_means_default_except_min_pod_age() {
+        let json = r#"{"watchdog":{"enabled":true,"restartDelay":"0s","maxRetries":0,
+            "retryBackoffInitial":"0s","retryBackoffMax":"0s","minPodAge":"0s"}}"#;
+        let w = from_json(json, Overrides::default()).unwrap().watchdog;
+        assert_eq!(
+            w,
+            WatchdogSettings {
+                enabled: true,
+                min_pod_age: Duration::ZERO,
+                ..WatchdogSettings::default()
+            }
+        );
+        let w = from_json(r#"{"watchdog":{"maxRetries":-4}}"#, Overrides::default())
+            .unwrap()
+            .watchdog;
+        assert_eq!(w.max_retries, 3);
+    }
+
+    #[test]
+    fn watchdog_backoff_is_checked_only_for_serving() {
+        let json = r#"{"watchdog":{"enabled":true,"retryBackoffInitial":"20s"}}"#;
+        let s = from_json(json, Overrides::default()).expect("loads for `check`");
+        let e = s.check_serve().unwrap_err().0;
+        assert!(
+            e.contains(
+                "`watchdog.retryBackoffMax`: 10s is below `watchdog.retryBackoffInitial` (20s)"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        assert!(Settings::default().check_serve().is_ok());
     }
 
     #[test]

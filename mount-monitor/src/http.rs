@@ -34,7 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz/live", only_get(get(healthz_live)))
         .route("/healthz/ready", only_get(get(healthz_ready)))
-        .route("/healthz/status", only_get(get(healthz_ready)))
+        .route("/healthz/status", only_get(get(healthz_status)))
         .route("/livez", only_get(get(livez)))
         .route("/metrics", only_get(get(metrics)))
         .route("/readyz", only_get(get(readyz)))
@@ -77,12 +77,19 @@ pub fn is_ready(snapshot: &Snapshot) -> bool {
 
 async fn healthz_live(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_live(&snapshot))
+    status_json(&snapshot, is_live(&snapshot), None)
 }
 
 async fn healthz_ready(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_ready(&snapshot))
+    status_json(&snapshot, is_ready(&snapshot), None)
+}
+
+/// `/healthz/ready`'s verdict and body, with the watchdog's state.
+async fn healthz_status(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.snapshot();
+    let watchdog = shared.watchdog.view();
+    status_json(&snapshot, is_ready(&snapshot), Some(&watchdog))
 }
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -93,6 +100,9 @@ pub struct StatusBody<'a> {
     pub mounts: Vec<MountJson<'a>>,
     /// Checks blocked in the kernel past their deadline, a thread each.
     pub blocked_checks: usize,
+    /// `/healthz/status` only: the pod-restart watchdog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<crate::watchdog::View>,
 }
 
 impl<'a> StatusBody<'a> {
@@ -107,6 +117,7 @@ impl<'a> StatusBody<'a> {
             timestamp: timestamp(SystemTime::now()),
             mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
             blocked_checks,
+            watchdog: None,
         }
     }
 
@@ -215,7 +226,11 @@ fn rendered(slot: &OnceLock<Bytes>, snapshot: &Snapshot, render: impl FnOnce() -
     slot.get_or_init(render).clone()
 }
 
-fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
+fn status_json(
+    snapshot: &Snapshot,
+    ok: bool,
+    watchdog: Option<&crate::watchdog::View>,
+) -> Response {
     let mounts = rendered(&snapshot.rendered.status_mounts, snapshot, || {
         let now = Instant::now();
         let mounts: Vec<MountJson> = snapshot
@@ -236,9 +251,14 @@ fn status_json(snapshot: &Snapshot, ok: bool) -> Response {
         timestamp(SystemTime::now())
     );
     body.extend_from_slice(&mounts);
-    let _ = write!(body, r#","blocked_checks":{}}}"#, snapshot.blocked_checks);
+    let _ = write!(body, r#","blocked_checks":{}"#, snapshot.blocked_checks);
+    if let Some(watchdog) = watchdog {
+        body.extend_from_slice(br#","watchdog":"#);
+        // Serializing plain data into memory cannot fail.
+        let _ = serde_json::to_writer(&mut body, watchdog);
+    }
     // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
-    body.push(b'\n');
+    body.extend_from_slice(b"}\n");
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -253,9 +273,20 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         Format::OpenMetrics => openmetrics,
     };
     let detail = shared.settings.metrics_detail;
-    let body = rendered(slot, &snapshot, || {
+    let mounts = rendered(slot, &snapshot, || {
         crate::metrics::render(Arc::clone(&snapshot), Instant::now(), format, detail).into()
     });
+    // The watchdog changes between snapshots: its families are rendered for every scrape, and
+    // go before OpenMetrics' closing `# EOF`.
+    let watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    const EOF: &[u8] = b"# EOF\n";
+    let mounts = mounts.strip_suffix(EOF).unwrap_or(&mounts);
+    let mut body = Vec::with_capacity(mounts.len() + watchdog.len() + EOF.len());
+    body.extend_from_slice(mounts);
+    body.extend_from_slice(watchdog.as_bytes());
+    if format == Format::OpenMetrics {
+        body.extend_from_slice(EOF);
+    }
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
@@ -815,7 +846,11 @@ mod tests {
         let app = app(mounts.clone());
         let (_, body) = get(&app, "/healthz/status").await;
         let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false, 0);
+        let mut expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false, 0);
+        expected.watchdog = Some(crate::watchdog::View {
+            since: served["watchdog"]["since"].as_str().unwrap().to_owned(),
+            ..crate::watchdog::Status::new(&Default::default()).view()
+        });
         let mut expected = serde_json::to_value(&expected).unwrap();
         for json in [&mut served, &mut expected] {
             let timestamp = json["timestamp"].take();

@@ -3,7 +3,8 @@
 //! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
 //! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
 //! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API), [`metrics`] (`/metrics`),
-//! [`report`] and [`healthcheck`] (the other modes).
+//! [`report`] and [`healthcheck`] (the other modes), [`watchdog`] and [`kube`] (the pod-restart
+//! watchdog and its Kubernetes API client).
 
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod duration;
 pub mod gojson;
 pub mod healthcheck;
 pub mod http;
+pub mod kube;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
@@ -22,6 +24,7 @@ pub mod report;
 pub mod server;
 pub mod service_links;
 pub mod state;
+pub mod watchdog;
 
 /// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.
 pub const VERSION: &str = match option_env!("MOUNT_MONITOR_VERSION") {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
 use mount_monitor::monitor::{self, Shared};
-use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links};
+use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links, watchdog};
 
 /// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
 #[cfg(all(target_env = "musl", feature = "dlmalloc"))]
@@ -103,7 +103,14 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Some(Command::Check { format }) => runtime.block_on(check(&settings, format)),
         _ if init_container_mode => runtime.block_on(init_container(&settings)),
-        _ => runtime.block_on(serve(settings)),
+        _ => {
+            if let Err(e) = settings.check_serve() {
+                // One line, as every other configuration error.
+                eprintln!("mount-monitor: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+            runtime.block_on(serve(settings))
+        }
     };
     // A probe stuck in the kernel must not hold up the exit.
     runtime.shutdown_background();
@@ -229,15 +236,36 @@ async fn serve(settings: Settings) -> ExitCode {
         );
     }
     let shared = Shared::new(Arc::clone(&settings));
+    // The watchdog hears of every change of health from the first check on.
+    let changes = shared.changes();
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let watchdog = tokio::spawn(watchdog::run(Arc::clone(&shared), changes, stopping));
     monitor::start(Arc::clone(&shared));
+    let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let gave_up = Arc::clone(&gave_up);
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(watchdog::Verdict::ExitForRestart) = watchdog => {
+                    gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _ = stopping_tx.send(true);
+        }
+    };
     server::serve(
         listeners,
         http::router(shared),
-        shutdown_signal(),
+        stop,
         settings.shutdown_timeout,
     )
     .await;
     tracing::info!("mount-monitor stopped");
+    // The watchdog could not delete the pod: restarting this container is what is left.
+    if gave_up.load(std::sync::atomic::Ordering::Relaxed) {
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 

@@ -221,6 +221,64 @@ fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
     Some(unescaped.into())
 }
 
+/// The watchdog's families: `watchdog_state` (1 for the current state, 0 for the others) and
+/// `watchdog_restarts_total` by outcome. Rendered apart from [`render`], whose output is kept
+/// per snapshot, because the watchdog's state changes between snapshots.
+/// In OpenMetrics, without `# EOF`: the caller puts these families before it.
+pub fn render_watchdog(status: &crate::watchdog::Status, format: Format) -> String {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(WatchdogCollector {
+        state: status.view().state,
+        outcomes: status.outcomes(),
+    }));
+    let mut out = String::new();
+    // Writing into a String cannot fail, and the collector reports no errors of its own.
+    let _ = match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        }
+    };
+    out
+}
+
+#[derive(Debug)]
+struct WatchdogCollector {
+    state: crate::watchdog::State,
+    outcomes: Vec<(crate::watchdog::Outcome, u64)>,
+}
+
+impl Collector for WatchdogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut state = encoder.encode_descriptor(
+            "watchdog_state",
+            "The pod-restart watchdog's state: 1 for the current one, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for each in crate::watchdog::State::ALL {
+            state
+                .encode_family(&[("state", each.as_str())])?
+                .encode_gauge(&i64::from(each == self.state))?;
+        }
+        // Every outcome is present from the start, so that the first restart is an increase.
+        let mut restarts = encoder.encode_descriptor(
+            "watchdog_restarts",
+            "Pod restarts the watchdog triggered since start, by how they ended.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in &self.outcomes {
+            restarts
+                .encode_family(&[("outcome", outcome.as_str())])?
+                .encode_counter::<[(&str, &str); 1], _, u64>(count, None)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct SnapshotCollector {
     snapshot: Arc<Snapshot>,
@@ -908,6 +966,44 @@ mod tests {
         assert_eq!(
             with_created(text, &created),
             format!("{text}x_created{{mount=\"a\\\"b\\\\c\\nd\",path=\"/\"}} 12.5\n")
+        );
+    }
+
+    #[test]
+    fn watchdog_state_and_restarts_by_outcome() {
+        use crate::watchdog::{Outcome, State, Status};
+        let status = Status::new(&crate::config::WatchdogSettings::default());
+        let text = render_watchdog(&status, Format::Prometheus);
+        assert_eq!(
+            value(&text, r#"mount_monitor_watchdog_state{state="disabled"}"#),
+            1.0
+        );
+        for state in State::ALL.into_iter().filter(|s| *s != State::Disabled) {
+            let series = format!(
+                r#"mount_monitor_watchdog_state{{state="{}"}}"#,
+                state.as_str()
+            );
+            assert_eq!(value(&text, &series), 0.0, "{series}");
+        }
+        for outcome in Outcome::ALL {
+            let series = format!(
+                r#"mount_monitor_watchdog_restarts_total{{outcome="{}"}}"#,
+                outcome.as_str()
+            );
+            assert_eq!(value(&text, &series), 0.0, "{series}");
+        }
+        assert!(
+            text.contains("# TYPE mount_monitor_watchdog_restarts_total counter\n"),
+            "{text}"
+        );
+        let enabled = crate::config::WatchdogSettings {
+            enabled: true,
+            ..Default::default()
+        };
+        let text = render_watchdog(&Status::new(&enabled), Format::Prometheus);
+        assert_eq!(
+            value(&text, r#"mount_monitor_watchdog_state{state="arming"}"#),
+            1.0
         );
     }
 

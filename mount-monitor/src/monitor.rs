@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -58,12 +58,24 @@ impl Snapshot {
     }
 }
 
-/// What the HTTP side reads: the snapshot and the monitor's heartbeat.
+/// A mount's health changed (or it is no longer monitored), as the watchdog hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountChange {
+    pub id: u64,
+    pub mount: String,
+    /// `Unknown` when the mount is no longer monitored.
+    pub health: Health,
+    pub failure_count: u32,
+}
+
+/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     started: Instant,
     heartbeat_ms: AtomicU64,
     pub settings: Arc<Settings>,
+    pub watchdog: crate::watchdog::Status,
+    changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
 }
 
 impl Shared {
@@ -72,8 +84,17 @@ impl Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
+            watchdog: crate::watchdog::Status::new(&settings.watchdog),
             settings,
+            changes: OnceLock::new(),
         })
+    }
+
+    /// Every change of a mount's health from now on (call before [`start`]); one listener.
+    pub fn changes(&self) -> mpsc::UnboundedReceiver<MountChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.changes.set(tx);
+        rx
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -172,7 +193,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                initialized |= apply(&mut mounts, &mut failed, event);
+                initialized |= apply(&mut mounts, &mut failed, event, shared.changes.get());
                 let spacing = PUBLISH_SPACING_PER_MOUNT * mounts.len() as u32;
                 if let Some(next) = published.map(|at| at + spacing)
                     && Instant::now() < next
@@ -181,7 +202,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 }
                 // Drain what else is queued so a burst publishes one snapshot.
                 while let Ok(event) = rx.try_recv() {
-                    initialized |= apply(&mut mounts, &mut failed, event);
+                    initialized |= apply(&mut mounts, &mut failed, event, shared.changes.get());
                 }
             }
             _ = heartbeat.tick() => {
@@ -204,12 +225,24 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
     }
 }
 
-/// Applies one event; true when it marks the initial set of mounts as complete.
+/// Applies one event; true when it marks the initial set of mounts as complete. Changes of
+/// health go to `changes`.
 fn apply(
     mounts: &mut Vec<(u64, Arc<MountView>)>,
     failed: &mut Option<String>,
     event: Event,
+    changes: Option<&mpsc::UnboundedSender<MountChange>>,
 ) -> bool {
+    let notify = |id: u64, view: &MountView| {
+        if let Some(changes) = changes {
+            let _ = changes.send(MountChange {
+                id,
+                mount: view.label(),
+                health: view.state.health,
+                failure_count: view.state.failure_count,
+            });
+        }
+    };
     match event {
         Event::Initialized => return true,
         Event::Failed(message) => *failed = Some(message),
@@ -227,7 +260,16 @@ fn apply(
                 ),
             );
         }
-        Event::Removed(id) => mounts.retain(|(i, _)| *i != id),
+        Event::Removed(id) => mounts.retain(|(i, view)| {
+            if *i == id && view.state.health == Health::Unhealthy {
+                let gone = MountView {
+                    state: MountState::default(),
+                    ..view.as_ref().clone()
+                };
+                notify(id, &gone);
+            }
+            *i != id
+        }),
         Event::Checked {
             id,
             outcome,
@@ -249,6 +291,7 @@ fn apply(
             log_check(&spec, failure.as_ref(), duration, view.state.health);
             if let Some(t) = transition {
                 log_transition(&spec, &t);
+                notify(id, view);
             }
             view.stuck_since = stuck_since;
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod figures;
 pub mod fuse;
+pub mod kube_double;
 pub mod namespace;
 pub mod prober;
 pub mod process;

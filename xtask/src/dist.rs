@@ -20,6 +20,9 @@ use crate::{checksums, elf, in_ci, native_code, project_root, run_plan};
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest release binary, per architecture: a sidecar beside every pod must stay small.
+pub const SIZE_BUDGET: u64 = 4 * 1024 * 1024;
+
 /// Build static musl binaries for amd64 and arm64 into target/dist, verified, with SHA256SUMS
 ///
 /// Writes <out>/mount-monitor-linux-<arch> for each architecture and <out>/SHA256SUMS (listing the
@@ -140,6 +143,8 @@ impl Dist {
             missing_targets,
             runners,
             archs,
+            // The release targets are musl ones: an xtask built for musl runs on a musl system.
+            native_musl: Arch::host().filter(|_| cfg!(target_env = "musl")),
         })
     }
 }
@@ -351,15 +356,30 @@ fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
     let metadata: serde_json::Value = serde_json::from_str(&json)
         .context("`cargo metadata` printed something that is not JSON")?;
     let found = native_code::find(&metadata, BINARY)?;
-    if !found.is_empty() {
-        let list: Vec<String> = found.iter().map(|n| format!("  {n}")).collect();
+    let refused: Vec<String> = native_code::not_allowed(&found)
+        .map(|n| format!("  {n}"))
+        .collect();
+    if !refused.is_empty() {
         bail!(
-            "{BINARY} for {triple} would contain C code:\n{}\n\
-             Musl binaries are linked here without a C cross compiler (rust-lld, see \
-             .cargo/config.toml), so this would fail to build or make a broken binary. Build in a \
-             container that has one with `cargo xtask dist --cross` (needs `cargo install cross` and \
-             docker or podman), or replace the dependency with a pure-Rust one",
-            list.join("\n")
+            "{BINARY} for {triple} would contain C code that is not known to build for musl here:\n{}\n\
+             Musl binaries are built here with only the C compilers of `.ci/setup` (see \
+             xtask/src/targets.rs), so this would fail to build or make a broken binary. Replace the \
+             dependency with a pure-Rust one, add it to native_code::ALLOWED after checking that it \
+             builds for both musl targets, or build in a container with `cargo xtask dist --cross` \
+             (needs `cargo install cross` and docker or podman)",
+            refused.join("\n")
+        );
+    }
+    let target = arch.target();
+    let native = Arch::host() == Some(arch) && cfg!(target_env = "musl");
+    if !found.is_empty() && !native && find_in_path(target.c_compiler).is_none() {
+        let crates: Vec<&str> = found.iter().map(|n| n.package.as_str()).collect();
+        bail!(
+            "{} compiles C for {triple}, which needs `{}`; it is not in PATH: install it \
+             (Debian/Ubuntu: `apt-get install {}`, or run `sudo .ci/setup`)",
+            crates.join(", "),
+            target.c_compiler,
+            target.c_compiler_package
         );
     }
     Ok(())
@@ -388,6 +408,9 @@ fn check_artifact(file: &Utf8Path, arch: Arch, build_paths: &[Utf8PathBuf]) -> a
             problems.join("; ")
         );
     }
+    if let Some(problem) = over_budget(bytes.len() as u64) {
+        bail!("{file}: {problem}; removed it");
+    }
     let leaked = leaked_paths(&bytes, build_paths);
     if !leaked.is_empty() {
         bail!(
@@ -398,6 +421,19 @@ fn check_artifact(file: &Utf8Path, arch: Arch, build_paths: &[Utf8PathBuf]) -> a
         );
     }
     Ok(())
+}
+
+/// What is wrong with a binary of `size` bytes, if it is over [`SIZE_BUDGET`].
+pub fn over_budget(size: u64) -> Option<String> {
+    (size > SIZE_BUDGET).then(|| {
+        format!(
+            "{} is over the {} budget of a release binary: find what grew (cargo bloat \
+             --release --target x86_64-unknown-linux-musl) and trim it, or raise \
+             dist::SIZE_BUDGET with the reason",
+            human_size(size),
+            human_size(SIZE_BUDGET)
+        )
+    })
 }
 
 /// The `paths` that occur in `bytes` as the start of a path (followed by `/`).
@@ -496,6 +532,17 @@ mod tests {
             let err = check_version(version).unwrap_err().to_string();
             assert!(err.contains("--version 1.4.0"), "{err}");
         }
+    }
+
+    #[test]
+    fn binaries_over_the_size_budget_are_refused() {
+        assert_eq!(over_budget(4_135_752), None, "amd64 with the watchdog");
+        assert_eq!(over_budget(SIZE_BUDGET), None);
+        let problem = over_budget(SIZE_BUDGET + 1).unwrap();
+        assert!(
+            problem.starts_with("4.00 MiB (4194305 bytes) is over the 4.00 MiB"),
+            "{problem}"
+        );
     }
 
     #[test]
@@ -607,6 +654,7 @@ mod tests {
             user_rustflags: UserRustflags::default(),
             missing_targets: Vec::new(),
             runners: BTreeMap::new(),
+            native_musl: None,
         }
     }
 }

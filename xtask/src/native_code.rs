@@ -1,10 +1,12 @@
-//! Does the binary, as compiled for a target, contain C code?
+//! Does the binary, as compiled for a target, contain C code, and is it C we know how to build?
 //!
 //! Our musl binaries are linked by rust-lld (aarch64) or the host `cc` with Rust's self-contained musl
-//! objects (x86_64), with no C cross compiler and no musl C headers. A crate whose build script
+//! objects (x86_64). The only C compilers for the targets are those `xtask/src/targets.rs` names
+//! (musl-gcc for amd64, clang for arm64), and no musl sysroot for arm64. A crate whose build script
 //! compiles C for the target (`cc`, `cmake`, …) or links a system library (`pkg-config`, …) would
 //! either fail with a confusing compiler error or, worse, link C built against glibc headers into a
-//! "static musl" binary. So dist refuses such a dependency tree up front and points at `--cross`.
+//! "static musl" binary. So dist refuses such a dependency tree up front, except for the crates in
+//! [`ALLOWED`], each checked to build for both targets with those compilers.
 //!
 //! The question is answered from `cargo metadata --filter-platform <triple>`: walk the normal
 //! dependencies of the binary's package (the code that ends up in the binary), skipping proc-macros
@@ -27,6 +29,23 @@ pub const C_BUILD_CRATES: [&str; 7] = [
     "system-deps",
     "vcpkg",
 ];
+
+/// C code that builds for both musl targets with the compilers of `targets.rs`, and why it is in
+/// the binary.
+pub const ALLOWED: [(&str, &str); 1] = [(
+    "ring",
+    "the crypto provider of rustls (the watchdog's TLS to the Kubernetes API server): its C and \
+     assembly need no libc headers on aarch64-musl (it passes -nostdlibinc to clang) and build \
+     against musl's own headers with musl-gcc on x86_64-musl; the other provider, aws-lc-rs, \
+     needs cmake and a far larger C build",
+)];
+
+/// The crates of `found` that are not in [`ALLOWED`].
+pub fn not_allowed(found: &[NativeCode]) -> impl Iterator<Item = &NativeCode> {
+    found
+        .iter()
+        .filter(|n| !ALLOWED.iter().any(|(name, _)| *name == n.package))
+}
 
 /// A package compiled into the binary whose build script brings C code in.
 #[derive(Debug, PartialEq, Eq)]
@@ -259,6 +278,51 @@ mod tests {
             names(&find(&meta, "mount-monitor").unwrap()),
             ["mount-monitor<-cc"]
         );
+    }
+
+    #[test]
+    fn only_allowed_c_code_passes() {
+        let found = [
+            NativeCode {
+                package: "ring".into(),
+                version: "0.17.14".into(),
+                build_helper: "cc".into(),
+            },
+            NativeCode {
+                package: "zlib-sys".into(),
+                version: "1.0.0".into(),
+                build_helper: "pkg-config".into(),
+            },
+        ];
+        let refused: Vec<&str> = not_allowed(&found).map(|n| n.package.as_str()).collect();
+        assert_eq!(refused, ["zlib-sys"]);
+        assert!(ALLOWED.iter().all(|(_, why)| !why.is_empty()));
+    }
+
+    #[test]
+    fn the_binary_has_exactly_the_allowed_c_code() {
+        // The real dependency tree, as dist sees it for each release target.
+        let root = crate::project_root();
+        for arch in crate::targets::Arch::ALL {
+            let output = std::process::Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args([
+                    "metadata",
+                    "--format-version",
+                    "1",
+                    "--locked",
+                    "--filter-platform",
+                ])
+                .arg(arch.triple())
+                .output()
+                .expect("running cargo metadata");
+            assert!(output.status.success(), "{output:?}");
+            let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+            let found = find(&metadata, "mount-monitor").unwrap();
+            let names: Vec<&str> = found.iter().map(|n| n.package.as_str()).collect();
+            assert_eq!(names, ["ring"], "{arch}");
+            assert_eq!(not_allowed(&found).count(), 0, "{arch}");
+        }
     }
 
     #[test]

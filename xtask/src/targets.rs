@@ -27,6 +27,15 @@ pub struct Target {
     pub cpu: &'static str,
     /// ELF `e_machine` of the binary.
     pub elf_machine: object::elf::Machine,
+    /// The C compiler for crates that compile C into the binary (ring, see `native_code`), and
+    /// its flags: cc-rs would look for `<arch>-linux-musl-gcc`, which Debian and Ubuntu do not
+    /// ship. amd64: Debian's musl-gcc, gcc with musl's own headers. arm64: clang for the target;
+    /// ring compiles without any libc headers there (it adds `-nostdlibinc` for musl targets
+    /// other than x86_64), so no arm64 sysroot is needed.
+    pub c_compiler: &'static str,
+    pub c_flags: &'static str,
+    /// The Debian/Ubuntu package with `c_compiler` (`.ci/setup` installs it).
+    pub c_compiler_package: &'static str,
 }
 
 pub const TARGETS: [Target; 2] = [
@@ -36,6 +45,9 @@ pub const TARGETS: [Target; 2] = [
         docker_arch: "amd64",
         cpu: "x86_64",
         elf_machine: object::elf::EM_X86_64,
+        c_compiler: "musl-gcc",
+        c_flags: "",
+        c_compiler_package: "musl-tools",
     },
     Target {
         arch: Arch::Arm64,
@@ -43,6 +55,9 @@ pub const TARGETS: [Target; 2] = [
         docker_arch: "arm64",
         cpu: "aarch64",
         elf_machine: object::elf::EM_AARCH64,
+        c_compiler: "clang",
+        c_flags: "--target=aarch64-unknown-linux-musl",
+        c_compiler_package: "clang",
     },
 ];
 

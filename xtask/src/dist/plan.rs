@@ -85,6 +85,9 @@ pub struct Inputs {
     pub missing_targets: Vec<Arch>,
     /// How each architecture's binary can be run here; absent when it cannot.
     pub runners: BTreeMap<Arch, Runner>,
+    /// The architecture whose musl target is this machine's own (Alpine): cc-rs compiles C for it
+    /// with the machine's `cc`, so no C compiler is passed for it.
+    pub native_musl: Option<Arch>,
 }
 
 /// One thing dist does, in order.
@@ -193,6 +196,12 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
             if let Some(epoch) = &inputs.source_date_epoch {
                 env.push(("SOURCE_DATE_EPOCH".to_owned(), epoch.clone()));
             }
+            if inputs.builder == Builder::Cargo {
+                // cross's containers bring their own C cross compilers.
+                for &arch in archs.iter().filter(|&&a| Some(a) != inputs.native_musl) {
+                    env.extend(c_compiler_env(arch));
+                }
+            }
             if inputs.builder == Builder::Cross {
                 // cross starts cargo in a container with only CARGO_*/CROSS_* variables passed.
                 let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
@@ -230,6 +239,18 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
             }
         })
         .collect()
+}
+
+/// `CC_<triple>` and `CFLAGS_<triple>` (cc-rs's per-target variables, so host build scripts
+/// keep the host's compiler) for the C code `native_code` allows.
+pub fn c_compiler_env(arch: Arch) -> Vec<(String, String)> {
+    let target = arch.target();
+    let suffix = target.triple.replace('-', "_");
+    let mut env = vec![(format!("CC_{suffix}"), target.c_compiler.to_owned())];
+    if !target.c_flags.is_empty() {
+        env.push((format!("CFLAGS_{suffix}"), target.c_flags.to_owned()));
+    }
+    env
 }
 
 /// `target.<triple>.rustflags=[…]`: the path remaps, then the user's own flags.
@@ -429,6 +450,7 @@ mod tests {
                     Runner::Qemu(PathBuf::from("/usr/bin/qemu-aarch64-static")),
                 ),
             ]),
+            native_musl: None,
         }
     }
 
@@ -448,7 +470,10 @@ mod tests {
         let expected = [
             "$ cargo metadata --format-version 1 --locked --filter-platform x86_64-unknown-linux-musl  # stop if a crate in the amd64 binary compiles C".to_owned(),
             "$ cargo metadata --format-version 1 --locked --filter-platform aarch64-unknown-linux-musl  # stop if a crate in the arm64 binary compiles C".to_owned(),
-            format!("$ MOUNT_MONITOR_VERSION=1.2.3 SOURCE_DATE_EPOCH=1700000000 cargo build --release --locked \
+            format!("$ MOUNT_MONITOR_VERSION=1.2.3 SOURCE_DATE_EPOCH=1700000000 \
+                CC_x86_64_unknown_linux_musl=musl-gcc CC_aarch64_unknown_linux_musl=clang \
+                CFLAGS_aarch64_unknown_linux_musl=--target=aarch64-unknown-linux-musl \
+                cargo build --release --locked \
                 --package mount-monitor --bin mount-monitor --target-dir /src/mm/target \
                 --target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl \
                 --config {REMAP_AMD64} --config {remap_arm64}"),
@@ -591,6 +616,37 @@ mod tests {
             .unwrap();
         let root = flags.iter().position(|f| f.contains("/src/mm=")).unwrap();
         assert!(root < target);
+    }
+
+    #[test]
+    fn on_alpine_the_native_musl_target_uses_the_machines_cc() {
+        let inputs = Inputs {
+            native_musl: Some(Arch::Amd64),
+            ..inputs()
+        };
+        let Step::Build(build) = &plan(&inputs)[2] else {
+            panic!("third step is the build")
+        };
+        let names: Vec<&str> = build.env.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "MOUNT_MONITOR_VERSION",
+                "SOURCE_DATE_EPOCH",
+                "CC_aarch64_unknown_linux_musl",
+                "CFLAGS_aarch64_unknown_linux_musl"
+            ]
+        );
+    }
+
+    #[test]
+    fn cross_passes_no_c_compiler() {
+        let inputs = Inputs {
+            builder: Builder::Cross,
+            ..inputs()
+        };
+        let text = printed(&plan(&inputs)).join("\n");
+        assert!(!text.contains("CC_"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,405 @@
+//! The watchdog's decisions, without I/O or clocks of its own: when a restart becomes due, when
+//! it is cancelled, how long to wait between DELETE attempts, what an answer to a DELETE means,
+//! and whether the pod is too young to be deleted again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A restart that is waiting for its time: the mount that caused it and when it is due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    /// The monitor's id of the mount (names may repeat in a debrid-mount-monitor config).
+    pub id: u64,
+    pub mount: String,
+    /// Consecutive failures when the mount turned unhealthy, for the event's message.
+    pub failures: u32,
+    pub due: Instant,
+}
+
+/// What an observation changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reaction {
+    Nothing,
+    /// A restart is now pending.
+    Pending(Trigger),
+    /// The mount of the pending restart is no longer unhealthy, so the restart is off. When
+    /// another mount is still unhealthy, a restart for it is pending instead (`next`).
+    Cancelled {
+        mount: String,
+        next: Option<Trigger>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not armed (yet): unhealthy mounts are noted, nothing is triggered.
+    Unarmed,
+    Armed,
+    Pending(Trigger),
+    /// The restart sequence runs; mounts are noted, nothing else is triggered.
+    Restarting,
+    /// The pod is being deleted: nothing more to do.
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Unhealthy {
+    mount: String,
+    failures: u32,
+    since: Instant,
+}
+
+/// The state machine: Unarmed → Armed → Pending → Restarting → Done, with Pending → Armed on
+/// recovery and Restarting → Pending when the pod is too young to be deleted yet.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    restart_delay: Duration,
+    phase: Phase,
+    unhealthy: BTreeMap<u64, Unhealthy>,
+}
+
+impl Machine {
+    pub fn new(restart_delay: Duration) -> Machine {
+        Machine {
+            restart_delay,
+            phase: Phase::Unarmed,
+            unhealthy: BTreeMap::new(),
+        }
+    }
+
+    /// Arming succeeded. A mount that turned unhealthy while the access review ran counts as
+    /// if the watchdog had been armed first (debrid-mount-monitor arms before the first check).
+    pub fn arm(&mut self) -> Reaction {
+        if self.phase != Phase::Unarmed {
+            return Reaction::Nothing;
+        }
+        self.phase = Phase::Armed;
+        self.pend_next()
+    }
+
+    /// A mount's health changed: `unhealthy` or not (healthy, or no longer monitored).
+    pub fn observe(
+        &mut self,
+        id: u64,
+        mount: &str,
+        unhealthy: bool,
+        failures: u32,
+        now: Instant,
+    ) -> Reaction {
+        if unhealthy {
+            self.unhealthy.entry(id).or_insert_with(|| Unhealthy {
+                mount: mount.to_owned(),
+                failures,
+                since: now,
+            });
+            if self.phase == Phase::Armed {
+                return self.pend_next();
+            }
+            return Reaction::Nothing;
+        }
+        self.unhealthy.remove(&id);
+        match &self.phase {
+            Phase::Pending(trigger) if trigger.id == id => {
+                let mount = trigger.mount.clone();
+                self.phase = Phase::Armed;
+                let next = match self.pend_next() {
+                    Reaction::Pending(next) => Some(next),
+                    _ => None,
+                };
+                Reaction::Cancelled { mount, next }
+            }
+            _ => Reaction::Nothing,
+        }
+    }
+
+    /// When the pending restart is due; `None` when none is pending.
+    pub fn due(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Pending(trigger) => Some(trigger.due),
+            _ => None,
+        }
+    }
+
+    /// The pending restart starts: its trigger, and from now on nothing else is triggered.
+    pub fn begin(&mut self) -> Option<Trigger> {
+        match std::mem::replace(&mut self.phase, Phase::Restarting) {
+            Phase::Pending(trigger) => Some(trigger),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// The restart must wait until `until` (the pod is too young): pending again, and cancelled
+    /// as before if the mount recovers meanwhile.
+    pub fn postpone(&mut self, trigger: Trigger, until: Instant) {
+        if self.phase == Phase::Restarting {
+            self.phase = Phase::Pending(Trigger {
+                due: until,
+                ..trigger
+            });
+        }
+    }
+
+    /// The pod is being deleted (by us or by someone else): nothing more to trigger.
+    pub fn finish(&mut self) {
+        self.phase = Phase::Done;
+    }
+
+    /// The earliest mount still unhealthy becomes the pending restart, due `restartDelay`
+    /// after it turned unhealthy.
+    fn pend_next(&mut self) -> Reaction {
+        let Some((&id, first)) = self.unhealthy.iter().min_by_key(|(_, u)| u.since) else {
+            return Reaction::Nothing;
+        };
+        let trigger = Trigger {
+            id,
+            mount: first.mount.clone(),
+            failures: first.failures,
+            due: first.since + self.restart_delay,
+        };
+        self.phase = Phase::Pending(trigger.clone());
+        Reaction::Pending(trigger)
+    }
+}
+
+/// The wait before DELETE attempt `retry + 1` (0: the wait after the first attempt):
+/// `initial`, doubling each time, never more than `max`.
+pub fn backoff(initial: Duration, max: Duration, retry: u32) -> Duration {
+    let factor = 1u32.checked_shl(retry).unwrap_or(u32::MAX);
+    initial.saturating_mul(factor).min(max)
+}
+
+/// What the answer to a DELETE of the pod means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteVerdict {
+    /// 200, 202: deletion started; 404: gone already; 409: a conflicting deletion is under way.
+    Done,
+    /// 401, 403: the token or the RBAC rules refuse it; asking again will not help.
+    Permanent,
+    /// Anything else (5xx, 429, …): worth another try.
+    Transient,
+}
+
+pub fn classify_delete(status: u16) -> DeleteVerdict {
+    match status {
+        200 | 202 | 404 | 409 => DeleteVerdict::Done,
+        401 | 403 => DeleteVerdict::Permanent,
+        _ => DeleteVerdict::Transient,
+    }
+}
+
+/// When a pod created at `created` may be deleted again, if that is later than `now`: a pod
+/// younger than `min_age` was most likely created by the previous restart, and deleting it again
+/// at once would turn a broken mount into a restart storm. A creation time in the future (clock
+/// skew) counts as a pod created now. `min_age` zero turns the guard off.
+pub fn postponed_until(
+    created: Option<SystemTime>,
+    now: SystemTime,
+    min_age: Duration,
+) -> Option<SystemTime> {
+    let created = created?;
+    if min_age.is_zero() {
+        return None;
+    }
+    let age = now.duration_since(created).unwrap_or(Duration::ZERO);
+    (age < min_age).then(|| now + (min_age - age))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELAY: Duration = Duration::from_secs(5);
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn nothing_is_triggered_before_arming() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        assert_eq!(m.observe(1, "movies", true, 3, t0), Reaction::Nothing);
+        assert_eq!(m.due(), None);
+        assert_eq!(m.begin(), None);
+    }
+
+    #[test]
+    fn a_mount_unhealthy_before_arming_triggers_once_armed() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        m.observe(1, "movies", true, 3, t0);
+        let Reaction::Pending(trigger) = m.arm() else {
+            panic!("pending once armed")
+        };
+        assert_eq!((trigger.mount.as_str(), trigger.failures), ("movies", 3));
+        assert_eq!(
+            trigger.due,
+            t0 + DELAY,
+            "the delay counts from the transition"
+        );
+        assert_eq!(m.arm(), Reaction::Nothing, "arming twice changes nothing");
+    }
+
+    #[test]
+    fn a_transition_into_unhealthy_makes_a_restart_pending_after_the_delay() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        assert_eq!(m.arm(), Reaction::Nothing);
+        let reaction = m.observe(7, "tv", true, 5, t0);
+        let expected = Trigger {
+            id: 7,
+            mount: "tv".into(),
+            failures: 5,
+            due: t0 + DELAY,
+        };
+        assert_eq!(reaction, Reaction::Pending(expected.clone()));
+        assert_eq!(m.due(), Some(t0 + DELAY));
+        assert_eq!(m.begin(), Some(expected));
+        assert_eq!(m.due(), None);
+        assert_eq!(m.begin(), None, "one restart per trigger");
+    }
+
+    #[test]
+    fn recovery_of_the_pending_mount_cancels() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        m.arm();
+        m.observe(1, "movies", true, 3, t0);
+        assert_eq!(
+            m.observe(1, "movies", false, 0, t0 + secs(1)),
+            Reaction::Cancelled {
+                mount: "movies".into(),
+                next: None
+            }
+        );
+        assert_eq!(m.due(), None);
+        // Armed again: the next transition triggers anew, its delay from its own time.
+        let Reaction::Pending(again) = m.observe(1, "movies", true, 3, t0 + secs(2)) else {
+            panic!("armed again after a cancel")
+        };
+        assert_eq!(again.due, t0 + secs(2) + DELAY);
+    }
+
+    #[test]
+    fn other_mounts_failing_while_one_is_pending_are_ignored() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        m.arm();
+        m.observe(1, "movies", true, 3, t0);
+        assert_eq!(m.observe(2, "tv", true, 3, t0 + secs(1)), Reaction::Nothing);
+        assert_eq!(
+            m.observe(2, "tv", false, 0, t0 + secs(2)),
+            Reaction::Nothing
+        );
+        assert_eq!(m.begin().map(|t| t.mount), Some("movies".into()));
+    }
+
+    #[test]
+    fn a_cancel_hands_over_to_a_mount_that_is_still_unhealthy() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(DELAY);
+        m.arm();
+        m.observe(1, "movies", true, 3, t0);
+        m.observe(2, "tv", true, 4, t0 + secs(1));
+        let Reaction::Cancelled { mount, next } = m.observe(1, "movies", false, 0, t0 + secs(2))
+        else {
+            panic!("cancelled")
+        };
+        assert_eq!(mount, "movies");
+        let next = next.expect("tv is still unhealthy");
+        assert_eq!((next.id, next.failures), (2, 4));
+        assert_eq!(next.due, t0 + secs(1) + DELAY);
+    }
+
+    #[test]
+    fn nothing_is_triggered_while_restarting_or_after() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Duration::ZERO);
+        m.arm();
+        m.observe(1, "movies", true, 3, t0);
+        m.begin();
+        assert_eq!(m.observe(2, "tv", true, 3, t0), Reaction::Nothing);
+        assert_eq!(m.observe(1, "movies", false, 0, t0), Reaction::Nothing);
+        m.finish();
+        assert_eq!(m.observe(3, "music", true, 3, t0), Reaction::Nothing);
+        assert_eq!(m.due(), None);
+    }
+
+    #[test]
+    fn a_postponed_restart_is_pending_again_and_can_be_cancelled() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Duration::ZERO);
+        m.arm();
+        m.observe(1, "movies", true, 3, t0);
+        let trigger = m.begin().unwrap();
+        m.postpone(trigger, t0 + secs(60));
+        assert_eq!(m.due(), Some(t0 + secs(60)));
+        assert!(matches!(
+            m.observe(1, "movies", false, 0, t0 + secs(10)),
+            Reaction::Cancelled { .. }
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_from_initial_up_to_max() {
+        let ms = Duration::from_millis;
+        let schedule: Vec<Duration> = (0..8).map(|i| backoff(ms(100), secs(10), i)).collect();
+        assert_eq!(
+            schedule,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(3200),
+                ms(6400),
+                secs(10)
+            ]
+        );
+        assert_eq!(backoff(ms(100), secs(10), 40), secs(10), "no overflow");
+        assert_eq!(backoff(secs(3), secs(3), 0), secs(3));
+    }
+
+    #[test]
+    fn delete_answers_fall_into_three_classes() {
+        use DeleteVerdict::*;
+        for (status, verdict) in [
+            (200, Done),
+            (202, Done),
+            (404, Done),
+            (409, Done),
+            (401, Permanent),
+            (403, Permanent),
+            (500, Transient),
+            (503, Transient),
+            (429, Transient),
+            (400, Transient),
+            (204, Transient),
+        ] {
+            assert_eq!(classify_delete(status), verdict, "{status}");
+        }
+    }
+
+    #[test]
+    fn young_pods_are_deleted_only_once_old_enough() {
+        let now = SystemTime::UNIX_EPOCH + secs(1_000_000);
+        let min = secs(300);
+        assert_eq!(
+            postponed_until(Some(now - secs(60)), now, min),
+            Some(now + secs(240))
+        );
+        assert_eq!(postponed_until(Some(now - secs(300)), now, min), None);
+        assert_eq!(postponed_until(Some(now - secs(900)), now, min), None);
+        assert_eq!(
+            postponed_until(Some(now + secs(30)), now, min),
+            Some(now + min),
+            "a creation time ahead of the clock counts as now"
+        );
+        assert_eq!(postponed_until(None, now, min), None, "unknown age");
+        assert_eq!(postponed_until(Some(now), now, Duration::ZERO), None, "off");
+    }
+}

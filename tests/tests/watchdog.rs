@@ -1,0 +1,991 @@
+//! The pod-restart watchdog end to end: the real binary against an HTTPS double of the
+//! Kubernetes API server (`tests::kube_double`), each case asserting the exact requests made and
+//! what became of the process.
+//!
+//! Most mounts here are directories checked through their canary file (`requireMountpoint:
+//! false`): removing the canary turns the mount unhealthy without root. The cases with real
+//! tmpfs mounts need root and are ignored unless run with `--include-ignored`.
+//!
+//! `MOUNT_MONITOR_BIN=target/dist/mount-monitor-linux-arm64` runs them against a release binary
+//! (arm64 through QEMU's binfmt entry): its TLS is ring as compiled for musl by `cargo xtask dist`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use tests::kube_double::{
+    self, Api, KubeDouble, NAMESPACE, POD, REVIEW_PATH, Request, ServiceAccount,
+};
+use tests::{Monitor, Tmpfs, mount_json};
+
+const INTERVAL: Duration = Duration::from_millis(500);
+const THRESHOLD: u32 = 2;
+/// From a mount's failure to the DELETE: `THRESHOLD` intervals (with their 10% jitter), then the
+/// three calls, which take milliseconds.
+const TRIGGER_LIMIT: Duration = Duration::from_millis(500 * THRESHOLD as u64 + 1000);
+const TOKEN: &str = "token-1";
+
+fn bearer(token: &str) -> Option<String> {
+    Some(format!("Bearer {token}"))
+}
+
+/// A directory whose health is its canary file.
+struct CanaryDir {
+    dir: tempfile::TempDir,
+}
+
+impl CanaryDir {
+    fn new() -> CanaryDir {
+        let dir = tempfile::Builder::new()
+            .prefix("mm-watchdog-")
+            .tempdir()
+            .expect("create a mount directory");
+        std::fs::write(dir.path().join(".health-check"), "ok").expect("write the canary");
+        CanaryDir { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn fail(&self) {
+        std::fs::remove_file(self.path().join(".health-check")).expect("remove the canary");
+    }
+
+    fn recover(&self) {
+        std::fs::write(self.path().join(".health-check"), "ok").expect("write the canary");
+    }
+}
+
+/// A config checking `mounts` every [`INTERVAL`], unhealthy after [`THRESHOLD`] failures.
+fn write_config(dir: &Path, mounts: &[(&str, &Path)], watchdog: Value) -> PathBuf {
+    let mounts: Vec<Value> = mounts
+        .iter()
+        .map(|(name, path)| json!({"name": name, "path": path, "requireMountpoint": false}))
+        .collect();
+    let config = json!({
+        "checkInterval": format!("{}ms", INTERVAL.as_millis()),
+        "readTimeout": "200ms",
+        "failureThreshold": THRESHOLD,
+        "logLevel": "debug",
+        "mounts": mounts,
+        "watchdog": watchdog,
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).expect("write the config");
+    path
+}
+
+/// The monitor with `config`, in a pod of `double` with `account` mounted, in `cwd`.
+fn start(config: &Path, cwd: &Path, double: &KubeDouble, account: &ServiceAccount) -> Monitor {
+    Monitor::start_with([Path::new("--config"), config], cwd, |command| {
+        double.in_pod(command, account.path())
+    })
+}
+
+fn watchdog_of(monitor: &Monitor) -> Value {
+    let (_, body) = monitor.get_json("/healthz/status");
+    body["watchdog"].clone()
+}
+
+/// Polls `/healthz/status` until the watchdog is in `state`; its object then.
+fn wait_for_state(monitor: &Monitor, state: &str, limit: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let watchdog = watchdog_of(monitor);
+        if watchdog["state"] == state {
+            return watchdog;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "watchdog not {state} within {limit:?}: {watchdog}\nlog:\n{}",
+            monitor.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The value of one series in `/metrics`.
+fn metric(monitor: &Monitor, series: &str) -> f64 {
+    let (status, text) = monitor.get("/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+fn restarts(monitor: &Monitor, outcome: &str) -> f64 {
+    metric(
+        monitor,
+        &format!("mount_monitor_watchdog_restarts_total{{outcome=\"{outcome}\"}}"),
+    )
+}
+
+fn state_metric(monitor: &Monitor, state: &str) -> f64 {
+    metric(
+        monitor,
+        &format!("mount_monitor_watchdog_state{{state=\"{state}\"}}"),
+    )
+}
+
+/// The log lines (JSON) whose message is `message`.
+fn log_lines(monitor: &Monitor, message: &str) -> Vec<Value> {
+    monitor
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == message)
+        .collect()
+}
+
+fn assert_review(request: &Request, token: &str) {
+    assert_eq!(request.line(), format!("POST {REVIEW_PATH}"));
+    assert_eq!(request.authorization, bearer(token));
+    assert_eq!(request.body["kind"], "SelfSubjectAccessReview");
+    assert_eq!(
+        request.body["spec"]["resourceAttributes"],
+        json!({"verb": "delete", "resource": "pods", "namespace": NAMESPACE})
+    );
+}
+
+/// GET the pod, POST the event, DELETE the pod, each with `token`; the event about `mount`.
+fn assert_restart_sequence(requests: &[Request], token: &str, mount: &str) {
+    let lines: Vec<String> = requests.iter().map(Request::line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("GET {}", kube_double::pod_path()),
+            format!("POST {}", kube_double::events_path()),
+            format!("DELETE {}", kube_double::pod_path()),
+        ]
+    );
+    for request in requests {
+        assert_eq!(request.authorization, bearer(token), "{}", request.line());
+    }
+    let event = &requests[1].body;
+    assert_eq!(event["reason"], "WatchdogRestart");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["source"]["component"], "mount-monitor-watchdog");
+    assert_eq!(event["involvedObject"]["kind"], "Pod");
+    assert_eq!(event["involvedObject"]["name"], POD);
+    assert_eq!(event["involvedObject"]["namespace"], NAMESPACE);
+    assert_eq!(
+        event["message"],
+        format!(
+            "Mount {mount} unhealthy after {THRESHOLD} consecutive failures, triggering pod restart"
+        )
+    );
+    assert_eq!(requests[2].body, Value::Null, "DELETE has no body");
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts tmpfs filesystems and must run as root: cargo xtask test, or sudo cargo test -- --include-ignored"
+    );
+}
+
+#[test]
+fn not_in_cluster_it_serves_and_says_so() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::empty();
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_state(&monitor, "not_in_cluster", Duration::from_secs(5));
+    assert!(
+        watchdog["reason"].as_str().unwrap().contains(&format!(
+            "no service account token at {}",
+            account.path().join("token").display()
+        )),
+        "{watchdog}"
+    );
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+    let disabled = log_lines(&monitor, "watchdog disabled");
+    assert_eq!(disabled.len(), 1, "{}", monitor.log());
+    assert_eq!(disabled[0]["reason"], "not_in_cluster");
+    assert_eq!(disabled[0]["level"], "INFO");
+    assert_eq!(state_metric(&monitor, "not_in_cluster"), 1.0);
+    assert_eq!(state_metric(&monitor, "armed"), 0.0);
+
+    // Unhealthy, and still nothing is asked of any API server.
+    media.fail();
+    monitor.wait_for("/healthz/live", 503, TRIGGER_LIMIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(double.lines(), Vec::<String>::new());
+    assert_eq!(monitor.get("/version").0, 200, "still serving");
+}
+
+#[test]
+fn a_denied_access_review_leaves_it_serving_and_forbidden() {
+    let double = KubeDouble::start(Api {
+        allowed: false,
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_state(&monitor, "forbidden", Duration::from_secs(10));
+    assert_eq!(watchdog["pod"], POD);
+    assert_eq!(watchdog["namespace"], NAMESPACE);
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may not delete pods in namespace media"),
+        "{watchdog}"
+    );
+    let requests = double.requests();
+    assert_eq!(requests.len(), 1, "{:?}", double.lines());
+    assert_review(&requests[0], TOKEN);
+    let disabled = log_lines(&monitor, "watchdog disabled");
+    assert_eq!(disabled.len(), 1, "{}", monitor.log());
+    assert_eq!(disabled[0]["level"], "WARN");
+    assert_eq!(disabled[0]["reason"], "rbac_missing");
+    assert_eq!(state_metric(&monitor, "forbidden"), 1.0);
+
+    media.fail();
+    monitor.wait_for("/healthz/live", 503, TRIGGER_LIMIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(double.requests().len(), 1, "{:?}", double.lines());
+    assert_eq!(monitor.get("/version").0, 200, "still serving");
+}
+
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn an_unmounted_tmpfs_gets_the_pod_deleted() {
+    require_root();
+    let double = KubeDouble::start(Api::default());
+    // No namespace file: POD_NAMESPACE names it.
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, None);
+    let mut media = Tmpfs::new("size=1m");
+    std::fs::write(media.path().join(".health-check"), "ok").unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = json!({
+        "checkInterval": format!("{}ms", INTERVAL.as_millis()),
+        "readTimeout": "200ms",
+        "failureThreshold": THRESHOLD,
+        "mounts": [{"name": "media", "path": media.path()}],
+        "watchdog": {"enabled": true},
+    });
+    let config_file = cwd.path().join("config.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let monitor = start(&config_file, cwd.path(), &double, &account);
+    let armed = wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    assert_eq!(
+        (&armed["pod"], &armed["namespace"]),
+        (&json!(POD), &json!(NAMESPACE))
+    );
+    assert_eq!(log_lines(&monitor, "watchdog armed").len(), 1);
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+    assert_review(&double.requests()[0], TOKEN);
+
+    // The kubelet rotates the token: every later call reads the new one.
+    account.set_token("token-2");
+    let unmounted = Instant::now();
+    media.unmount();
+    let requests = double.wait_for_requests(4, TRIGGER_LIMIT + Duration::from_secs(5));
+    let deleted_after = requests[3].at.duration_since(unmounted);
+    assert!(
+        deleted_after <= TRIGGER_LIMIT,
+        "DELETE {deleted_after:?} after the unmount, over {TRIGGER_LIMIT:?}"
+    );
+    assert_restart_sequence(&requests[1..], "token-2", "media");
+
+    let watchdog = wait_for_state(&monitor, "restarting", Duration::from_secs(2));
+    assert_eq!(watchdog["mount"], "media");
+    assert_eq!(watchdog["delete_attempts"], 1);
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("deleted (HTTP 200)"),
+        "{watchdog}"
+    );
+    assert_eq!(restarts(&monitor, "deleted"), 1.0);
+    assert_eq!(state_metric(&monitor, "restarting"), 1.0);
+    let triggered = log_lines(&monitor, "watchdog restart triggered");
+    assert_eq!(triggered.len(), 1, "{}", monitor.log());
+    assert_eq!(triggered[0]["mount"], "media");
+    assert_eq!(log_lines(&monitor, "pod deletion successful").len(), 1);
+
+    // Kubernetes stops the pod now; until then, nothing more is sent and the monitor serves.
+    std::thread::sleep(INTERVAL * 3);
+    assert_eq!(double.requests().len(), 4, "{:?}", double.lines());
+    let (status, body) = monitor.get_json("/healthz/status");
+    assert_eq!(status, 503);
+    assert_eq!(mount_json(&body, "media")["reason"], "not_mounted");
+}
+
+#[test]
+fn transient_delete_failures_are_retried_with_growing_gaps() {
+    let double = KubeDouble::start(Api {
+        delete_statuses: vec![500, 500],
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "retryBackoffInitial": "300ms", "retryBackoffMax": "5s"}),
+    );
+    let mut monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    let requests = double.wait_for_requests(6, TRIGGER_LIMIT + Duration::from_secs(5));
+    let lines: Vec<String> = requests.iter().map(Request::line).collect();
+    let delete = format!("DELETE {}", kube_double::pod_path());
+    assert_eq!(
+        lines[1..],
+        [
+            format!("GET {}", kube_double::pod_path()),
+            format!("POST {}", kube_double::events_path()),
+            delete.clone(),
+            delete.clone(),
+            delete,
+        ]
+    );
+    let (first, second) = (
+        requests[4].at.duration_since(requests[3].at),
+        requests[5].at.duration_since(requests[4].at),
+    );
+    assert!(first >= Duration::from_millis(300), "first gap {first:?}");
+    assert!(
+        second >= Duration::from_millis(600),
+        "second gap {second:?}"
+    );
+    assert!(second > first, "gaps {first:?} then {second:?}");
+    assert!(
+        second < Duration::from_millis(1500),
+        "second gap {second:?}"
+    );
+
+    let watchdog = wait_for_state(&monitor, "restarting", Duration::from_secs(2));
+    assert_eq!(watchdog["delete_attempts"], 3);
+    assert!(
+        watchdog["last_error"].as_str().unwrap().contains("500"),
+        "{watchdog}"
+    );
+    assert_eq!(
+        log_lines(&monitor, "pod deletion failed, retrying").len(),
+        2
+    );
+    assert_eq!(restarts(&monitor, "deleted"), 1.0);
+    assert_eq!(restarts(&monitor, "failed"), 0.0);
+    assert!(
+        monitor.wait_exit(Duration::from_millis(500)).is_none(),
+        "it keeps running"
+    );
+}
+
+#[test]
+fn a_forbidden_delete_exits_1() {
+    let double = KubeDouble::start(Api {
+        delete_statuses: vec![403],
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let mut monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    let status = monitor
+        .wait_exit(TRIGGER_LIMIT + Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running:\n{}", monitor.log()));
+    assert_eq!(status.code(), Some(1), "{}", monitor.log());
+    let lines = double.lines();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("DELETE ")).count(),
+        1,
+        "a permanent error is not retried: {lines:?}"
+    );
+    assert_restart_sequence(&double.requests()[1..], TOKEN, "media");
+    let permanent = log_lines(&monitor, "pod deletion failed with permanent error");
+    assert_eq!(permanent.len(), 1, "{}", monitor.log());
+    assert!(
+        permanent[0]["error"].as_str().unwrap().contains("403"),
+        "{}",
+        permanent[0]
+    );
+    assert_eq!(
+        log_lines(
+            &monitor,
+            "pod deletion failed after all retries, exiting for container restart"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn exhausted_retries_exit_1() {
+    let double = KubeDouble::start(Api {
+        delete_statuses: vec![503; 10],
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "maxRetries": 2, "retryBackoffInitial": "100ms"}),
+    );
+    let mut monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    let status = monitor
+        .wait_exit(TRIGGER_LIMIT + Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running:\n{}", monitor.log()));
+    assert_eq!(status.code(), Some(1), "{}", monitor.log());
+    let deletes = double
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE "))
+        .count();
+    assert_eq!(deletes, 2, "maxRetries DELETEs: {:?}", double.lines());
+}
+
+#[test]
+fn a_pod_already_terminating_is_not_deleted() {
+    let double = KubeDouble::start(Api {
+        terminating: true,
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    double.wait_for_requests(2, TRIGGER_LIMIT + Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        double.lines(),
+        [
+            format!("POST {REVIEW_PATH}"),
+            format!("GET {}", kube_double::pod_path())
+        ]
+    );
+    let watchdog = watchdog_of(&monitor);
+    assert_eq!(watchdog["state"], "restarting");
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already being deleted"),
+        "{watchdog}"
+    );
+    assert_eq!(restarts(&monitor, "already_terminating"), 1.0);
+    assert_eq!(restarts(&monitor, "deleted"), 0.0);
+    assert_eq!(
+        log_lines(&monitor, "pod already terminating, skipping deletion").len(),
+        1
+    );
+}
+
+#[test]
+fn recovery_within_the_restart_delay_cancels() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "restartDelay": "2s"}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    let pending = wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
+    let pending_since = Instant::now();
+    assert_eq!(pending["mount"], "media");
+    assert!(pending["restart_at"].is_string(), "{pending}");
+    assert_eq!(state_metric(&monitor, "pending"), 1.0);
+
+    std::thread::sleep(Duration::from_secs(1));
+    media.recover();
+    let armed = wait_for_state(&monitor, "armed", Duration::from_secs(2));
+    assert!(
+        armed["reason"].as_str().unwrap().contains("cancelled"),
+        "{armed}"
+    );
+    // Past the moment the restart would have been due.
+    std::thread::sleep(
+        (pending_since + Duration::from_millis(2500)).saturating_duration_since(Instant::now()),
+    );
+    assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
+    assert_eq!(restarts(&monitor, "cancelled"), 1.0);
+    assert_eq!(log_lines(&monitor, "watchdog restart cancelled").len(), 1);
+}
+
+#[test]
+fn a_second_mount_failing_while_one_is_pending_makes_one_delete() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let (movies, tv) = (CanaryDir::new(), CanaryDir::new());
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("movies", movies.path()), ("tv", tv.path())],
+        json!({"enabled": true, "restartDelay": "1500ms"}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    movies.fail();
+    wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
+    tv.fail();
+    let requests = double.wait_for_requests(4, Duration::from_secs(6));
+    assert_restart_sequence(&requests[1..], TOKEN, "movies");
+    // The second mount's failure is on the status page, and triggers nothing more.
+    std::thread::sleep(INTERVAL * 4);
+    let (_, body) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&body, "tv")["status"], "unhealthy");
+    assert_eq!(double.requests().len(), 4, "{:?}", double.lines());
+    assert_eq!(log_lines(&monitor, "watchdog restart triggered").len(), 1);
+}
+
+#[test]
+fn a_server_certificate_from_another_ca_is_refused() {
+    let double = KubeDouble::start_untrusted(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
+    let reason = watchdog["reason"].as_str().unwrap();
+    assert!(reason.contains("TLS handshake"), "{watchdog}");
+    assert!(reason.contains("UnknownIssuer"), "{watchdog}");
+    assert!(
+        reason.contains(&account.path().join("ca.crt").display().to_string()),
+        "names the CA it trusts: {watchdog}"
+    );
+    assert_eq!(double.lines(), Vec::<String>::new(), "no request completed");
+    let failure = double.wait_for_handshake_failure(Duration::from_secs(5));
+    assert!(failure.is_some(), "the client ended the handshake");
+    assert_eq!(double.lines(), Vec::<String>::new(), "no request completed");
+    let disabled = log_lines(&monitor, "watchdog disabled");
+    assert_eq!(disabled.len(), 1, "{}", monitor.log());
+    assert_eq!(disabled[0]["level"], "WARN");
+    assert!(
+        disabled[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer")
+    );
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+}
+
+#[test]
+fn without_pod_namespace_the_service_accounts_namespace_is_used() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = Monitor::start_with(
+        [Path::new("--config"), config.as_path()],
+        cwd.path(),
+        |command| {
+            double.in_pod(command, account.path());
+            command.env_remove("POD_NAMESPACE");
+        },
+    );
+    let armed = wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    assert_eq!(armed["namespace"], NAMESPACE);
+    assert_review(&double.requests()[0], TOKEN);
+}
+
+#[test]
+fn without_pod_name_it_does_not_arm_and_says_why() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = Monitor::start_with(
+        [Path::new("--config"), config.as_path()],
+        cwd.path(),
+        |command| {
+            double.in_pod(command, account.path());
+            command.env_remove("POD_NAME");
+        },
+    );
+    let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("POD_NAME is not set"),
+        "{watchdog}"
+    );
+    media.fail();
+    monitor.wait_for("/healthz/live", 503, TRIGGER_LIMIT);
+    assert_eq!(
+        double.lines(),
+        Vec::<String>::new(),
+        "no request without a pod to delete"
+    );
+}
+
+#[test]
+fn a_tls12_only_api_server_is_accepted() {
+    let double = KubeDouble::start_tls12_only(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    assert_review(&double.requests()[0], TOKEN);
+}
+
+#[test]
+fn an_answer_over_1_mib_is_not_read() {
+    let double = KubeDouble::start(Api {
+        oversized_review: true,
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
+    assert!(
+        watchdog["reason"]
+            .as_str()
+            .unwrap()
+            .contains("answer is larger than 1048576 bytes"),
+        "{watchdog}"
+    );
+    assert_eq!(double.requests().len(), 1);
+}
+
+#[test]
+fn sigterm_while_pending_deletes_nothing() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "restartDelay": "3s"}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
+    let log_before = monitor.log();
+    let (code, took) = monitor.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log_before}");
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
+}
+
+#[test]
+fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
+    let created = SystemTime::now();
+    let double = KubeDouble::start(Api {
+        pod_created: created,
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "minPodAge": "4s"}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    media.fail();
+    let requests = double.wait_for_requests(3, TRIGGER_LIMIT + Duration::from_secs(5));
+    assert_eq!(
+        requests[1..].iter().map(Request::line).collect::<Vec<_>>(),
+        [
+            format!("GET {}", kube_double::pod_path()),
+            format!("POST {}", kube_double::events_path()),
+        ]
+    );
+    let postponed = &requests[2].body;
+    assert_eq!(postponed["reason"], "WatchdogRestartPostponed");
+    assert!(
+        postponed["message"]
+            .as_str()
+            .unwrap()
+            .contains("younger than minPodAge (4s)"),
+        "{postponed}"
+    );
+    let watchdog = wait_for_state(&monitor, "pending", Duration::from_secs(1));
+    assert!(
+        watchdog["reason"].as_str().unwrap().contains("minPodAge"),
+        "{watchdog}"
+    );
+
+    let requests = double.wait_for_requests(6, Duration::from_secs(8));
+    assert_restart_sequence(&requests[3..], TOKEN, "media");
+    // The creation time has a resolution of a second.
+    let deleted_at = SystemTime::now() - requests[5].at.elapsed();
+    let age = deleted_at.duration_since(created).unwrap_or_default();
+    assert!(age >= Duration::from_secs(3), "deleted at age {age:?}");
+    assert_eq!(restarts(&monitor, "postponed"), 1.0);
+    assert_eq!(restarts(&monitor, "deleted"), 1.0);
+}
+
+#[test]
+fn check_mode_does_nothing_with_the_watchdog() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    for args in [
+        vec!["check".to_owned()],
+        vec!["--init-container-mode".to_owned()],
+    ] {
+        let mut command = std::process::Command::new(tests::binary());
+        double.in_pod(&mut command, account.path());
+        let output = command
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("watchdog"), "{args:?}: {stderr}");
+    }
+    assert_eq!(double.lines(), Vec::<String>::new());
+}
+
+#[test]
+fn backoff_settings_are_checked_when_serving_only() {
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true, "retryBackoffInitial": "20s"}),
+    );
+    let config = config.display().to_string();
+    let (code, _, stderr) = tests::run(["--config", &config, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "`watchdog.retryBackoffMax`: 10s is below `watchdog.retryBackoffInitial` (20s)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("mount-monitor: config file "),
+        "{stderr}"
+    );
+    let (code, _, stderr) = tests::run(["check", "--config", &config]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// debrid-mount-monitor's README example and kind ConfigMap, as written but for the mount
+/// paths (pointed at tmpfs mounts), start, serve and arm the watchdog.
+#[test]
+#[ignore = "needs root: cargo xtask test"]
+fn debrid_configs_with_the_watchdog_start_and_serve() {
+    require_root();
+    for fixture in ["dmm-readme.config.json", "dmm-kind.config.json"] {
+        let text =
+            std::fs::read_to_string(tests::workspace_root().join("tests/fixtures").join(fixture))
+                .unwrap();
+        let mut config: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(config["watchdog"]["enabled"], true, "{fixture}");
+        let cwd = tempfile::tempdir().unwrap();
+        let mut mounts = Vec::new();
+        for mount in config["mounts"].as_array_mut().unwrap() {
+            let written = mount["path"].as_str().unwrap().to_owned();
+            let fs = if written.starts_with("./") {
+                // A relative path stays as written, under the working directory.
+                let dir = cwd.path().join(&written);
+                std::fs::create_dir_all(&dir).unwrap();
+                mount_at(&dir);
+                None
+            } else {
+                let fs = Tmpfs::new("size=1m");
+                mount["path"] = json!(fs.path());
+                Some(fs)
+            };
+            let path = fs
+                .as_ref()
+                .map(|fs| fs.path().to_path_buf())
+                .unwrap_or_else(|| cwd.path().join(&written));
+            std::fs::write(path.join(".health-check"), "ok").unwrap();
+            mounts.push((mount["name"].as_str().unwrap().to_owned(), fs, path));
+        }
+        let config_file = cwd.path().join("config.json");
+        std::fs::write(&config_file, config.to_string()).unwrap();
+
+        let double = KubeDouble::start(Api::default());
+        let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+        let monitor = start(&config_file, cwd.path(), &double, &account);
+        wait_for_state(&monitor, "armed", Duration::from_secs(10));
+        monitor.wait_for("/healthz/ready", 200, Duration::from_secs(10));
+        let (status, body) = monitor.get_json("/healthz/status");
+        assert_eq!(status, 200, "{fixture}: {body}");
+        for (name, _, _) in &mounts {
+            assert_eq!(
+                mount_json(&body, name)["status"],
+                "healthy",
+                "{fixture}: {body}"
+            );
+        }
+        assert_eq!(body["watchdog"]["state"], "armed");
+        let requests = double.requests();
+        assert_eq!(requests.len(), 1, "{fixture}: {:?}", double.lines());
+        assert_review(&requests[0], TOKEN);
+        for (_, _, path) in &mounts {
+            if path.starts_with(cwd.path()) {
+                let _ = nix::mount::umount2(path.as_path(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// Mounts a tmpfs on `dir` (which the caller unmounts).
+fn mount_at(dir: &Path) {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+}
+
+/// deploy/watchdog.yaml grants exactly what the watchdog asks for, to the pod's service account,
+/// and gives the sidecar the pod's identity and a config with the watchdog on.
+#[test]
+fn the_watchdog_manifest_grants_exactly_the_four_permissions() {
+    use serde::Deserialize;
+    let file = tests::workspace_root().join("deploy/watchdog.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    let find = |kind: &str| -> &Value {
+        let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind} in {}", file.display());
+        found[0]
+    };
+    let mut rules: Vec<(String, String, String)> = Vec::new();
+    for rule in find("Role")["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    rules.push((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    rules.sort();
+    let expected = [
+        ("", "events", "create"),
+        ("", "pods", "delete"),
+        ("", "pods", "get"),
+        ("authorization.k8s.io", "selfsubjectaccessreviews", "create"),
+    ]
+    .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()));
+    assert_eq!(rules, expected);
+
+    let account = find("ServiceAccount")["metadata"]["name"].clone();
+    let binding = find("RoleBinding");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], find("Role")["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": account}])
+    );
+
+    let pod = &find("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account);
+    assert_eq!(pod["enableServiceLinks"], false);
+    let sidecar = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["image"].as_str().unwrap().contains("mount-monitor"))
+        .expect("a mount-monitor container");
+    let env = |name: &str| {
+        sidecar["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(env("POD_NAME"), Some(json!("metadata.name")));
+    assert_eq!(env("POD_NAMESPACE"), Some(json!("metadata.namespace")));
+    let config = find("ConfigMap")["data"]["config.toml"].as_str().unwrap();
+    assert!(
+        config.contains("[watchdog]\nenabled = true\n"),
+        "the watchdog is on:\n{config}"
+    );
+}

@@ -90,10 +90,16 @@ fn watchdog_of(monitor: &Monitor) -> Value {
 
 /// Polls `/healthz/status` until the watchdog is in `state`; its object then.
 fn wait_for_state(monitor: &Monitor, state: &str, limit: Duration) -> Value {
+    wait_for_watchdog(monitor, state, "", limit)
+}
+
+/// Polls until the watchdog is in `state` with a reason that contains `reason`.
+fn wait_for_watchdog(monitor: &Monitor, state: &str, reason: &str, limit: Duration) -> Value {
     let started = Instant::now();
     loop {
         let watchdog = watchdog_of(monitor);
-        if watchdog["state"] == state {
+        if watchdog["state"] == state && watchdog["reason"].as_str().unwrap_or("").contains(reason)
+        {
             return watchdog;
         }
         assert!(
@@ -135,7 +141,7 @@ fn log_lines(monitor: &Monitor, message: &str) -> Vec<Value> {
         .log()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["message"] == message)
+        .filter(|l| l["msg"] == message)
         .collect()
 }
 
@@ -304,7 +310,13 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     );
     assert_restart_sequence(&requests[1..], "token-2", "media");
 
-    let watchdog = wait_for_state(&monitor, "restarting", Duration::from_secs(2));
+    // The state reads `restarting` while the DELETE is on its way, then says how it went.
+    let watchdog = wait_for_watchdog(
+        &monitor,
+        "restarting",
+        "deleted (HTTP 200)",
+        Duration::from_secs(2),
+    );
     assert_eq!(watchdog["mount"], "media");
     assert_eq!(watchdog["delete_attempts"], 1);
     assert!(

@@ -127,6 +127,24 @@ pub struct Options {
         value_name = "N"
     )]
     pub max_blocked_checks: Option<usize>,
+    /// Connections served at once, over all clients (at most three quarters of the open-file
+    /// limit) [default: 2048, what 32 MiB of memory holds]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub max_connections: Option<usize>,
+    /// Connections one client address may hold at once, so that no client can take the
+    /// connections probes need [default: 64]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_CONNECTIONS_PER_PEER",
+        value_name = "N"
+    )]
+    pub max_connections_per_peer: Option<usize>,
     /// Same as `check` (debrid-mount-monitor's flag)
     #[arg(long, global = true)]
     pub init_container_mode: bool,
@@ -150,6 +168,8 @@ impl Options {
             log_level: self.log_level.clone(),
             log_format: self.log_format.clone(),
             max_blocked_checks: self.max_blocked_checks,
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
         }
     }
 }

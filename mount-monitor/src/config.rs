@@ -161,6 +161,10 @@ pub struct Settings {
     /// Checks left blocked in the kernel (a thread each) at most; past it, a mount whose earlier
     /// check is still blocked starts no new one.
     pub max_blocked_checks: usize,
+    /// Connections served at once, over all clients (then capped by the open-file limit).
+    pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_peer: usize,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -179,6 +183,8 @@ impl Default for Settings {
             log_level: LogLevel::Info,
             log_format: None,
             max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: crate::limits::DEFAULT_PER_PEER,
             mounts: Vec::new(),
             config_file: None,
         }
@@ -198,6 +204,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub max_blocked_checks: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -219,6 +227,8 @@ struct FileConfig {
     log_format: Option<String>,
     canary_file: Option<String>,
     max_blocked_checks: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
 }
@@ -427,6 +437,35 @@ fn resolve(
     }
     if let Some(v) = cli.max_blocked_checks.or(file.max_blocked_checks) {
         s.max_blocked_checks = v;
+    }
+    let connections = [
+        (
+            cli.max_connections,
+            file.max_connections,
+            "--max-connections",
+            "maxConnections",
+            &mut s.max_connections,
+        ),
+        (
+            cli.max_connections_per_peer,
+            file.max_connections_per_peer,
+            "--max-connections-per-peer",
+            "maxConnectionsPerPeer",
+            &mut s.max_connections_per_peer,
+        ),
+    ];
+    for (flag, key, flag_name, key_name, setting) in connections {
+        let (value, from) = match (flag, key) {
+            (Some(v), _) => (v, flag_name.to_owned()),
+            (None, Some(v)) => (v, origin(key_name)),
+            (None, None) => continue,
+        };
+        if value == 0 {
+            return err(format!(
+                "{from}: 0 would refuse every client; set it to 1 or more"
+            ));
+        }
+        *setting = value;
     }
 
     if s.check_interval < MIN_CHECK_INTERVAL {
@@ -817,6 +856,35 @@ mod tests {
         let tv = &s.mounts[1];
         assert_eq!(tv.check, DataCheck::Directory);
         assert_eq!(tv.failure_threshold, 5);
+    }
+
+    #[test]
+    fn connection_limits_from_file_and_flags() {
+        let s = from_json("{}", Overrides::default()).unwrap();
+        assert_eq!(s.max_connections_per_peer, crate::limits::DEFAULT_PER_PEER);
+        assert_eq!(s.max_connections, crate::server::DEFAULT_MAX_CONNECTIONS);
+        let json = r#"{"maxConnections":500,"maxConnectionsPerPeer":8}"#;
+        let s = from_json(json, Overrides::default()).unwrap();
+        assert_eq!((s.max_connections, s.max_connections_per_peer), (500, 8));
+        let cli = Overrides {
+            max_connections_per_peer: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(from_json(json, cli).unwrap().max_connections_per_peer, 16);
+        let error = from_json(r#"{"maxConnectionsPerPeer":0}"#, Overrides::default())
+            .unwrap_err()
+            .0;
+        assert!(error.contains("`maxConnectionsPerPeer`: 0"), "{error}");
+        let cli = Overrides {
+            max_connections: Some(0),
+            ..Default::default()
+        };
+        assert!(
+            from_json("{}", cli)
+                .unwrap_err()
+                .0
+                .starts_with("--max-connections: 0")
+        );
     }
 
     #[test]
@@ -1351,6 +1419,8 @@ mod fuzz {
                     log_level,
                     log_format,
                     max_blocked_checks: None,
+                    max_connections: None,
+                    max_connections_per_peer: None,
                 },
             )
     }

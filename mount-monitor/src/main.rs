@@ -7,6 +7,7 @@ use clap::Parser;
 
 use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
+use mount_monitor::limits::ConnectionLimits;
 use mount_monitor::monitor::{self, Shared};
 use mount_monitor::{VERSION, healthcheck, http, logging, report, server};
 
@@ -129,6 +130,10 @@ async fn serve(settings: Settings) -> ExitCode {
         }
     };
     let address = listener.local_addr().unwrap_or(settings.listen);
+    let limits = ConnectionLimits::new(
+        server::connection_limit(settings.max_connections),
+        settings.max_connections_per_peer,
+    );
     let settings = Arc::new(settings);
     tracing::info!(
         version = VERSION,
@@ -138,7 +143,8 @@ async fn serve(settings: Settings) -> ExitCode {
         config = %settings.config_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
         check_interval = ?settings.check_interval,
         timeout = ?settings.timeout,
-        max_connections = server::connection_limit(),
+        max_connections = limits.total(),
+        max_connections_per_peer = limits.per_peer(),
         "mount-monitor started"
     );
     let shared = Shared::new(Arc::clone(&settings));
@@ -148,6 +154,7 @@ async fn serve(settings: Settings) -> ExitCode {
         http::router(shared),
         shutdown_signal(),
         settings.shutdown_timeout,
+        limits,
     )
     .await;
     tracing::info!("mount-monitor stopped");

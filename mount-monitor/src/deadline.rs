@@ -1,0 +1,168 @@
+//! A total deadline for writing each response. A deadline per write would restart whenever the
+//! client reads a little, so a client reading a byte now and then would hold its connection
+//! (and the response it has not read) for ever; this one runs from the first byte of a response
+//! to the last, however the client reads.
+//!
+//! hyper gives no sign of where a response starts or ends at the I/O level, but it flushes only
+//! once everything it has buffered is written: the deadline is armed by the first write after a
+//! completed flush, and disarmed by the next completed flush. Every body served here is one
+//! buffer, written whole before that flush.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// `inner` with a total deadline of `limit` on writing each response.
+pub struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Made on the first response only: an idle connection holds no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, limit: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    fn arm(&mut self) {
+        if self.armed {
+            return;
+        }
+        let deadline = Instant::now() + self.limit;
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.armed = true;
+    }
+
+    /// An error once the response being written is past its deadline; otherwise wakes the task
+    /// when it will be.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let timer = self.timer.as_mut().filter(|_| self.armed)?;
+        timer.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the response was not written within the deadline",
+            )
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.arm();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.arm();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    /// Keeps hyper writing a shared body straight from its buffer rather than copying it.
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            this.armed = false;
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = this.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A reader that takes a little now and then, always before a per-write deadline would
+    /// pass, is still cut at the total one.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_reader_is_cut_at_the_total_deadline() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let mut server = WriteDeadline::new(server, Duration::from_secs(10));
+        let started = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            while client.read(&mut byte).await.is_ok_and(|n| n > 0) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let error = server.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(
+            (Duration::from_secs(10)..Duration::from_secs(11)).contains(&took),
+            "{took:?}"
+        );
+        reader.abort();
+    }
+
+    /// Each response gets the whole deadline: one written and flushed disarms it.
+    #[tokio::test(start_paused = true)]
+    async fn each_response_gets_the_whole_deadline() {
+        let (server, mut client) = tokio::io::duplex(1 << 16);
+        let mut server = WriteDeadline::new(server, Duration::from_secs(10));
+        for _ in 0..3 {
+            server.write_all(b"response").await.unwrap();
+            server.flush().await.unwrap();
+            let mut buf = [0u8; 8];
+            client.read_exact(&mut buf).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+        }
+        server.write_all(b"more").await.unwrap();
+    }
+}

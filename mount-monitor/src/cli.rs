@@ -128,7 +128,7 @@ pub struct Options {
     )]
     pub max_blocked_checks: Option<usize>,
     /// Connections served at once, over all clients (at most three quarters of the open-file
-    /// limit) [default: 2048, what 32 MiB of memory holds]
+    /// limit) [default: 1365, what 32 MiB of memory holds]
     #[arg(
         long,
         global = true,

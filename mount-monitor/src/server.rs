@@ -15,12 +15,13 @@ use crate::limits::{ConnectionLimits, Refusal};
 /// The memory all connections together may take: with the monitor's own few MiB, the process
 /// stays under 48 MiB, inside the 64 Mi limit of the sidecar example (deploy/sidecar.yaml).
 pub const CONNECTION_MEMORY: usize = 32 << 20;
-/// What one connection costs at most, idle or busy with a keep-alive client, rounded up from
-/// what the end-to-end tests measure (BENCHMARKS.md, "Connections"): the connection's task and
-/// hyper's read buffer; bodies are shared, never copied per connection.
-pub const CONNECTION_COST: usize = 16 << 10;
-/// Connections served at once by default: [`CONNECTION_MEMORY`] / [`CONNECTION_COST`]. More are
-/// closed on accept.
+/// What one connection costs at most, rounded up from what the end-to-end tests measure
+/// (BENCHMARKS.md, "Connections": 11 KiB idle, 17 KiB with a request in flight on every one):
+/// the connection's task and hyper's read and header buffers; bodies are shared, never copied
+/// per connection.
+pub const CONNECTION_COST: usize = 24 << 10;
+/// Connections served at once by default: [`CONNECTION_MEMORY`] / [`CONNECTION_COST`], 1,365.
+/// More are closed on accept.
 pub const DEFAULT_MAX_CONNECTIONS: usize = CONNECTION_MEMORY / CONNECTION_COST;
 // A hog needs many addresses to fill the cap.
 const _: () = assert!(DEFAULT_MAX_CONNECTIONS >= 16 * crate::limits::DEFAULT_PER_PEER);
@@ -51,8 +52,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (oversized headers get 431 or a closed connection).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Connections the kernel completes and queues for the server to accept. The default of 128
+/// overflows under a burst of connections (a client opening its 64 at once, a few of them), and
+/// the kernel then drops new connections' SYNs, kubelet's among them: each dropped one waits a
+/// second for its retransmission, as long as a probe's default timeout. The kernel caps it at
+/// `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 4096;
+
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's and tokio's own `bind`: a restarted server can listen again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Serves until `shutdown` completes, then stops accepting and gives in-flight requests up to

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod figures;
 pub mod fuse;
 pub mod namespace;
+pub mod peer;
 pub mod prober;
 pub mod process;
 

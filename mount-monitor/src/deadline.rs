@@ -7,6 +7,9 @@
 //! once everything it has buffered is written: the deadline is armed by the first write after a
 //! completed flush, and disarmed by the next completed flush. Every body served here is one
 //! buffer, written whole before that flush.
+//!
+//! Writes also go in turns of 64 KiB, so that a connection writing megabytes never keeps a
+//! worker from the probes queued behind it.
 
 use std::io;
 use std::pin::Pin;
@@ -16,10 +19,17 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// `inner` with a total deadline of `limit` on writing each response.
+/// What one connection writes at most before it lets the others (and the probes) have the
+/// worker: 50 clients fetching 5 MiB of metrics would otherwise each copy up to 4 MiB (the
+/// socket buffer) per turn, and a probe would wait behind all of them.
+const TURN_BYTES: usize = 64 << 10;
+
+/// `inner` with a total deadline of `limit` on writing each response, written in turns.
 pub struct WriteDeadline<S> {
     inner: S,
     limit: Duration,
+    /// Written since this connection's task last gave way.
+    this_turn: usize,
     /// Made on the first response only: an idle connection holds no timer.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
@@ -30,6 +40,7 @@ impl<S> WriteDeadline<S> {
         WriteDeadline {
             inner,
             limit,
+            this_turn: 0,
             timer: None,
             armed: false,
         }
@@ -45,6 +56,26 @@ impl<S> WriteDeadline<S> {
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
         self.armed = true;
+    }
+
+    /// True when this connection has had its turn: the task is woken at once, to go on after
+    /// the others queued on the worker.
+    fn give_way(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.this_turn < TURN_BYTES {
+            return false;
+        }
+        self.this_turn = 0;
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    fn wrote(&mut self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &written {
+            Poll::Ready(Ok(n)) => self.this_turn += n,
+            // Waiting for room counts as giving way.
+            _ => self.this_turn = 0,
+        }
+        written
     }
 
     /// An error once the response being written is past its deadline; otherwise wakes the task
@@ -81,7 +112,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         if let Some(e) = this.expired(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        if this.give_way(cx) {
+            return Poll::Pending;
+        }
+        let buf = &buf[..buf.len().min(TURN_BYTES)];
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(written)
     }
 
     fn poll_write_vectored(
@@ -94,7 +130,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         if let Some(e) = this.expired(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        if this.give_way(cx) {
+            return Poll::Pending;
+        }
+        // The whole buffers that fit in a turn, or a turn's worth of the first one.
+        let mut fitting = 0;
+        let mut total = 0;
+        for buf in bufs {
+            total += buf.len();
+            if total > TURN_BYTES {
+                break;
+            }
+            fitting += 1;
+        }
+        let written = match bufs.first() {
+            Some(first) if fitting == 0 => {
+                Pin::new(&mut this.inner).poll_write(cx, &first[..TURN_BYTES])
+            }
+            _ => Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..fitting]),
+        };
+        this.wrote(written)
     }
 
     /// Keeps hyper writing a shared body straight from its buffer rather than copying it.
@@ -149,6 +204,22 @@ mod tests {
             "{took:?}"
         );
         reader.abort();
+    }
+
+    /// A connection writes a turn's worth, then gives way (and is woken to go on).
+    #[tokio::test]
+    async fn large_writes_go_in_turns() {
+        let (server, _client) = tokio::io::duplex(4 << 20);
+        let mut server = WriteDeadline::new(server, Duration::from_secs(10));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let big = vec![0u8; 1 << 20];
+        let first = Pin::new(&mut server).poll_write(&mut cx, &big);
+        assert!(matches!(first, Poll::Ready(Ok(TURN_BYTES))), "{first:?}");
+        let second = Pin::new(&mut server).poll_write(&mut cx, &big);
+        assert!(second.is_pending(), "{second:?}");
+        let third = Pin::new(&mut server).poll_write(&mut cx, &big);
+        assert!(matches!(third, Poll::Ready(Ok(TURN_BYTES))), "{third:?}");
     }
 
     /// Each response gets the whole deadline: one written and flushed disarms it.

@@ -8,7 +8,7 @@
 //! completed flush, and disarmed by the next completed flush. Every body served here is one
 //! buffer, written whole before that flush.
 //!
-//! Writes also go in turns of 64 KiB, so that a connection writing megabytes never keeps a
+//! Writes also go in turns of 256 KiB, so that a connection writing megabytes never keeps a
 //! worker from the probes queued behind it.
 
 use std::io;
@@ -21,8 +21,9 @@ use tokio::time::{Instant, Sleep};
 
 /// What one connection writes at most before it lets the others (and the probes) have the
 /// worker: 50 clients fetching 5 MiB of metrics would otherwise each copy up to 4 MiB (the
-/// socket buffer) per turn, and a probe would wait behind all of them.
-const TURN_BYTES: usize = 64 << 10;
+/// socket buffer) per turn, and a probe would wait behind all of them. Smaller turns cost more
+/// CPU per byte (64 KiB: 2.6 ms per 5 MiB answer in the debug build, against 1.5 ms at 256 KiB).
+const TURN_BYTES: usize = 256 << 10;
 
 /// `inner` with a total deadline of `limit` on writing each response, written in turns.
 pub struct WriteDeadline<S> {

@@ -16,7 +16,7 @@ use crate::limits::{ConnectionLimits, Refusal};
 /// stays under 48 MiB, inside the 64 Mi limit of the sidecar example (deploy/sidecar.yaml).
 pub const CONNECTION_MEMORY: usize = 32 << 20;
 /// What one connection costs at most, rounded up from what the end-to-end tests measure
-/// (BENCHMARKS.md, "Connections": 11 KiB idle, 17 KiB with a request in flight on every one):
+/// (BENCHMARKS.md, "Connections": 11 KiB idle, up to 18.5 KiB with a request in flight on each):
 /// the connection's task and hyper's read and header buffers; bodies are shared, never copied
 /// per connection.
 pub const CONNECTION_COST: usize = 24 << 10;

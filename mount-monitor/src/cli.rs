@@ -133,6 +133,24 @@ pub struct Options {
         value_name = "N"
     )]
     pub max_blocked_checks: Option<usize>,
+    /// Connections served at once, over all clients (at most three quarters of the open-file
+    /// limit) [default: 1365, what 32 MiB of memory holds]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub max_connections: Option<usize>,
+    /// Connections one client address may hold at once, so that no client can take the
+    /// connections probes need [default: 64]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_MAX_CONNECTIONS_PER_PEER",
+        value_name = "N"
+    )]
+    pub max_connections_per_peer: Option<usize>,
     /// What /metrics tells about each mount: `basic` (at most 16 series per healthy mount) or
     /// `full` (every duration bucket, failures by reason, all states and filesystem gauges)
     /// [default: basic]
@@ -190,6 +208,8 @@ impl Options {
             init_container_mode: self.init_container_mode,
             max_blocked_checks: self.max_blocked_checks,
             metrics_detail: self.metrics_detail.clone(),
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
         }
     }
 }

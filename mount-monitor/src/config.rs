@@ -174,6 +174,10 @@ pub struct Settings {
     pub max_blocked_checks: usize,
     /// How much `/metrics` tells about each mount (`metricsDetail`, `--metrics-detail`).
     pub metrics_detail: MetricsDetail,
+    /// Connections served at once, over all clients (then capped by the open-file limit).
+    pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_peer: usize,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -241,6 +245,8 @@ impl Default for Settings {
             log_format: None,
             max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
             metrics_detail: MetricsDetail::Basic,
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_peer: crate::limits::DEFAULT_PER_PEER,
             mounts: Vec::new(),
             config_file: None,
             watchdog: WatchdogSettings::default(),
@@ -265,6 +271,8 @@ pub struct Overrides {
     pub init_container_mode: bool,
     pub max_blocked_checks: Option<usize>,
     pub metrics_detail: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -295,6 +303,8 @@ struct FileConfig {
     canary_file: Option<String>,
     max_blocked_checks: Option<usize>,
     metrics_detail: Option<String>,
+    max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
 }
@@ -546,6 +556,35 @@ fn resolve(
         s.metrics_detail = metrics_detail(v, "--metrics-detail")?;
     } else if let Some(v) = &file.metrics_detail {
         s.metrics_detail = metrics_detail(v, &origin("metricsDetail"))?;
+    }
+    let connections = [
+        (
+            cli.max_connections,
+            file.max_connections,
+            "--max-connections",
+            "maxConnections",
+            &mut s.max_connections,
+        ),
+        (
+            cli.max_connections_per_peer,
+            file.max_connections_per_peer,
+            "--max-connections-per-peer",
+            "maxConnectionsPerPeer",
+            &mut s.max_connections_per_peer,
+        ),
+    ];
+    for (flag, key, flag_name, key_name, setting) in connections {
+        let (value, from) = match (flag, key) {
+            (Some(v), _) => (v, flag_name.to_owned()),
+            (None, Some(v)) => (v, origin(key_name)),
+            (None, None) => continue,
+        };
+        if value == 0 {
+            return err(format!(
+                "{from}: 0 would refuse every client; set it to 1 or more"
+            ));
+        }
+        *setting = value;
     }
 
     if s.timeout < Duration::from_millis(100) {
@@ -1071,6 +1110,35 @@ mod tests {
         assert_eq!(
             message,
             "config file config.json: `metricsDetail`: \"all\" is not a metrics detail; use basic (about 16 series per mount) or full (about 50)"
+        );
+    }
+
+    #[test]
+    fn connection_limits_from_file_and_flags() {
+        let s = from_json("{}", Overrides::default()).unwrap();
+        assert_eq!(s.max_connections_per_peer, crate::limits::DEFAULT_PER_PEER);
+        assert_eq!(s.max_connections, crate::server::DEFAULT_MAX_CONNECTIONS);
+        let json = r#"{"maxConnections":500,"maxConnectionsPerPeer":8}"#;
+        let s = from_json(json, Overrides::default()).unwrap();
+        assert_eq!((s.max_connections, s.max_connections_per_peer), (500, 8));
+        let cli = Overrides {
+            max_connections_per_peer: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(from_json(json, cli).unwrap().max_connections_per_peer, 16);
+        let error = from_json(r#"{"maxConnectionsPerPeer":0}"#, Overrides::default())
+            .unwrap_err()
+            .0;
+        assert!(error.contains("`maxConnectionsPerPeer`: 0"), "{error}");
+        let cli = Overrides {
+            max_connections: Some(0),
+            ..Default::default()
+        };
+        assert!(
+            from_json("{}", cli)
+                .unwrap_err()
+                .0
+                .starts_with("--max-connections: 0")
         );
     }
 
@@ -1805,6 +1873,8 @@ mod fuzz {
                     init_container_mode: false,
                     max_blocked_checks: None,
                     metrics_detail: None,
+                    max_connections: None,
+                    max_connections_per_peer: None,
                 },
             )
     }

@@ -95,7 +95,12 @@ mod tests {
                  7 6 0:7 / /data rw - tmpfs tmpfs rw\n\
                  8 1 0:8 / /srv/nfs rw - nfs4 server:/x rw\n\
                  9 1 8:1 /var/lib/docker/containers/x/hosts /etc/hosts rw - ext4 /dev/sda1 rw\n\
-                 10 1 0:9 / /var/run/secrets/kubernetes.io/serviceaccount ro - tmpfs tmpfs rw\n",
+                 10 1 0:9 / /var/run/secrets/kubernetes.io/serviceaccount ro - tmpfs tmpfs rw\n\
+                 11 1 8:1 /var/lib/kubelet/pods/x/containers/app/y /dev/termination-log rw - ext4 /dev/sda1 rw\n\
+                 12 1 8:1 /var/lib/kubelet/pods/x/etc-hosts /etc/hosts rw - ext4 /dev/sda1 rw\n\
+                 13 1 8:1 /var/lib/docker/containers/x/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n\
+                 14 1 8:1 /var/lib/docker/containers/x/resolv.conf /etc/resolv.conf rw - ext4 /dev/sda1 rw\n\
+                 15 1 0:10 / /run/secrets ro - tmpfs tmpfs rw\n",
             )
             .unwrap(),
         );

@@ -1,5 +1,7 @@
 //! The HTTP API. Handlers only read the latest [`Snapshot`]; they never touch a filesystem.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
@@ -77,19 +79,22 @@ pub fn is_ready(snapshot: &Snapshot) -> bool {
 
 async fn healthz_live(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_live(&snapshot), None)
+    let live = is_live(&snapshot);
+    status_json(&snapshot, live, None).await
 }
 
 async fn healthz_ready(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
-    status_json(&snapshot, is_ready(&snapshot), None)
+    let ready = is_ready(&snapshot);
+    status_json(&snapshot, ready, None).await
 }
 
 /// `/healthz/ready`'s verdict and body, with the watchdog's state.
 async fn healthz_status(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.snapshot();
     let watchdog = shared.watchdog.view();
-    status_json(&snapshot, is_ready(&snapshot), Some(&watchdog))
+    let ready = is_ready(&snapshot);
+    status_json(&snapshot, ready, Some(&watchdog)).await
 }
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -201,14 +206,17 @@ impl<'a> MountJson<'a> {
 /// Bodies rendered from one [`Snapshot`] and kept with it, so that a flood of requests renders
 /// each once per snapshot rather than once per request: rendering is many small copies, which
 /// cost far more than serving the result (most on musl, whose `memcpy` is slow for short
-/// copies). Only what depends on the snapshot alone is kept: nothing while a check is stuck,
-/// since `stuck_seconds` grows with the time of the request.
+/// copies). While a check is stuck, its `stuck_seconds` grows with time: the body is then
+/// rendered as at a whole number of seconds after the snapshot was first asked for, and kept
+/// for that second, so a stuck mount costs one rendering a second, whatever the load.
 #[derive(Debug, Default)]
 pub struct Rendered {
+    /// When the snapshot was first rendered: the time base of `stuck_seconds`.
+    epoch: OnceLock<Instant>,
     /// The `mounts` array of `/healthz/*` (the `status` and `timestamp` around it vary).
-    status_mounts: OnceLock<Bytes>,
+    status_mounts: Kept,
     /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
-    metrics: [OnceLock<Bytes>; 2],
+    metrics: [Kept; 2],
 }
 
 /// A copy of a snapshot may be changed, so it starts with nothing rendered.
@@ -218,29 +226,93 @@ impl Clone for Rendered {
     }
 }
 
-/// `slot`'s body, rendered now when it is empty or cannot be kept.
-fn rendered(slot: &OnceLock<Bytes>, snapshot: &Snapshot, render: impl FnOnce() -> Bytes) -> Bytes {
-    if snapshot.mounts.iter().any(|m| m.stuck_since.is_some()) {
-        return render();
-    }
-    slot.get_or_init(render).clone()
+/// One body, and the second (after the epoch) it was rendered for.
+#[derive(Debug, Default)]
+struct Kept(std::sync::Mutex<Option<Arc<Slot>>>);
+
+#[derive(Debug)]
+struct Slot {
+    second: u64,
+    /// Filled once: the requests that come while it renders wait for it, off the workers.
+    body: tokio::sync::OnceCell<Bytes>,
 }
 
-fn status_json(
-    snapshot: &Snapshot,
+/// The instant a body asked for at `now` is rendered as of, and the second it is kept for:
+/// `epoch` itself while nothing depends on the time, else the latest whole second after it.
+fn render_instant(epoch: Instant, now: Instant, time_dependent: bool) -> (Instant, u64) {
+    if !time_dependent {
+        return (epoch, 0);
+    }
+    let second = now.saturating_duration_since(epoch).as_secs();
+    (epoch + std::time::Duration::from_secs(second), second)
+}
+
+/// `kept`'s body for `snapshot` now: rendered at most once per snapshot (per second while a
+/// check is stuck), on the blocking pool, so that a large one (5 MiB of metrics at 1,000 mounts)
+/// never holds up the async workers that answer the probes.
+async fn rendered(
+    snapshot: &Arc<Snapshot>,
+    kept: fn(&Rendered) -> &Kept,
+    render: impl FnOnce(&Arc<Snapshot>, Instant) -> Bytes + Send + 'static,
+) -> Bytes {
+    let epoch = *snapshot.rendered.epoch.get_or_init(Instant::now);
+    let stuck = snapshot.mounts.iter().any(|m| m.stuck_since.is_some());
+    let (at, second) = render_instant(epoch, Instant::now(), stuck);
+    let slot = {
+        let mut current = kept(&snapshot.rendered)
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            // A request that computed its second just before the turn takes the newer body.
+            Some(slot) if slot.second >= second => Arc::clone(slot),
+            _ => {
+                let slot = Arc::new(Slot {
+                    second,
+                    body: tokio::sync::OnceCell::new(),
+                });
+                *current = Some(Arc::clone(&slot));
+                slot
+            }
+        }
+    };
+    slot.body
+        .get_or_init(|| async {
+            let snapshot = Arc::clone(snapshot);
+            match tokio::task::spawn_blocking(move || render(&snapshot, at)).await {
+                Ok(body) => body,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down.
+                Err(_) => Bytes::new(),
+            }
+        })
+        .await
+        .clone()
+}
+
+fn render_status_mounts(snapshot: &Arc<Snapshot>, at: Instant) -> Bytes {
+    let mounts: Vec<MountJson> = snapshot
+        .mounts
+        .iter()
+        .map(|m| MountJson::new(m, at))
+        .collect();
+    // Serializing plain data into memory cannot fail.
+    compact(serde_json::to_vec(&mounts).unwrap_or_default())
+}
+
+/// A body to keep, without the spare capacity it grew with (up to as much again: 8 MiB held
+/// for 5 MiB of metrics, by every response still being written).
+fn compact(mut body: Vec<u8>) -> Bytes {
+    body.shrink_to_fit();
+    body.into()
+}
+
+async fn status_json(
+    snapshot: &Arc<Snapshot>,
     ok: bool,
     watchdog: Option<&crate::watchdog::View>,
 ) -> Response {
-    let mounts = rendered(&snapshot.rendered.status_mounts, snapshot, || {
-        let now = Instant::now();
-        let mounts: Vec<MountJson> = snapshot
-            .mounts
-            .iter()
-            .map(|m| MountJson::new(m, now))
-            .collect();
-        // Serializing plain data into memory cannot fail.
-        serde_json::to_vec(&mounts).unwrap_or_default().into()
-    });
+    let mounts = rendered(snapshot, |r| &r.status_mounts, render_status_mounts).await;
     // `StatusBody`'s fields in its order (a test holds the two equal); neither the status nor
     // the timestamp has anything to escape.
     let mut body = Vec::with_capacity(mounts.len() + 64);
@@ -267,15 +339,15 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let snapshot = shared.snapshot();
-    let [prometheus, openmetrics] = &snapshot.rendered.metrics;
-    let slot = match format {
-        Format::Prometheus => prometheus,
-        Format::OpenMetrics => openmetrics,
-    };
     let detail = shared.settings.metrics_detail;
-    let mounts = rendered(slot, &snapshot, || {
-        crate::metrics::render(Arc::clone(&snapshot), Instant::now(), format, detail).into()
-    });
+    let kept: fn(&Rendered) -> &Kept = match format {
+        Format::Prometheus => |r| &r.metrics[0],
+        Format::OpenMetrics => |r| &r.metrics[1],
+    };
+    let mounts = rendered(&snapshot, kept, move |snapshot, at| {
+        compact(crate::metrics::render(Arc::clone(snapshot), at, format, detail).into_bytes())
+    })
+    .await;
     // The watchdog changes between snapshots: its families are rendered for every scrape, and
     // go before OpenMetrics' closing `# EOF`.
     let watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
@@ -296,10 +368,13 @@ async fn version() -> Response {
 }
 
 async fn livez(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let options = match QueryOptions::parse(query.as_deref()) {
+        Ok(options) => options,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let age = shared.heartbeat_age();
     let failed = shared.snapshot().failed.clone();
     let ok = age < LIVENESS_LIMIT && failed.is_none();
-    let options = QueryOptions::parse(query.as_deref());
     let line = match failed {
         Some(why) => format!("[-]monitor-loop failed: {why}"),
         None if ok => "[+]monitor-loop ok".to_owned(),
@@ -317,13 +392,18 @@ async fn livez(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> 
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let options = match QueryOptions::parse(query.as_deref()) {
+        Ok(options) => options,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let snapshot = shared.snapshot();
-    let options = QueryOptions::parse(query.as_deref());
+    // One hash lookup per mount: O(mounts + excludes), whatever the number of either.
+    let excluded = Addressed::new(options.exclude.iter().map(String::as_str));
     let mounts: Vec<&MountView> = snapshot
         .mounts
         .iter()
         .map(Arc::as_ref)
-        .filter(|m| !options.exclude.iter().any(|e| mount_matches(m, e)))
+        .filter(|m| !excluded.contains(&label(m)))
         .collect();
     let ok = snapshot.initialized && mounts.iter().all(|m| m.state.health == Health::Healthy);
     text(
@@ -337,14 +417,18 @@ async fn readyz_one(
     Path(mount): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let options = match QueryOptions::parse(query.as_deref()) {
+        Ok(options) => options,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
     let snapshot = shared.snapshot();
-    let options = QueryOptions::parse(query.as_deref());
     // Several mounts may share a name (debrid-mount-monitor allowed it): all of them answer.
+    let wanted = Addressed::new([mount.as_str()]);
     let views: Vec<&MountView> = snapshot
         .mounts
         .iter()
         .map(Arc::as_ref)
-        .filter(|m| mount_matches(m, &mount))
+        .filter(|m| wanted.contains(&label(m)))
         .collect();
     if views.is_empty() {
         return (StatusCode::NOT_FOUND, format!("no mount named {mount:?}\n")).into_response();
@@ -366,22 +450,55 @@ pub fn readyz_path(label: &str) -> String {
     format!("/readyz/{}", utf8_percent_encode(label, SEGMENT))
 }
 
-/// A mount is addressed by its name, or by its path (with or without the leading slash, since
-/// `/readyz/<path>` swallows one).
-fn mount_matches(view: &MountView, wanted: &str) -> bool {
-    let label = view.label();
-    label == wanted || label.strip_prefix('/') == Some(wanted.trim_start_matches('/'))
+/// How a mount is addressed in routes and `?exclude=`: its name, or its path when it has none.
+/// Borrowed, so that matching allocates nothing (but for a path that is not UTF-8: once per
+/// mount).
+fn label(view: &MountView) -> Cow<'_, str> {
+    match (&view.spec.name, view.spec.path.to_str()) {
+        (Some(name), _) => Cow::Borrowed(name),
+        (None, Some(path)) => Cow::Borrowed(path),
+        (None, None) => Cow::Owned(crate::mountinfo::display_path(&view.spec.path)),
+    }
+}
+
+/// The mounts a request names. A mount is addressed by its label, or, when that is a path,
+/// also without its leading slash (`/readyz/<path>` swallows one).
+struct Addressed<'q> {
+    exactly: HashSet<&'q str>,
+    below_root: HashSet<&'q str>,
+}
+
+impl<'q> Addressed<'q> {
+    fn new(names: impl IntoIterator<Item = &'q str>) -> Self {
+        let (exactly, below_root) = names
+            .into_iter()
+            .map(|name| (name, name.trim_start_matches('/')))
+            .unzip();
+        Addressed {
+            exactly,
+            below_root,
+        }
+    }
+
+    fn contains(&self, label: &str) -> bool {
+        self.exactly.contains(label)
+            || label
+                .strip_prefix('/')
+                .is_some_and(|path| self.below_root.contains(path))
+    }
 }
 
 fn readyz_body(mounts: &[&MountView], ok: bool, verbose: bool, initialized: bool) -> String {
+    use std::fmt::Write;
     if ok && !verbose {
         return "ok".to_owned();
     }
-    let mut body = String::new();
+    let mut body = String::with_capacity(mounts.len() * 32 + 64);
     for m in mounts {
-        let label = m.label();
-        if m.state.health == Health::Healthy {
-            body.push_str(&format!("[+]{label} ok\n"));
+        let label = label(m);
+        // Writing into a String cannot fail.
+        let _ = if m.state.health == Health::Healthy {
+            writeln!(body, "[+]{label} ok")
         } else {
             let why = m
                 .state
@@ -389,8 +506,8 @@ fn readyz_body(mounts: &[&MountView], ok: bool, verbose: bool, initialized: bool
                 .as_ref()
                 .map(|f| f.reason.code())
                 .unwrap_or("not checked yet");
-            body.push_str(&format!("[-]{label} failed: {why}\n"));
-        }
+            writeln!(body, "[-]{label} failed: {why}")
+        };
     }
     if !initialized {
         body.push_str("[-]mounts failed: not discovered yet\n");
@@ -412,6 +529,12 @@ fn text(ok: bool, body: String) -> Response {
         .into_response()
 }
 
+/// The longest query string answered; longer ones get 400. Far more than any probe needs, and
+/// it bounds the work a request can ask for.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// The most `exclude`s in one request; more get 400.
+pub const MAX_EXCLUDES: usize = 256;
+
 #[derive(Default)]
 struct QueryOptions {
     verbose: bool,
@@ -419,10 +542,18 @@ struct QueryOptions {
 }
 
 impl QueryOptions {
-    fn parse(query: Option<&str>) -> Self {
-        let pairs: Vec<(String, String)> = query
-            .and_then(|q| serde_urlencoded::from_str(q).ok())
-            .unwrap_or_default();
+    /// The options, or why a query past the bounds is refused (with 400).
+    fn parse(query: Option<&str>) -> Result<Self, String> {
+        let Some(query) = query else {
+            return Ok(QueryOptions::default());
+        };
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(format!(
+                "query of {} bytes; at most {MAX_QUERY_BYTES} are accepted\n",
+                query.len()
+            ));
+        }
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
         let mut options = QueryOptions::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -431,7 +562,13 @@ impl QueryOptions {
                 _ => {}
             }
         }
-        options
+        if options.exclude.len() > MAX_EXCLUDES {
+            return Err(format!(
+                "{} excludes; at most {MAX_EXCLUDES} are accepted\n",
+                options.exclude.len()
+            ));
+        }
+        Ok(options)
     }
 }
 
@@ -889,7 +1026,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stuck_check_is_rendered_afresh() {
+    async fn a_stuck_check_is_rendered_once_a_second() {
         let mut stuck = view("a", Health::Degraded).as_ref().clone();
         stuck.stuck_since = Instant::now().checked_sub(std::time::Duration::from_secs(12));
         let app = app(vec![Arc::new(stuck)]);
@@ -899,9 +1036,99 @@ mod tests {
             json["mounts"][0]["stuck_seconds"].as_f64().unwrap()
         };
         let first = stuck_seconds().await;
-        // Longer than the 0.1 s the figure is rounded to.
+        assert!((12.0..13.0).contains(&first), "{first}");
+        let metrics = get(&app, "/metrics").await.1;
+        // Longer than the 0.1 s the figure is rounded to, within the second it is kept for
+        // (unless the test happens to straddle its end).
         std::thread::sleep(std::time::Duration::from_millis(150));
-        assert!(stuck_seconds().await > first);
+        let second = stuck_seconds().await;
+        assert!(
+            second == first || second == first + 1.0,
+            "{first} then {second}"
+        );
+        if second == first {
+            assert_eq!(get(&app, "/metrics").await.1, metrics, "kept");
+        }
+    }
+
+    #[test]
+    fn time_dependent_bodies_are_rendered_as_at_whole_seconds() {
+        let epoch = Instant::now();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(render_instant(epoch, epoch + ms(2500), false), (epoch, 0));
+        assert_eq!(render_instant(epoch, epoch + ms(999), true), (epoch, 0));
+        assert_eq!(
+            render_instant(epoch, epoch + ms(2500), true),
+            (epoch + ms(2000), 2)
+        );
+        // A clock read before the epoch was set (another request set it) is its second 0.
+        assert_eq!(
+            render_instant(epoch + ms(5), epoch, true),
+            (epoch + ms(5), 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn exclude_and_lookup_address_mounts_by_name_or_path() {
+        let settings = Settings::default();
+        let unnamed = |path: &str| {
+            Arc::new(MountView {
+                spec: Arc::new(MountSpec::plain(None, PathBuf::from(path), &settings)),
+                state: MountState::default(),
+                stuck_since: None,
+            })
+        };
+        let app = app(vec![view("movies", Health::Healthy), unnamed("/srv/data")]);
+        for query in [
+            "exclude=srv/data",
+            "exclude=/srv/data",
+            "exclude=%2F%2Fsrv%2Fdata",
+        ] {
+            assert_eq!(
+                get(&app, &format!("/readyz?{query}")).await,
+                (StatusCode::OK, "ok".into()),
+                "{query}"
+            );
+        }
+        // A named mount is addressed by its name only.
+        let (status, body) = get(&app, "/readyz?exclude=/movies&exclude=/mnt/movies").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("[+]movies ok\n"), "{body}");
+        assert_eq!(get(&app, "/readyz/movies").await.0, StatusCode::OK);
+        assert_eq!(
+            get(&app, "/readyz/srv/data").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&app, "/readyz/mnt/movies").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn queries_past_the_bounds_get_400() {
+        let app = app(vec![view("a", Health::Healthy)]);
+        let excludes = |n: usize| {
+            (0..n)
+                .map(|i| format!("exclude=m{i}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        let at_most = excludes(MAX_EXCLUDES);
+        assert!(at_most.len() <= MAX_QUERY_BYTES, "both bounds can be met");
+        assert_eq!(
+            get(&app, &format!("/readyz?{at_most}")).await,
+            (StatusCode::OK, "ok".into())
+        );
+        let (status, body) = get(&app, &format!("/readyz?{}", excludes(MAX_EXCLUDES + 1))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("at most 256"), "{body}");
+        let long = format!("verbose&x={}", "a".repeat(MAX_QUERY_BYTES));
+        for path in ["/readyz", "/readyz/a", "/livez"] {
+            let (status, body) = get(&app, &format!("{path}?{long}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+            assert!(body.contains("at most 4096"), "{body}");
+        }
     }
 
     #[tokio::test]

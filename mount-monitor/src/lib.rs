@@ -2,18 +2,21 @@
 //!
 //! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
 //! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
-//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API), [`metrics`] (`/metrics`),
-//! [`report`] and [`healthcheck`] (the other modes), [`watchdog`] and [`kube`] (the pod-restart
-//! watchdog and its Kubernetes API client).
+//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API; [`limits`] on who may
+//! connect, [`deadline`] on writing), [`metrics`] (`/metrics`), [`report`] and [`healthcheck`]
+//! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
+//! client).
 
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod discovery;
 pub mod duration;
 pub mod gojson;
 pub mod healthcheck;
 pub mod http;
 pub mod kube;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
+use mount_monitor::limits::ConnectionLimits;
 use mount_monitor::monitor::{self, Shared};
 use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links, watchdog};
 
@@ -205,6 +206,10 @@ async fn serve(settings: Settings) -> ExitCode {
         .map(|(listener, configured)| listener.local_addr().unwrap_or(*configured).to_string())
         .collect::<Vec<_>>()
         .join(",");
+    let limits = ConnectionLimits::new(
+        server::connection_limit(settings.max_connections),
+        settings.max_connections_per_peer,
+    );
     let settings = Arc::new(settings);
     tracing::info!(
         version = VERSION,
@@ -215,7 +220,8 @@ async fn serve(settings: Settings) -> ExitCode {
         check_interval = ?settings.check_interval,
         timeout = ?settings.timeout,
         shutdown_timeout = ?settings.shutdown_timeout,
-        max_connections = server::connection_limit(),
+        max_connections = limits.total(),
+        max_connections_per_peer = limits.per_peer(),
         "mount-monitor started"
     );
     for spec in &settings.mounts {
@@ -259,6 +265,7 @@ async fn serve(settings: Settings) -> ExitCode {
         http::router(shared),
         stop,
         settings.shutdown_timeout,
+        limits,
     )
     .await;
     tracing::info!("mount-monitor stopped");

@@ -45,7 +45,7 @@ impl Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub fs_type: String,
-    pub source: String,
+    pub source: SourceDigest,
     /// The directory of the filesystem that is mounted (`/` unless a bind of a subtree).
     pub root: std::path::PathBuf,
     pub mount_point: std::path::PathBuf,
@@ -55,10 +55,26 @@ impl Identity {
     pub fn of(entry: &MountEntry) -> Identity {
         Identity {
             fs_type: entry.fs_type.clone(),
-            source: entry.source.clone(),
+            source: SourceDigest::of(&entry.source),
             root: entry.root.clone(),
             mount_point: entry.mount_point.clone(),
         }
+    }
+}
+
+/// A digest of a mount's source (`user:secret@host:/export`, a URL with credentials…), never the
+/// source itself: past the probe, nothing needs more than to tell two sources apart, so nothing
+/// kept in a snapshot can show one, whatever formats it (`Debug` included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceDigest(u64);
+
+impl SourceDigest {
+    pub fn of(source: &str) -> SourceDigest {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        // Fixed keys: the same source gives the same digest for the life of the process.
+        let mut hasher = DefaultHasher::new();
+        source.hash(&mut hasher);
+        SourceDigest(hasher.finish())
     }
 }
 
@@ -249,9 +265,15 @@ pub fn locate<'a>(
     if let Some(expected) = expected
         && *expected != found
     {
+        // The two read the same when only the source changed, which is never shown.
+        let source = if expected.to_string() == found.to_string() {
+            " mounted from another source"
+        } else {
+            ""
+        };
         return Err(Failure::new(
             Reason::MountChanged,
-            format!("{path} was on {expected} when last healthy, and is now on {found}"),
+            format!("{path} was on {expected} when last healthy, and is now on {found}{source}"),
         ));
     }
     Ok(Some(entry))
@@ -473,6 +495,7 @@ mod tests {
         let table = table();
         let media = table.mount_at(Path::new("/ctr/media")).unwrap();
         let was = Identity::of(media);
+        assert!(!format!("{was:?}").contains("remote:"), "{was:?}");
         let s = spec("/ctr/media");
         assert!(super::locate(&s, &table, Some(&was)).is_ok());
         // The same remote mounted again (a new mount ID) is the same mount.
@@ -513,6 +536,23 @@ mod tests {
                 failure.detail
             );
         }
+        // Only the source changed: said, not shown.
+        let elsewhere = Table::new(
+            mountinfo::parse(
+                "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
+                 3 1 8:1 /srv/host/media /ctr/media rw - ext4 /dev/sda1 rw\n\
+                 9 3 0:9 / /ctr/media rw - fuse.rclone user:secret@host: rw\n",
+            )
+            .unwrap(),
+        );
+        let failure = super::locate(&s, &elsewhere, Some(&was)).unwrap_err();
+        assert_eq!(failure.reason, Reason::MountChanged);
+        assert!(
+            failure.detail.ends_with("mounted from another source")
+                && !failure.detail.contains("secret"),
+            "{}",
+            failure.detail
+        );
     }
 
     #[test]

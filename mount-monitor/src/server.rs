@@ -1,8 +1,7 @@
-//! Serving the router: bounded connections, bounded header size and read time, graceful
-//! shutdown with a deadline.
+//! Serving the router: bounded connections (in total and per client address), bounded header
+//! size and read time, a deadline for writing each response, graceful shutdown with a deadline.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -10,33 +9,56 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
-/// Connections served at once; more are closed on accept so probes are never starved by an
-/// unbounded number of idle sockets.
-pub const MAX_CONNECTIONS: usize = 4096;
+use crate::deadline::WriteDeadline;
+use crate::limits::{ConnectionLimits, Refusal};
 
-/// [`MAX_CONNECTIONS`], or three quarters of the open-file limit when that is lower: clients
-/// must never take the descriptors the checks need (a canary read failing with EMFILE would
-/// report a healthy mount as `canary_failed`).
-pub fn connection_limit() -> usize {
+/// The memory all connections together may take: with the monitor's own few MiB, the process
+/// stays under 48 MiB, inside the 64 Mi limit of the sidecar example (deploy/sidecar.yaml).
+pub const CONNECTION_MEMORY: usize = 32 << 20;
+/// What one connection costs at most, rounded up from what the end-to-end tests measure
+/// (BENCHMARKS.md, "Connections": 11 KiB idle, up to 18.5 KiB with a request in flight on each):
+/// the connection's task and hyper's read and header buffers; bodies are shared, never copied
+/// per connection.
+pub const CONNECTION_COST: usize = 24 << 10;
+/// Connections served at once by default: [`CONNECTION_MEMORY`] / [`CONNECTION_COST`], 1,365.
+/// More are closed on accept.
+pub const DEFAULT_MAX_CONNECTIONS: usize = CONNECTION_MEMORY / CONNECTION_COST;
+// A hog needs many addresses to fill the cap.
+const _: () = assert!(DEFAULT_MAX_CONNECTIONS >= 16 * crate::limits::DEFAULT_PER_PEER);
+
+/// `configured` connections (by default [`DEFAULT_MAX_CONNECTIONS`]), or three quarters of the
+/// open-file limit when that is lower: clients must never take the descriptors the checks need
+/// (a canary read failing with EMFILE would report a healthy mount as `canary_failed`).
+pub fn connection_limit(configured: usize) -> usize {
     use nix::sys::resource::{Resource, getrlimit};
-    limit_for(getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft))
+    limit_for(
+        getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft),
+        configured,
+    )
 }
 
-fn limit_for(open_files: u64) -> usize {
+fn limit_for(open_files: u64, configured: usize) -> usize {
     usize::try_from(open_files / 4 * 3)
         .unwrap_or(usize::MAX)
-        .clamp(1, MAX_CONNECTIONS)
+        .min(configured)
+        .max(1)
 }
 
-/// A response that cannot be written for this long (the client stopped reading) ends the
-/// connection.
+/// A response must be written whole within this time, however the client reads: one that stops
+/// reading, or reads a byte now and then, is disconnected.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send its request head within this time (slowloris protection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head accepted (oversized headers get 431 or a closed connection).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Connections the kernel completes and queues for the server to accept. The default of 128
+/// overflows under a burst of connections (a client opening its 64 at once, a few of them), and
+/// the kernel then drops new connections' SYNs, kubelet's among them: each dropped one waits a
+/// second for its retransmission, as long as a probe's default timeout. The kernel caps it at
+/// `net.core.somaxconn`.
+const ACCEPT_BACKLOG: i32 = 4096;
 
 /// Listens on every address, in order; the first that fails is returned with its error. Call
 /// inside the runtime.
@@ -82,7 +104,7 @@ fn listen_on(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     // linger in TIME_WAIT.
     socket.set_reuse_address(true)?;
     socket.bind(&address.into())?;
-    socket.listen(1024)?;
+    socket.listen(ACCEPT_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -126,14 +148,14 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
+    limits: ConnectionLimits,
 ) {
-    let permits = Arc::new(Semaphore::new(connection_limit()));
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
     let mut next = 0;
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = accept_any(&listeners, &mut next) => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -145,9 +167,18 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            drop(stream);
-            continue;
+        let admission = match limits.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                // Debug only: a client hammering the port must not flood the log as well.
+                let refusal = match refusal {
+                    Refusal::Full => "all connections are taken",
+                    Refusal::PeerFull => "this address holds all it may",
+                };
+                tracing::debug!(%peer, refusal, "connection refused");
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -155,15 +186,14 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES.max(8192));
-        // A client that sends requests but never reads the answers would otherwise hold its
-        // connection (and a permit) for ever once the socket buffers are full.
-        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service.clone());
+        // A client that stops reading, or reads a byte now and then, would otherwise hold its
+        // connection (and its place) for ever once the socket buffers are full.
+        let stream = WriteDeadline::new(stream, WRITE_TIMEOUT);
+        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;
-            drop(permit);
+            drop(admission);
         });
     }
     drop(listeners);
@@ -221,10 +251,12 @@ mod tests {
 
     #[test]
     fn connections_leave_a_quarter_of_the_descriptors_to_the_checks() {
-        assert_eq!(limit_for(256), 192);
-        assert_eq!(limit_for(1024), 768);
-        assert_eq!(limit_for(65536), MAX_CONNECTIONS);
-        assert_eq!(limit_for(u64::MAX), MAX_CONNECTIONS, "RLIM_INFINITY");
-        assert_eq!(limit_for(0), 1);
+        let default = DEFAULT_MAX_CONNECTIONS;
+        assert_eq!(limit_for(256, default), 192);
+        assert_eq!(limit_for(1024, default), 768);
+        assert_eq!(limit_for(65536, default), default);
+        assert_eq!(limit_for(u64::MAX, default), default, "RLIM_INFINITY");
+        assert_eq!(limit_for(65536, 100), 100, "configured");
+        assert_eq!(limit_for(0, default), 1);
     }
 }

@@ -79,16 +79,34 @@ impl HangFs {
             .tempdir()
             .expect("create mount point");
         let path = dir.path().to_path_buf();
-        Self::mount_with(path, Some(dir))
+        Self::mount_with(path, Some(dir), None)
+    }
+
+    /// Mounts hangfs on a fresh directory inside `namespace`, out of the host's sight.
+    pub fn mount_in(namespace: &crate::namespace::MountNamespace) -> HangFs {
+        let dir = tempfile::Builder::new()
+            .prefix("mm-hangfs-")
+            .tempdir()
+            .expect("create mount point");
+        let path = dir.path().to_path_buf();
+        Self::mount_with(path, Some(dir), Some(namespace))
     }
 
     /// Mounts hangfs on `path`, an existing directory (or a mount point: it stacks on top).
     pub fn mount_at(path: &Path) -> HangFs {
-        Self::mount_with(path.to_path_buf(), None)
+        Self::mount_with(path.to_path_buf(), None, None)
     }
 
-    fn mount_with(path: PathBuf, dir: Option<tempfile::TempDir>) -> HangFs {
-        let mut daemon = Command::new(hangfs_binary())
+    fn mount_with(
+        path: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        namespace: Option<&crate::namespace::MountNamespace>,
+    ) -> HangFs {
+        let mut command = Command::new(hangfs_binary());
+        if let Some(namespace) = namespace {
+            namespace.enter(&mut command);
+        }
+        let mut daemon = command
             .arg(&path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -115,7 +133,7 @@ impl HangFs {
         };
         fs.wait_event("mounted", Duration::from_secs(10));
         fs.mounted = true;
-        fs.connection = connection_of(fs.path());
+        fs.connection = connection_of(fs.daemon.id(), fs.path());
         assert!(
             fs.connection.is_some(),
             "hangfs on {} is not in mountinfo",
@@ -230,10 +248,10 @@ impl Drop for HangFs {
     }
 }
 
-/// The fusectl connection of the FUSE mount on `path`: its device minor, from mountinfo (which
-/// never blocks, unlike a stat of the mount).
-fn connection_of(path: &Path) -> Option<String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+/// The fusectl connection of the FUSE mount on `path`: its device minor, from the daemon's
+/// mountinfo (which never blocks, unlike a stat of the mount, and is in the daemon's namespace).
+fn connection_of(daemon: u32, path: &Path) -> Option<String> {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{daemon}/mountinfo")).ok()?;
     let entries = mount_monitor::mountinfo::parse(&mountinfo).ok()?;
     let entry = mount_monitor::mountinfo::mount_at(&entries, path)?;
     let line = mountinfo

@@ -16,6 +16,7 @@ pub mod figures;
 pub mod fuse;
 pub mod kube_double;
 pub mod namespace;
+pub mod peer;
 pub mod prober;
 pub mod process;
 

@@ -29,10 +29,21 @@ pub struct Samples {
 impl Prober {
     /// Cycles through `paths`, pausing `pause` between requests, until [`Prober::stop`].
     pub fn start(addr: SocketAddr, paths: &[&str], pause: Duration) -> Prober {
+        Self::start_with(addr, paths, pause, || {})
+    }
+
+    /// As [`Prober::start`], with `setup` run first on the prober's thread (its priority).
+    pub fn start_with(
+        addr: SocketAddr,
+        paths: &[&str],
+        pause: Duration,
+        setup: impl FnOnce() + Send + 'static,
+    ) -> Prober {
         let stop = Arc::new(AtomicBool::new(false));
         let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
         let stopped = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
+            setup();
             let mut samples = Samples::default();
             for path in paths.iter().cycle() {
                 if stopped.load(Ordering::Relaxed) {
@@ -117,6 +128,7 @@ impl Samples {
             "requests": self.count(),
             "failures": self.failures.len(),
             "p50_ms": ms(self.percentile(50.0)),
+            "p95_ms": ms(self.percentile(95.0)),
             "p99_ms": ms(self.percentile(99.0)),
             "worst_ms": ms(self.worst().0),
             "worst_ms_by_path": worst_by_path,

@@ -586,7 +586,14 @@ fn abusive_clients_do_not_stop_the_probes() {
             data.path().display()
         ),
     );
-    let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
+    // Every client here is 127.0.0.1: lift the per-address limit (tests/abuse.rs covers it), so
+    // that what is measured is the header timeout and the cap.
+    let monitor = Monitor::start([
+        "--config",
+        config.to_str().unwrap(),
+        "--max-connections-per-peer",
+        "4096",
+    ]);
     let pid = monitor.pid();
     let addr = monitor.addr;
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
@@ -844,7 +851,12 @@ fn idle_clients_cannot_take_the_descriptors_checks_need() {
         ),
     );
     let monitor = Monitor::start_with(
-        ["--config", config.to_str().unwrap()],
+        [
+            "--config",
+            config.to_str().unwrap(),
+            "--max-connections-per-peer",
+            "4096",
+        ],
         &std::env::temp_dir(),
         |command| {
             use std::os::unix::process::CommandExt;

@@ -217,6 +217,9 @@ pub struct Rendered {
     status_mounts: Kept,
     /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
     metrics: [Kept; 2],
+    /// The same with the watchdog's families, and those families' text: every response shares
+    /// one body while neither changes, rather than copying megabytes per request.
+    metrics_with_watchdog: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
 }
 
 /// A copy of a snapshot may be changed, so it starts with nothing rendered.
@@ -340,6 +343,10 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     let format = Format::negotiate(accept);
     let snapshot = shared.snapshot();
     let detail = shared.settings.metrics_detail;
+    let index = match format {
+        Format::Prometheus => 0,
+        Format::OpenMetrics => 1,
+    };
     let kept: fn(&Rendered) -> &Kept = match format {
         Format::Prometheus => |r| &r.metrics[0],
         Format::OpenMetrics => |r| &r.metrics[1],
@@ -348,18 +355,42 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         compact(crate::metrics::render(Arc::clone(snapshot), at, format, detail).into_bytes())
     })
     .await;
-    // The watchdog changes between snapshots: its families are rendered for every scrape, and
-    // go before OpenMetrics' closing `# EOF`.
+    // The watchdog changes between snapshots: its families (a few hundred bytes) are rendered
+    // for every scrape, and the whole body again only when they or the mounts' part changed.
     let watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    let mut composed = snapshot.rendered.metrics_with_watchdog[index]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let body = match composed.as_ref() {
+        // The same kept body (the same bytes, not equal ones: no comparing megabytes).
+        Some((part, families, body))
+            if part.as_ptr() == mounts.as_ptr()
+                && part.len() == mounts.len()
+                && families == &watchdog =>
+        {
+            body.clone()
+        }
+        _ => {
+            let body = with_families(&mounts, &watchdog, format);
+            *composed = Some((mounts, watchdog, body.clone()));
+            body
+        }
+    };
+    drop(composed);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// The mounts' part of `/metrics` with `families` added, before OpenMetrics' closing `# EOF`.
+fn with_families(mounts: &Bytes, families: &str, format: crate::metrics::Format) -> Bytes {
     const EOF: &[u8] = b"# EOF\n";
-    let mounts = mounts.strip_suffix(EOF).unwrap_or(&mounts);
-    let mut body = Vec::with_capacity(mounts.len() + watchdog.len() + EOF.len());
+    let mounts = mounts.strip_suffix(EOF).unwrap_or(mounts);
+    let mut body = Vec::with_capacity(mounts.len() + families.len() + EOF.len());
     body.extend_from_slice(mounts);
-    body.extend_from_slice(watchdog.as_bytes());
-    if format == Format::OpenMetrics {
+    body.extend_from_slice(families.as_bytes());
+    if format == crate::metrics::Format::OpenMetrics {
         body.extend_from_slice(EOF);
     }
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    body.into()
 }
 
 async fn version() -> Response {

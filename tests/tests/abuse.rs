@@ -53,7 +53,7 @@ fn log_field(monitor: &Monitor, field: &str) -> Value {
         .log()
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|json| json["message"] == "mount-monitor started")
+        .find(|json| json["msg"] == "mount-monitor started")
         .map(|json| json[field].clone())
         .unwrap_or(Value::Null)
 }
@@ -309,9 +309,16 @@ fn a_full_cap_of_keep_alive_clients_stays_under_48_mib() {
 #[test]
 fn a_trickle_reader_is_cut_at_the_total_deadline() {
     let _serial = serial();
-    // An answer (10 MiB) larger than every socket buffer on the way (4 MiB at most).
+    // An answer (10 MiB, every series of 2,000 mounts) larger than every socket buffer on the
+    // way (4 MiB at most): with a smaller one the write ends in the buffers, and the connection
+    // then waits for its next request head.
     let (_dir, config) = directories(2000);
-    let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
+    let monitor = Monitor::start([
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-detail",
+        "full",
+    ]);
     monitor.wait_for("/readyz", 200, Duration::from_secs(30));
     let (_, metrics) = monitor.get("/metrics");
     let pid = monitor.pid();

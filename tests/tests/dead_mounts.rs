@@ -651,3 +651,109 @@ fn fifty_hung_mounts_do_not_delay_the_others() {
     drop(hung);
     drop(monitor);
 }
+
+/// debrid-mount-monitor's usual path, a directory below a FUSE mount (`/mnt/zurg/__all__`) with
+/// `checkType: directory`, in its `config.json` shape: checked on that mount, so that the mount
+/// going away fails it, also once the directory exists again on the disk below.
+#[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
+fn a_path_below_a_fuse_mount_fails_when_the_mount_goes() {
+    let test = "a_path_below_a_fuse_mount_fails_when_the_mount_goes";
+    require_fuse(test);
+    let _serial = serial();
+    let mut fs = HangFs::mount();
+    let below = fs.path().join("__all__");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "checkInterval": "1s",
+            "readTimeout": "500ms",
+            "failureThreshold": 1,
+            "mounts": [{"name": "zurg", "path": below, "checkType": "directory"}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
+    let zurg = wait_for_mount(&monitor, "zurg", "healthy", None, TWO_INTERVALS);
+    assert_eq!(zurg["fs_type"], "fuse.hangfs", "{zurg}");
+
+    // The mount goes: what is left of the path is on the root filesystem.
+    fs.unmount_lazily();
+    let zurg = wait_for_mount(
+        &monitor,
+        "zurg",
+        "unhealthy",
+        Some("not_mounted"),
+        TWO_INTERVALS,
+    );
+    assert!(
+        zurg["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("root filesystem"),
+        "{zurg}"
+    );
+    // The directory made again on the disk below (a script that mkdirs its paths), so that a
+    // `directory` check alone would pass: still not the mount.
+    std::fs::create_dir(&below).unwrap();
+    std::thread::sleep(2 * INTERVAL);
+    let zurg = status(&monitor, "zurg");
+    assert_eq!(
+        (&zurg["status"], &zurg["reason"]),
+        (&json!("unhealthy"), &json!("not_mounted")),
+        "{zurg}"
+    );
+    std::fs::remove_dir(&below).unwrap();
+}
+
+/// Another filesystem mounted where a healthy one was, with no `fsType` configured: not the
+/// same mount, whatever its type; the same one mounted again is.
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn another_filesystem_where_a_healthy_one_was_is_mount_changed() {
+    require_root("another_filesystem_where_a_healthy_one_was_is_mount_changed");
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("media");
+    std::fs::create_dir(&path).unwrap();
+    let mount = |source: &str| {
+        nix::mount::mount(
+            Some(source),
+            &path,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+    };
+    let unmount = || nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    mount("media-remote");
+    let monitor = Monitor::start([
+        "--mount",
+        &format!("media={}", path.display()),
+        "--check-interval",
+        "1s",
+        "--timeout",
+        "500ms",
+    ]);
+    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    unmount();
+    mount("other-remote");
+    let media = wait_for_mount(
+        &monitor,
+        "media",
+        "degraded",
+        Some("mount_changed"),
+        TWO_INTERVALS,
+    );
+    let error = media["last_error"].as_str().unwrap();
+    assert!(!error.contains("other-remote"), "no source shown: {error}");
+    // The provider mounts its own remote again: the same mount.
+    unmount();
+    mount("media-remote");
+    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    unmount();
+}

@@ -46,6 +46,13 @@ const ROOT: FileAttr = FileAttr {
     blksize: 4096,
 };
 
+/// A directory below the root, as the paths users give below a FUSE mount (`/mnt/zurg/__all__`).
+const SUBDIR: &str = "__all__";
+const SUBDIR_ATTR: FileAttr = FileAttr {
+    ino: INodeNo(2),
+    ..ROOT
+};
+
 #[derive(Default)]
 struct HangFs {
     held: Mutex<Held>,
@@ -93,7 +100,11 @@ impl HangFs {
 struct Shared(std::sync::Arc<HangFs>);
 
 impl Filesystem for Shared {
-    fn lookup(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if parent == INodeNo::ROOT && name == SUBDIR {
+            reply.entry(&TTL, &SUBDIR_ATTR, fuser::Generation(0));
+            return;
+        }
         if name == STALL {
             // Blocks the only thread that reads requests: nothing else is read until release.
             let mut held = self.0.held();
@@ -114,6 +125,8 @@ impl Filesystem for Shared {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if ino == INodeNo::ROOT {
             reply.attr(&TTL, &ROOT);
+        } else if ino == SUBDIR_ATTR.ino {
+            reply.attr(&TTL, &SUBDIR_ATTR);
         } else {
             reply.error(Errno::ENOENT);
         }
@@ -127,12 +140,20 @@ impl Filesystem for Shared {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        if ino != INodeNo::ROOT {
+        let entries: &[(INodeNo, &str)] = if ino == INodeNo::ROOT {
+            &[
+                (INodeNo::ROOT, "."),
+                (INodeNo::ROOT, ".."),
+                (SUBDIR_ATTR.ino, SUBDIR),
+            ]
+        } else if ino == SUBDIR_ATTR.ino {
+            &[(SUBDIR_ATTR.ino, "."), (INodeNo::ROOT, "..")]
+        } else {
             reply.error(Errno::ENOENT);
             return;
-        }
-        for (i, name) in [".", ".."].into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo::ROOT, (i + 1) as u64, FileType::Directory, name) {
+        };
+        for (i, (entry, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(*entry, (i + 1) as u64, FileType::Directory, name) {
                 break;
             }
         }

@@ -1094,12 +1094,15 @@ fn every_bad_configuration_exits_2_with_one_line() {
             vec![path("pct.json"), "`mounts[0].minFreeInodes`".into()],
         ),
         (
-            "watchdog enabled",
+            "bad watchdog duration",
             vec![
                 "-c".into(),
-                file("wd.json", "{\"watchdog\":{\"enabled\":true}}"),
+                file(
+                    "wd.json",
+                    "{\"watchdog\":{\"enabled\":true,\"restartDelay\":\"soon\"}}",
+                ),
             ],
-            vec![path("wd.json"), "`watchdog.enabled`".into()],
+            vec![path("wd.json"), "`watchdog.restartDelay`".into()],
         ),
         (
             "file over 1 MiB",

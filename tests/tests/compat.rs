@@ -272,7 +272,7 @@ fn checks_once(setup: &mut Setup) {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn shipped_example_serves() {
     needs_root();
     serves(&mut Setup::new(
@@ -282,7 +282,7 @@ fn shipped_example_serves() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn shipped_example_in_init_container_mode() {
     needs_root();
     checks_once(&mut Setup::new(
@@ -292,21 +292,21 @@ fn shipped_example_in_init_container_mode() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn init_container_example_serves() {
     needs_root();
     serves(&mut Setup::new("dmm-init-container.config.json", |t| t));
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn init_container_example_in_init_container_mode() {
     needs_root();
     checks_once(&mut Setup::new("dmm-init-container.config.json", |t| t));
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn readme_example_serves() {
     needs_root();
     // Unchanged, the watchdog on: outside Kubernetes it says so and serves.
@@ -316,7 +316,7 @@ fn readme_example_serves() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn readme_example_in_init_container_mode() {
     needs_root();
     // Unchanged: init-container mode does not look at the watchdog, as there.
@@ -335,7 +335,7 @@ fn readme_example_in_init_container_mode() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn kind_example_serves() {
     needs_root();
     let mut setup = Setup::new("dmm-kind.config.json", |t| t);
@@ -352,7 +352,7 @@ fn kind_example_serves() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn kind_example_in_init_container_mode() {
     needs_root();
     checks_once(&mut Setup::new("dmm-kind.config.json", |t| t));
@@ -413,7 +413,7 @@ fn run_briefly(cwd: &Path, args: &[&str], limit: Duration) -> Option<(i32, Strin
 /// keys warned about (naming the closest known one), the last of a repeated key, `""` check
 /// type, names with `/` and shared names, zero thresholds, Go durations with `µs`/`μs`.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn config_json_is_read_as_go_reads_it() {
     needs_root();
     let (dir, _a, _b) = workdir(
@@ -480,7 +480,7 @@ fn config_json_is_read_as_go_reads_it() {
 /// Item 3: zero means the default: `httpPort: 0` is 8080, `canaryFile: ""` is `.health-check`,
 /// `shutdownTimeout: "0"` is 30s.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn zero_means_the_default() {
     needs_root();
     let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
@@ -504,7 +504,7 @@ fn zero_means_the_default() {
 
 /// Item 4: `--init-container-mode` is a Go bool flag: bare, `=true`, `=false`.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn init_container_mode_takes_go_bool_values() {
     needs_root();
     let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
@@ -528,7 +528,7 @@ fn init_container_mode_takes_go_bool_values() {
 /// Item 5: init-container mode as there: no serve-only validation, JSON log lines, exit 1 on a
 /// config error and with no mounts; `check` keeps its table, discovery and exit 2.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn init_container_mode_behaves_as_there() {
     needs_root();
     // An interval below the timeout and the watchdog on: only serving cares.
@@ -570,7 +570,7 @@ fn init_container_mode_behaves_as_there() {
 /// Item 6: the default listens on IPv4 and IPv6 (`[::]:8080`, dual-stack); `--listen` takes
 /// several addresses, repeated or comma-separated; `healthcheck` finds the default.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn listens_on_ipv4_and_ipv6() {
     needs_root();
     let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
@@ -610,7 +610,7 @@ fn listens_on_ipv4_and_ipv6() {
 /// Item 7: `checkType: directory` only stats the path, so a `0700` mount root passes for uid
 /// 65534; listing it is `checkType: list`, which needs read permission.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn directory_check_needs_no_read_permission() {
     needs_root();
     let (dir, mut a, mut b) = workdir(
@@ -641,7 +641,7 @@ fn directory_check_needs_no_read_permission() {
 /// Item 8: JSON log lines with slog's keys and messages; info on stdout, warn and error on
 /// stderr; `health check failed` per failed check; `mount state changed` on each transition.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn logs_as_debrid_mount_monitor_writes_them() {
     needs_root();
     let (dir, mut a, _b) =
@@ -706,7 +706,7 @@ fn logs_as_debrid_mount_monitor_writes_them() {
 
 /// Item 9: a Kubernetes service link in a `MOUNT_MONITOR_*` variable is ignored with a warning.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn service_links_are_ignored() {
     needs_root();
     let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
@@ -729,7 +729,7 @@ fn service_links_are_ignored() {
 
 /// Item 10: `path` is the configured string as written; the body ends with a newline.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn path_is_shown_as_written() {
     needs_root();
     let dir = tempfile::tempdir().unwrap();

@@ -270,7 +270,7 @@ fn a_denied_access_review_leaves_it_serving_and_forbidden() {
 }
 
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     require_root();
     let double = KubeDouble::start(Api::default());
@@ -856,7 +856,7 @@ fn backoff_settings_are_checked_when_serving_only() {
 /// debrid-mount-monitor's README example and kind ConfigMap, as written but for the mount
 /// paths (pointed at tmpfs mounts), start, serve and arm the watchdog.
 #[test]
-#[ignore = "needs root: cargo xtask test"]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
 fn debrid_configs_with_the_watchdog_start_and_serve() {
     require_root();
     for fixture in ["dmm-readme.config.json", "dmm-kind.config.json"] {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mount_monitor::config::{MountSpec, Settings};
 use mount_monitor::metrics::{Format, MetricsDetail, render};
-use mount_monitor::monitor::{MountView, Snapshot};
 use mount_monitor::probe::Stats;
+use mount_monitor::snapshot::{MountView, Snapshot};
 use mount_monitor::state::MountState;
 
 fn snapshot(mounts: usize) -> Arc<Snapshot> {

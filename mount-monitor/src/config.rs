@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::metrics::MetricsDetail;
 use crate::mountinfo::normalize;
 
 /// Every address, IPv4 and IPv6 (one dual-stack socket; IPv4 alone where IPv6 is off), as Go's
@@ -46,6 +45,16 @@ pub enum LogLevel {
 pub enum LogFormat {
     Json,
     Text,
+}
+
+/// How much `/metrics` tells about each mount (flag `--metrics-detail`, key `metricsDetail`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsDetail {
+    /// At most 16 series per healthy mount: what the alerts and the dashboard need.
+    #[default]
+    Basic,
+    /// Every duration bucket, failures by reason, all states, every filesystem gauge.
+    Full,
 }
 
 /// What the mount's read-write state must be.
@@ -185,7 +194,7 @@ pub struct Settings {
     pub watchdog: WatchdogSettings,
 }
 
-/// The pod-restart watchdog (`watchdog` in the file; see `crate::watchdog`).
+/// The pod-restart watchdog (`watchdog` in the file; see the `watchdog` module).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchdogSettings {
     pub enabled: bool,

@@ -8,14 +8,15 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRef, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde::Serialize;
 
-use crate::monitor::{MountView, Shared, Snapshot};
+use crate::snapshot::{MountView, Shared, Snapshot};
 use crate::state::Health;
+use crate::state::timestamp;
 
 /// The monitor loop counts as dead when it has not ticked for this long.
 const LIVENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -32,7 +33,30 @@ pub const ROUTES: &[&str] = &[
     "/version",
 ];
 
+/// The router's state: the monitor's handle, and the bodies kept for its latest snapshot.
+#[derive(Clone)]
+struct Api {
+    shared: Arc<Shared>,
+    cache: Arc<Cache>,
+}
+
+impl FromRef<Api> for Arc<Shared> {
+    fn from_ref(api: &Api) -> Self {
+        Arc::clone(&api.shared)
+    }
+}
+
+impl FromRef<Api> for Arc<Cache> {
+    fn from_ref(api: &Api) -> Self {
+        Arc::clone(&api.cache)
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
+    let api = Api {
+        shared,
+        cache: Arc::default(),
+    };
     Router::new()
         .route("/healthz/live", only_get(get(healthz_live)))
         .route("/healthz/ready", only_get(get(healthz_ready)))
@@ -42,11 +66,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", only_get(get(readyz)))
         .route("/readyz/{*mount}", only_get(get(readyz_one)))
         .route("/version", only_get(get(version)))
-        .with_state(shared)
+        .with_state(api)
 }
 
 /// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.
-fn only_get(route: MethodRouter<Arc<Shared>>) -> MethodRouter<Arc<Shared>> {
+fn only_get(route: MethodRouter<Api>) -> MethodRouter<Api> {
     route.fallback(|| async {
         (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -64,37 +88,33 @@ fn code(ok: bool) -> StatusCode {
     }
 }
 
-/// Live: no mount is unhealthy (unknown and degraded count as alive).
-pub fn is_live(snapshot: &Snapshot) -> bool {
-    snapshot
-        .mounts
-        .iter()
-        .all(|m| m.state.health != Health::Unhealthy)
-}
-
-/// Ready: every mount is healthy, and the initial set of mounts is known.
-pub fn is_ready(snapshot: &Snapshot) -> bool {
-    snapshot.initialized && snapshot.all(Health::Healthy)
-}
-
-async fn healthz_live(State(shared): State<Arc<Shared>>) -> Response {
+async fn healthz_live(
+    State(shared): State<Arc<Shared>>,
+    State(cache): State<Arc<Cache>>,
+) -> Response {
     let snapshot = shared.snapshot();
-    let live = is_live(&snapshot);
-    status_json(&snapshot, live, None).await
+    let live = snapshot.is_live();
+    status_json(&cache, &snapshot, live, None).await
 }
 
-async fn healthz_ready(State(shared): State<Arc<Shared>>) -> Response {
+async fn healthz_ready(
+    State(shared): State<Arc<Shared>>,
+    State(cache): State<Arc<Cache>>,
+) -> Response {
     let snapshot = shared.snapshot();
-    let ready = is_ready(&snapshot);
-    status_json(&snapshot, ready, None).await
+    let ready = snapshot.is_ready();
+    status_json(&cache, &snapshot, ready, None).await
 }
 
 /// `/healthz/ready`'s verdict and body, with the watchdog's state.
-async fn healthz_status(State(shared): State<Arc<Shared>>) -> Response {
+async fn healthz_status(
+    State(shared): State<Arc<Shared>>,
+    State(cache): State<Arc<Cache>>,
+) -> Response {
     let snapshot = shared.snapshot();
     let watchdog = shared.watchdog.view();
-    let ready = is_ready(&snapshot);
-    status_json(&snapshot, ready, Some(&watchdog)).await
+    let ready = snapshot.is_ready();
+    status_json(&cache, &snapshot, ready, Some(&watchdog)).await
 }
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -167,10 +187,6 @@ pub struct MountJson<'a> {
     pub last_success: Option<String>,
 }
 
-pub fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 impl<'a> MountJson<'a> {
     pub fn new(view: &'a MountView, now: Instant) -> Self {
         let state = &view.state;
@@ -210,7 +226,7 @@ impl<'a> MountJson<'a> {
 /// rendered as at a whole number of seconds after the snapshot was first asked for, and kept
 /// for that second, so a stuck mount costs one rendering a second, whatever the load.
 #[derive(Debug, Default)]
-pub struct Rendered {
+struct Rendered {
     /// When the snapshot was first rendered: the time base of `stuck_seconds`.
     epoch: OnceLock<Instant>,
     /// The `mounts` array of `/healthz/*` (the `status` and `timestamp` around it vary).
@@ -222,10 +238,25 @@ pub struct Rendered {
     metrics_with_watchdog: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
 }
 
-/// A copy of a snapshot may be changed, so it starts with nothing rendered.
-impl Clone for Rendered {
-    fn clone(&self) -> Self {
-        Rendered::default()
+/// The bodies kept for the latest snapshot the HTTP side served, which it keeps alive until a
+/// newer one replaces it (so that a new snapshot can never be taken for the old one).
+#[derive(Debug, Default)]
+struct Cache(std::sync::Mutex<Option<(Arc<Snapshot>, Arc<Rendered>)>>);
+
+impl Cache {
+    /// The bodies kept for `snapshot`: new and empty when it is not the one kept so far.
+    fn of(&self, snapshot: &Arc<Snapshot>) -> Arc<Rendered> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.as_ref() {
+            Some((for_snapshot, rendered)) if Arc::ptr_eq(for_snapshot, snapshot) => {
+                Arc::clone(rendered)
+            }
+            _ => {
+                let rendered = Arc::new(Rendered::default());
+                *kept = Some((Arc::clone(snapshot), Arc::clone(&rendered)));
+                rendered
+            }
+        }
     }
 }
 
@@ -254,18 +285,16 @@ fn render_instant(epoch: Instant, now: Instant, time_dependent: bool) -> (Instan
 /// check is stuck), on the blocking pool, so that a large one (5 MiB of metrics at 1,000 mounts)
 /// never holds up the async workers that answer the probes.
 async fn rendered(
+    bodies: &Rendered,
     snapshot: &Arc<Snapshot>,
     kept: fn(&Rendered) -> &Kept,
     render: impl FnOnce(&Arc<Snapshot>, Instant) -> Bytes + Send + 'static,
 ) -> Bytes {
-    let epoch = *snapshot.rendered.epoch.get_or_init(Instant::now);
+    let epoch = *bodies.epoch.get_or_init(Instant::now);
     let stuck = snapshot.mounts.iter().any(|m| m.stuck_since.is_some());
     let (at, second) = render_instant(epoch, Instant::now(), stuck);
     let slot = {
-        let mut current = kept(&snapshot.rendered)
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = kept(bodies).0.lock().unwrap_or_else(|e| e.into_inner());
         match current.as_ref() {
             // A request that computed its second just before the turn takes the newer body.
             Some(slot) if slot.second >= second => Arc::clone(slot),
@@ -311,11 +340,19 @@ fn compact(mut body: Vec<u8>) -> Bytes {
 }
 
 async fn status_json(
+    cache: &Cache,
     snapshot: &Arc<Snapshot>,
     ok: bool,
     watchdog: Option<&crate::watchdog::View>,
 ) -> Response {
-    let mounts = rendered(snapshot, |r| &r.status_mounts, render_status_mounts).await;
+    let bodies = cache.of(snapshot);
+    let mounts = rendered(
+        &bodies,
+        snapshot,
+        |r| &r.status_mounts,
+        render_status_mounts,
+    )
+    .await;
     // `StatusBody`'s fields in its order (a test holds the two equal); neither the status nor
     // the timestamp has anything to escape.
     let mut body = Vec::with_capacity(mounts.len() + 64);
@@ -337,7 +374,11 @@ async fn status_json(
     (code(ok), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    State(cache): State<Arc<Cache>>,
+    headers: HeaderMap,
+) -> Response {
     use crate::metrics::Format;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
@@ -351,14 +392,15 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         Format::Prometheus => |r| &r.metrics[0],
         Format::OpenMetrics => |r| &r.metrics[1],
     };
-    let mounts = rendered(&snapshot, kept, move |snapshot, at| {
+    let bodies = cache.of(&snapshot);
+    let mounts = rendered(&bodies, &snapshot, kept, move |snapshot, at| {
         compact(crate::metrics::render(Arc::clone(snapshot), at, format, detail).into_bytes())
     })
     .await;
     // The watchdog changes between snapshots: its families (a few hundred bytes) are rendered
     // for every scrape, and the whole body again only when they or the mounts' part changed.
     let watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
-    let mut composed = snapshot.rendered.metrics_with_watchdog[index]
+    let mut composed = bodies.metrics_with_watchdog[index]
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let body = match composed.as_ref() {

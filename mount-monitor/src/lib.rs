@@ -2,7 +2,8 @@
 //!
 //! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
 //! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
-//! machine), [`monitor`] (the loop), [`http`] and [`server`] (the API; [`limits`] on who may
+//! machine), [`monitor`] (the loop) and [`snapshot`] (what it publishes: plain data, with the
+//! verdicts), [`http`] and [`server`] (the API; [`limits`] on who may
 //! connect, [`deadline`] on writing), [`metrics`] (`/metrics`), [`report`] and [`healthcheck`]
 //! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
 //! client).
@@ -26,6 +27,7 @@ pub mod reason;
 pub mod report;
 pub mod server;
 pub mod service_links;
+pub mod snapshot;
 pub mod state;
 pub mod watchdog;
 
@@ -42,4 +44,72 @@ pub(crate) fn proptest_cases(default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The modules' `crate::` paths outside their tests form no cycle: each concept can be read
+/// without the ones that read it.
+#[cfg(test)]
+mod layout {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut graph = BTreeMap::new();
+        for entry in std::fs::read_dir(&src).expect("src/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let module = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let used: BTreeSet<String> = code
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .flat_map(|line| line.match_indices("crate::").map(|(at, _)| &line[at + 7..]))
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect::<String>()
+                })
+                .filter(|name| !name.is_empty() && *name != module)
+                .collect();
+            graph.insert(module, used);
+        }
+        graph
+    }
+
+    #[test]
+    fn modules_depend_on_each_other_without_cycles() {
+        let graph = dependencies();
+        assert!(graph.contains_key("snapshot") && graph["monitor"].contains("snapshot"));
+        // Depth-first search from every module; a module met again on the path is a cycle.
+        fn visit(
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            module: &str,
+            path: &mut Vec<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|m| m == module) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(module.to_owned());
+                return Some(cycle);
+            }
+            path.push(module.to_owned());
+            for next in graph.get(module).into_iter().flatten() {
+                if let Some(cycle) = visit(graph, next, path) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        for module in graph.keys() {
+            if let Some(cycle) = visit(&graph, module, &mut Vec::new()) {
+                panic!(
+                    "modules depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                );
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use mount_monitor::cli::{self, Cli, Command, Format};
 use mount_monitor::config::{self, Settings};
 use mount_monitor::limits::ConnectionLimits;
-use mount_monitor::monitor::{self, Shared};
+use mount_monitor::monitor;
+use mount_monitor::snapshot::{self, Shared};
 use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links, watchdog};
 
 /// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
@@ -171,9 +172,7 @@ async fn init_container(settings: &Settings) -> ExitCode {
 
 async fn check(settings: &Settings, format: Format) -> ExitCode {
     let views = monitor::check_once(settings).await;
-    let ok = views
-        .iter()
-        .all(|v| v.state.health == mount_monitor::state::Health::Healthy);
+    let ok = snapshot::all_healthy(&views);
     match format {
         Format::Table => print!("{}", report::table(&views)),
         Format::Json => {
@@ -245,7 +244,12 @@ async fn serve(settings: Settings) -> ExitCode {
     // The watchdog hears of every change of health from the first check on.
     let changes = shared.changes();
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let watchdog = tokio::spawn(watchdog::run(Arc::clone(&shared), changes, stopping));
+    let watchdog = tokio::spawn(watchdog::run(
+        settings.watchdog.clone(),
+        Arc::clone(&shared.watchdog),
+        changes,
+        stopping,
+    ));
     monitor::start(Arc::clone(&shared));
     let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = {

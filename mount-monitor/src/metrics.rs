@@ -22,9 +22,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::monitor::{MountView, Snapshot};
 use crate::probe::Stats;
 use crate::reason::Reason;
+use crate::snapshot::{MountView, Snapshot};
 use crate::state::{BASIC_DURATION_BUCKETS, Health};
 
 /// Every metric name starts with this.
@@ -75,15 +75,7 @@ impl Format {
     }
 }
 
-/// How much `/metrics` tells about each mount (flag `--metrics-detail`, key `metricsDetail`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MetricsDetail {
-    /// At most 16 series per healthy mount: what the alerts and the dashboard need.
-    #[default]
-    Basic,
-    /// Every duration bucket, failures by reason, all states, every filesystem gauge.
-    Full,
-}
+pub use crate::config::MetricsDetail;
 
 /// The exposition of `snapshot` in `format`, as seen at `now` (for how long a check has been
 /// stuck).

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
@@ -15,110 +15,9 @@ use crate::discovery;
 use crate::mountinfo::{MountTable, display_path};
 use crate::probe::{self, Failure, Identity, Outcome};
 use crate::reason::Reason;
+use crate::snapshot::{HEARTBEAT, MountView, Shared, Snapshot};
 use crate::state::{Health, MountState, Transition};
-
-/// One mount as readers see it.
-#[derive(Clone, Debug)]
-pub struct MountView {
-    pub spec: Arc<MountSpec>,
-    pub state: MountState,
-    /// When the probe still in flight started, if it has overrun its deadline.
-    pub stuck_since: Option<Instant>,
-}
-
-impl MountView {
-    pub fn label(&self) -> String {
-        self.spec.label()
-    }
-
-    pub fn stuck_for(&self, now: Instant) -> Option<Duration> {
-        self.stuck_since
-            .map(|since| now.saturating_duration_since(since))
-    }
-}
-
-/// The monitor's latest word on every mount. Immutable; replaced whole.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub mounts: Vec<Arc<MountView>>,
-    /// Every configured mount (or the first discovery round) is in `mounts`. Before that, an
-    /// empty list must not read as "all healthy".
-    pub initialized: bool,
-    /// Checks blocked in the kernel past their deadline (one thread each), over all mounts.
-    pub blocked_checks: usize,
-    /// A monitor task died: the monitor can no longer be trusted, and `/livez` says so.
-    pub failed: Option<String>,
-    /// Response bodies rendered from this snapshot, reused until it is replaced.
-    pub rendered: crate::http::Rendered,
-}
-
-impl Snapshot {
-    pub fn all(&self, health: Health) -> bool {
-        self.mounts.iter().all(|m| m.state.health == health)
-    }
-}
-
-/// A mount's health changed (or it is no longer monitored), as the watchdog hears of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountChange {
-    pub id: u64,
-    pub mount: String,
-    /// `Unknown` when the mount is no longer monitored.
-    pub health: Health,
-    pub failure_count: u32,
-}
-
-/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.
-pub struct Shared {
-    snapshot: RwLock<Arc<Snapshot>>,
-    started: Instant,
-    heartbeat_ms: AtomicU64,
-    pub settings: Arc<Settings>,
-    pub watchdog: crate::watchdog::Status,
-    changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
-}
-
-impl Shared {
-    pub fn new(settings: Arc<Settings>) -> Arc<Shared> {
-        Arc::new(Shared {
-            snapshot: RwLock::new(Arc::new(Snapshot::default())),
-            started: Instant::now(),
-            heartbeat_ms: AtomicU64::new(0),
-            watchdog: crate::watchdog::Status::new(&settings.watchdog),
-            settings,
-            changes: OnceLock::new(),
-        })
-    }
-
-    /// Every change of a mount's health from now on (call before [`start`]); one listener.
-    pub fn changes(&self) -> mpsc::UnboundedReceiver<MountChange> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.changes.set(tx);
-        rx
-    }
-
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn publish(&self, snapshot: Snapshot) {
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
-    }
-
-    fn beat(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.heartbeat_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// How long ago the monitor loop last ticked.
-    pub fn heartbeat_age(&self) -> Duration {
-        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
-}
-
-/// How often the collector proves it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(1);
+use crate::watchdog::MountChange;
 
 enum Event {
     /// Every mount known at start has been added.
@@ -193,7 +92,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                initialized |= apply(&mut mounts, &mut failed, event, shared.changes.get());
+                initialized |= apply(&mut mounts, &mut failed, event, shared.change_listener());
                 let spacing = PUBLISH_SPACING_PER_MOUNT * mounts.len() as u32;
                 if let Some(next) = published.map(|at| at + spacing)
                     && Instant::now() < next
@@ -202,7 +101,7 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
                 }
                 // Drain what else is queued so a burst publishes one snapshot.
                 while let Ok(event) = rx.try_recv() {
-                    initialized |= apply(&mut mounts, &mut failed, event, shared.changes.get());
+                    initialized |= apply(&mut mounts, &mut failed, event, shared.change_listener());
                 }
             }
             _ = heartbeat.tick() => {
@@ -219,7 +118,6 @@ async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Event>) {
             initialized,
             blocked_checks: published_blocked,
             failed: failed.clone(),
-            ..Default::default()
         });
         published = Some(Instant::now());
     }

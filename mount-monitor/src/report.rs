@@ -1,6 +1,6 @@
 //! `check`'s human-readable table.
 
-use crate::monitor::MountView;
+use crate::snapshot::MountView;
 use crate::state::Health;
 
 /// One row per mount: mount, state, reason, free space, fs type, check time.

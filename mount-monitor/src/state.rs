@@ -38,6 +38,11 @@ impl std::fmt::Display for Health {
     }
 }
 
+/// A time as every JSON body shows it: RFC 3339, UTC, whole seconds.
+pub fn timestamp(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// A change of health, logged once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {

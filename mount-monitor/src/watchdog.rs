@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::WatchdogSettings;
 use crate::kube::{self, Client, Cluster, NotInCluster, PodEvent, PodLookup};
-use crate::monitor::{MountChange, Shared};
 use crate::state::Health;
+use crate::state::timestamp;
 use machine::{DeleteVerdict, Machine, Reaction, Trigger};
 
 /// The deadline of the best-effort event before the DELETE: it must not hold the restart up.
@@ -149,7 +149,7 @@ impl View {
             mount: None,
             pod: None,
             namespace: None,
-            since: crate::http::timestamp(SystemTime::now()),
+            since: timestamp(SystemTime::now()),
             restart_at: None,
             delete_attempts: 0,
             last_error: None,
@@ -199,7 +199,7 @@ impl Status {
         let before = view.state;
         change(&mut view);
         if view.state != before {
-            view.since = crate::http::timestamp(SystemTime::now());
+            view.since = timestamp(SystemTime::now());
         }
     }
 
@@ -225,15 +225,25 @@ pub enum Verdict {
     ExitForRestart,
 }
 
+/// A mount's health changed (or it is no longer monitored), as the watchdog hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountChange {
+    pub id: u64,
+    pub mount: String,
+    /// `Unknown` when the mount is no longer monitored.
+    pub health: Health,
+    pub failure_count: u32,
+}
+
 /// Runs the watchdog for a serving monitor until it has nothing left to do, or until
 /// `stopping` turns true. `changes` are the monitor's health changes.
 pub async fn run(
-    shared: Arc<Shared>,
+    settings: WatchdogSettings,
+    status: Arc<Status>,
     changes: mpsc::UnboundedReceiver<MountChange>,
     stopping: watch::Receiver<bool>,
 ) -> Verdict {
-    let settings = shared.settings.watchdog.clone();
-    let status = &shared.watchdog;
+    let status = &status;
     if !settings.enabled {
         tracing::info!("watchdog disabled by configuration");
         return Verdict::Idle;
@@ -243,7 +253,7 @@ pub async fn run(
     };
     Watchdog {
         settings,
-        shared: Arc::clone(&shared),
+        status: Arc::clone(status),
         target,
         stopping,
     }
@@ -353,7 +363,7 @@ async fn arm(status: &Status, settings: &WatchdogSettings) -> Option<Target> {
 
 struct Watchdog {
     settings: WatchdogSettings,
-    shared: Arc<Shared>,
+    status: Arc<Status>,
     target: Target,
     stopping: watch::Receiver<bool>,
 }
@@ -370,7 +380,7 @@ enum Sequence {
 
 impl Watchdog {
     fn status(&self) -> &Status {
-        &self.shared.watchdog
+        &self.status
     }
 
     async fn watch(self, mut changes: mpsc::UnboundedReceiver<MountChange>) -> Verdict {
@@ -446,7 +456,7 @@ impl Watchdog {
     }
 
     fn set_pending(&self, trigger: &Trigger, reason: String, delay: Duration) {
-        let at = crate::http::timestamp(SystemTime::now() + delay);
+        let at = timestamp(SystemTime::now() + delay);
         self.status().set(State::Pending, reason);
         self.status().update(|v| {
             v.mount = Some(trigger.mount.clone());
@@ -532,7 +542,7 @@ impl Watchdog {
 
     async fn postpone(&self, trigger: &Trigger, uid: Option<String>, wait: Duration) -> Sequence {
         let min_age = self.settings.min_pod_age;
-        let at = crate::http::timestamp(SystemTime::now() + wait);
+        let at = timestamp(SystemTime::now() + wait);
         let why = format!(
             "the pod is younger than minPodAge ({}), so it was most likely just recreated; restart postponed until {at}",
             humantime::format_duration(min_age)

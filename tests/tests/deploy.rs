@@ -465,7 +465,7 @@ fn with_variables_filled_in(expr: &str) -> String {
 fn served_metric_names() -> std::collections::BTreeSet<String> {
     use mount_monitor::metrics::{Format, MetricsDetail, render};
     let text = render(
-        std::sync::Arc::new(mount_monitor::monitor::Snapshot::default()),
+        std::sync::Arc::new(mount_monitor::snapshot::Snapshot::default()),
         std::time::Instant::now(),
         Format::Prometheus,
         MetricsDetail::Full,

@@ -1,0 +1,127 @@
+//! What the monitor publishes and everyone else reads: plain data. The monitor writes a new
+//! [`Snapshot`] whole; the HTTP handlers, `/metrics`, `check`'s report and the watchdog read it
+//! through [`Shared`], and take their verdicts from here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config::{MountSpec, Settings};
+use crate::state::{Health, MountState};
+use crate::watchdog::MountChange;
+
+/// One mount as readers see it.
+#[derive(Clone, Debug)]
+pub struct MountView {
+    pub spec: Arc<MountSpec>,
+    pub state: MountState,
+    /// When the probe still in flight started, if it has overrun its deadline.
+    pub stuck_since: Option<Instant>,
+}
+
+impl MountView {
+    pub fn label(&self) -> String {
+        self.spec.label()
+    }
+
+    pub fn stuck_for(&self, now: Instant) -> Option<Duration> {
+        self.stuck_since
+            .map(|since| now.saturating_duration_since(since))
+    }
+}
+
+/// The monitor's latest word on every mount. Immutable; replaced whole.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub mounts: Vec<Arc<MountView>>,
+    /// Every configured mount (or the first discovery round) is in `mounts`. Before that, an
+    /// empty list must not read as "all healthy".
+    pub initialized: bool,
+    /// Checks blocked in the kernel past their deadline (one thread each), over all mounts.
+    pub blocked_checks: usize,
+    /// A monitor task died: the monitor can no longer be trusted, and `/livez` says so.
+    pub failed: Option<String>,
+}
+
+impl Snapshot {
+    pub fn all(&self, health: Health) -> bool {
+        self.mounts.iter().all(|m| m.state.health == health)
+    }
+
+    /// Live: no mount is unhealthy (unknown and degraded count as alive).
+    pub fn is_live(&self) -> bool {
+        self.mounts
+            .iter()
+            .all(|m| m.state.health != Health::Unhealthy)
+    }
+
+    /// Ready: every mount is healthy, and the initial set of mounts is known.
+    pub fn is_ready(&self) -> bool {
+        self.initialized && self.all(Health::Healthy)
+    }
+}
+
+/// Every mount healthy: `check`'s verdict over one round.
+pub fn all_healthy<'a>(views: impl IntoIterator<Item = &'a MountView>) -> bool {
+    views.into_iter().all(|v| v.state.health == Health::Healthy)
+}
+
+/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    started: Instant,
+    heartbeat_ms: AtomicU64,
+    pub settings: Arc<Settings>,
+    pub watchdog: Arc<crate::watchdog::Status>,
+    changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
+}
+
+impl Shared {
+    pub fn new(settings: Arc<Settings>) -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            started: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            watchdog: Arc::new(crate::watchdog::Status::new(&settings.watchdog)),
+            settings,
+            changes: OnceLock::new(),
+        })
+    }
+
+    /// Every change of a mount's health from now on (call before the monitor starts); one
+    /// listener.
+    pub fn changes(&self) -> mpsc::UnboundedReceiver<MountChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.changes.set(tx);
+        rx
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// Where the monitor tells of changes, once [`Shared::changes`] was called.
+    pub(crate) fn change_listener(&self) -> Option<&mpsc::UnboundedSender<MountChange>> {
+        self.changes.get()
+    }
+
+    pub(crate) fn beat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the monitor loop last ticked.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// How often the collector proves it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);

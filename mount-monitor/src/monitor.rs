@@ -502,15 +502,7 @@ async fn watch(
                 }
             }
         };
-        if outcome.result.is_ok() {
-            expected = outcome.identity.clone();
-        }
-        let event = Event::Checked {
-            id,
-            outcome: Box::new(outcome),
-            stuck_since,
-        };
-        if tx.send(event).is_err() {
+        if !report(&tx, id, outcome, stuck_since, &mut expected) {
             return;
         }
         let next = tokio::time::sleep(jittered(settings.check_interval));
@@ -520,16 +512,7 @@ async fn watch(
             tokio::select! {
                 joined = &mut s.handle => {
                     stuck = None;
-                    let outcome = finished(joined);
-                    if outcome.result.is_ok() {
-                        expected = outcome.identity.clone();
-                    }
-                    let event = Event::Checked {
-                        id,
-                        outcome: Box::new(outcome),
-                        stuck_since: None,
-                    };
-                    if tx.send(event).is_err() {
+                    if !report(&tx, id, finished(joined), None, &mut expected) {
                         return;
                     }
                     next.await;
@@ -540,6 +523,26 @@ async fn watch(
             next.await;
         }
     }
+}
+
+/// Sends one check's outcome to the collector, learning from a success what the path is on.
+/// False once the collector is gone.
+fn report(
+    tx: &mpsc::UnboundedSender<Event>,
+    id: u64,
+    outcome: Outcome,
+    stuck_since: Option<Instant>,
+    expected: &mut Option<Identity>,
+) -> bool {
+    if outcome.result.is_ok() {
+        expected.clone_from(&outcome.identity);
+    }
+    let event = Event::Checked {
+        id,
+        outcome: Box::new(outcome),
+        stuck_since,
+    };
+    tx.send(event).is_ok()
 }
 
 /// Whether the mount a blocked check is about is no longer the one at the path. Reads only

@@ -19,6 +19,18 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// A change is seen within two intervals (plus jitter and a loaded machine's slack).
 const TWO_INTERVALS: Duration = Duration::from_millis(2600);
 
+/// `mount-monitor --mount NAME=PATH`, checking every second with a 500 ms timeout.
+fn watch_every_second(name: &str, path: &std::path::Path) -> Monitor {
+    Monitor::start([
+        "--mount",
+        &format!("{name}={}", path.display()),
+        "--check-interval",
+        "1s",
+        "--timeout",
+        "500ms",
+    ])
+}
+
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
@@ -65,6 +77,8 @@ struct ContainerVolume {
     host: PathBuf,
     container: PathBuf,
     _base: tempfile::TempDir,
+    /// The monitors' empty working directory.
+    workdir: tempfile::TempDir,
 }
 
 impl ContainerVolume {
@@ -89,6 +103,7 @@ impl ContainerVolume {
             host,
             container,
             _base: base,
+            workdir: empty_workdir(),
         }
     }
 
@@ -111,24 +126,20 @@ impl ContainerVolume {
     }
 
     fn monitor(&self, args: &[&str], env: &[(&str, String)]) -> Monitor {
-        let workdir = empty_workdir();
-        let monitor = Monitor::start_with(args, workdir.path(), |command| {
+        Monitor::start_with(args, self.workdir.path(), |command| {
             for (key, value) in env {
                 command.env(key, value);
             }
             self.ns.enter(command);
-        });
-        std::mem::forget(workdir);
-        monitor
+        })
     }
 
     /// `mount-monitor ARGS` once, in the namespace: (exit code, stdout).
     fn run(&self, args: &[String]) -> (i32, String) {
-        let workdir = empty_workdir();
         let mut command = Command::new(binary());
         command
             .args(args)
-            .current_dir(workdir.path())
+            .current_dir(self.workdir.path())
             .stdin(Stdio::null());
         self.ns.enter(&mut command);
         let out = command.output().expect("run mount-monitor");
@@ -353,14 +364,7 @@ fn a_hung_mount_mounted_again_is_healthy_within_an_interval() {
     let _serial = serial();
     let mut old = HangFs::mount();
     let path = old.path().to_path_buf();
-    let monitor = Monitor::start([
-        "--mount",
-        &format!("media={}", path.display()),
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-    ]);
+    let monitor = watch_every_second("media", &path);
     wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
     old.hang();
     wait_for_mount(
@@ -731,14 +735,7 @@ fn another_filesystem_where_a_healthy_one_was_is_mount_changed() {
     };
     let unmount = || nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).unwrap();
     mount("media-remote");
-    let monitor = Monitor::start([
-        "--mount",
-        &format!("media={}", path.display()),
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-    ]);
+    let monitor = watch_every_second("media", &path);
     wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
     unmount();
     mount("other-remote");

@@ -1,8 +1,6 @@
 //! The command line. Every option also reads a `MOUNT_MONITOR_…` environment variable; flags
 //! win over the environment, which wins over the config file.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
@@ -46,172 +44,12 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct Options {
-    /// Config file, JSON (debrid-mount-monitor's config.json) or TOML; ./config.json is read when present
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_CONFIG",
-        value_name = "FILE"
-    )]
-    pub config: Option<PathBuf>,
-    /// A mount to monitor, repeatable: `[NAME=]PATH` then options, e.g.
-    /// `media=/mnt/media,fstype=fuse.rclone,min-free=5%` (options: the config file's per-mount
-    /// keys in kebab case). Several mounts in one value are separated by `;`
-    #[arg(
-        long = "mount",
-        global = true,
-        env = "MOUNT_MONITOR_MOUNTS",
-        value_name = "[NAME=]PATH[,OPTION=VALUE…]"
-    )]
-    pub mounts: Vec<String>,
-    /// Address to serve on, repeatable or comma-separated [default: [::]:8080, IPv4 and IPv6]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_LISTEN",
-        value_delimiter = ',',
-        value_name = "ADDR"
-    )]
-    pub listen: Vec<String>,
-    /// Port to serve on, on all addresses (debrid-mount-monitor's flag)
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_HTTP_PORT",
-        value_name = "PORT"
-    )]
-    pub http_port: Option<u16>,
-    /// Time between checks of a mount, ±10% jitter [default: 30s]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_CHECK_INTERVAL",
-        value_name = "DURATION"
-    )]
-    pub check_interval: Option<String>,
-    /// Deadline of one check [default: 5s]
-    #[arg(
-        long,
-        alias = "read-timeout",
-        global = true,
-        env = "MOUNT_MONITOR_TIMEOUT",
-        value_name = "DURATION"
-    )]
-    pub timeout: Option<String>,
-    /// Consecutive failures before a mount is unhealthy [default: 3]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_FAILURE_THRESHOLD",
-        allow_negative_numbers = true,
-        value_name = "N"
-    )]
-    pub failure_threshold: Option<i64>,
-    /// debug, info, warn or error [default: info]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_LOG_LEVEL",
-        value_name = "LEVEL"
-    )]
-    pub log_level: Option<String>,
-    /// json or text [default: json]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_LOG_FORMAT",
-        value_name = "FORMAT"
-    )]
-    pub log_format: Option<String>,
-    /// Checks left blocked in the kernel at most (a thread each); past it, a mount whose earlier
-    /// check is still blocked reports `timeout` without starting another [default: 64]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_MAX_BLOCKED_CHECKS",
-        value_name = "N"
-    )]
-    pub max_blocked_checks: Option<usize>,
-    /// Connections served at once, over all clients (at most three quarters of the open-file
-    /// limit) [default: 1365, what 32 MiB of memory holds]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_MAX_CONNECTIONS",
-        value_name = "N"
-    )]
-    pub max_connections: Option<usize>,
-    /// Connections one client address may hold at once, so that no client can take the
-    /// connections probes need [default: 64]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_MAX_CONNECTIONS_PER_PEER",
-        value_name = "N"
-    )]
-    pub max_connections_per_peer: Option<usize>,
-    /// What /metrics tells about each mount: `basic` (at most 16 series per healthy mount) or
-    /// `full` (every duration bucket, failures by reason, all states and filesystem gauges)
-    /// [default: basic]
-    #[arg(
-        long,
-        global = true,
-        env = "MOUNT_MONITOR_METRICS_DETAIL",
-        value_name = "basic|full"
-    )]
-    pub metrics_detail: Option<String>,
-    /// Check the configured mounts once, log each result, exit 0 when all are healthy and 1
-    /// otherwise (debrid-mount-monitor's flag: bare, =true or =false)
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        default_value = "false",
-        value_parser = go_bool,
-        value_name = "BOOL"
-    )]
-    pub init_container_mode: bool,
+    /// The settings flags, read as the config file's values are.
+    #[command(flatten)]
+    pub settings: Overrides,
     /// Treat warnings about the config file (unknown keys, duplicate names) as errors: exit 2
     #[arg(long = "strict-config", visible_alias = "strict", global = true)]
     pub strict_config: bool,
-}
-
-/// A boolean as Go's `strconv.ParseBool` (and so a Go bool flag) reads it.
-fn go_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("{value:?} is not a boolean; use true or false")),
-    }
-}
-
-impl Options {
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            config: self.config.clone(),
-            mounts: self
-                .mounts
-                .iter()
-                .filter(|m| !m.trim().is_empty())
-                .cloned()
-                .collect(),
-            listen: (!self.listen.is_empty()).then(|| self.listen.join(",")),
-            http_port: self.http_port,
-            check_interval: self.check_interval.clone(),
-            timeout: self.timeout.clone(),
-            failure_threshold: self.failure_threshold,
-            log_level: self.log_level.clone(),
-            log_format: self.log_format.clone(),
-            init_container_mode: self.init_container_mode,
-            max_blocked_checks: self.max_blocked_checks,
-            metrics_detail: self.metrics_detail.clone(),
-            max_connections: self.max_connections,
-            max_connections_per_peer: self.max_connections_per_peer,
-        }
-    }
 }
 
 impl Cli {
@@ -236,6 +74,18 @@ impl Cli {
         let mut matches = command.try_get_matches()?;
         Cli::from_arg_matches_mut(&mut matches)
     }
+}
+
+/// Whether the command line asks for init-container mode (`--init-container-mode`, `=true`, …),
+/// for errors that stop clap before it says so.
+pub fn asks_for_init_container_mode(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter().any(|arg| match arg.to_str() {
+        Some("--init-container-mode") => true,
+        Some(arg) => arg
+            .strip_prefix("--init-container-mode=")
+            .is_some_and(|value| crate::config::go_bool(value) == Ok(true)),
+        None => false,
+    })
 }
 
 /// A command-line error on one line, like every other configuration error: clap's message
@@ -306,14 +156,14 @@ mod tests {
                 format: Format::Json
             })
         ));
-        assert_eq!(cli.options.mounts, ["a=/x", "/y"]);
+        assert_eq!(cli.options.settings.mounts, ["a=/x", "/y"]);
     }
 
     #[test]
     fn init_container_mode_is_a_go_bool_flag() {
         let mode = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("mount-monitor").chain(args.iter().copied()))
-                .map(|cli| cli.options.init_container_mode)
+                .map(|cli| cli.options.settings.init_container_mode)
                 .map_err(|e| one_line(&e))
         };
         assert_eq!(mode(&[]), Ok(false));
@@ -353,9 +203,47 @@ mod tests {
             "127.0.0.2:3",
         ])
         .unwrap();
-        assert_eq!(
-            cli.options.overrides().listen.as_deref(),
-            Some("127.0.0.1:1,[::1]:2,127.0.0.2:3")
-        );
+        let listen: Vec<String> = cli
+            .options
+            .settings
+            .listen
+            .iter()
+            .flat_map(|l| l.0.iter().map(|a| a.to_string()))
+            .collect();
+        assert_eq!(listen.join(","), "127.0.0.1:1,[::1]:2,127.0.0.2:3");
+    }
+
+    /// Flags are read by the `FromStr` the config file uses; clap names the flag.
+    #[test]
+    fn bad_values_name_their_flag() {
+        for (flag, value, needle) in [
+            ("--timeout", "5", "is not a duration"),
+            ("--check-interval", "soon", "is not a duration"),
+            ("--listen", "localhost", "is not an address"),
+            ("--log-level", "loud", "is not a log level"),
+            ("--log-format", "xml", "is not a log format"),
+            ("--metrics-detail", "all", "is not a metrics detail"),
+        ] {
+            let error = Cli::try_parse_from(["mount-monitor", flag, value]).unwrap_err();
+            let line = one_line(&error);
+            assert!(
+                line.contains(flag) && line.contains(needle),
+                "{flag} {value}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn init_container_mode_is_seen_before_parsing() {
+        let asks = |args: &[&str]| asks_for_init_container_mode(args.iter().map(Into::into));
+        assert!(asks(&["mount-monitor", "--init-container-mode"]));
+        assert!(asks(&[
+            "mount-monitor",
+            "--log-level",
+            "x",
+            "--init-container-mode=1"
+        ]));
+        assert!(!asks(&["mount-monitor", "--init-container-mode=false"]));
+        assert!(!asks(&["mount-monitor", "--log-level", "x"]));
     }
 }

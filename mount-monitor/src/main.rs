@@ -28,13 +28,22 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
             eprintln!("mount-monitor: {}", cli::one_line(&e));
-            return ExitCode::from(EXIT_BAD_CONFIG);
+            // A bad value is a bad configuration, which init-container mode exits 1 for.
+            let bad_value = matches!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            );
+            return if bad_value && cli::asks_for_init_container_mode(std::env::args_os()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            };
         }
     };
-    let mut overrides = cli.options.overrides();
+    let mut overrides = cli.options.settings.clone();
     // debrid-mount-monitor's one-round mode; the `check` subcommand keeps its own behaviour.
     let init_container_mode =
-        cli.options.init_container_mode && matches!(cli.command, None | Some(Command::Serve));
+        overrides.init_container_mode && matches!(cli.command, None | Some(Command::Serve));
     overrides.init_container_mode = init_container_mode;
     let bad_config = if init_container_mode {
         ExitCode::FAILURE

@@ -561,6 +561,14 @@ fn init_container_mode_behaves_as_there() {
     let (code, _, err) = run_in(empty.path(), &["--init-container-mode"], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("checkInterval"), "{err}");
+    // A bad flag value too (debrid-mount-monitor validates `--log-level` with the file).
+    let (code, _, err) = run_in(
+        empty.path(),
+        &["--init-container-mode", "--log-level", "loud"],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--log-level"), "{err}");
     // `check` without mounts still discovers them and prints its table.
     std::fs::write(empty.path().join("config.json"), "{}").unwrap();
     let (_, out, _) = run_in(empty.path(), &["check"], &[]);

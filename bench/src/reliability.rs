@@ -1,5 +1,6 @@
 //! `cargo xtask bench reliability`: reruns the reliability scenarios and the fuzzers, and writes
-//! RELIABILITY.md from what they measured. Needs root and /dev/fuse, like the tests.
+//! RELIABILITY.md from what they measured. Needs root and /dev/fuse, like the tests. The sections
+//! it does not write (hand-written ones, at the end) are kept as they are.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,14 +18,15 @@ use crate::report::RELIABILITY;
 const FUZZ_CASES: (u32, u32) = (20_000, 2_000);
 
 /// Rerun the reliability scenarios and the fuzzers (as root, about 10 minutes) and rewrite
-/// RELIABILITY.md from their figures
+/// RELIABILITY.md from their figures, keeping the sections it does not write
 #[derive(clap::Args, Debug, Clone)]
 pub struct Reliability {
     /// CI's lengths: a shorter soak and churn, fewer fuzz cases (about 5 minutes)
     #[arg(long)]
     pub quick: bool,
 
-    /// Measure nothing: rewrite RELIABILITY.md from the figures in target/reliability
+    /// Measure nothing: rewrite RELIABILITY.md from the figures in target/reliability (keeping
+    /// the sections it does not write)
     #[arg(long)]
     pub render_only: bool,
 
@@ -47,6 +49,7 @@ impl Reliability {
         if !self.render_only {
             measure(root.as_std_path(), figures.as_std_path(), self.quick)?;
         }
+        // The whole document; its hand-written sections stay (`Document::write`).
         RELIABILITY.write(&render(figures.as_std_path()))
     }
 }

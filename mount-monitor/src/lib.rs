@@ -47,7 +47,8 @@ pub(crate) fn proptest_cases(default: u32) -> u32 {
 }
 
 /// The modules' `crate::` paths outside their tests form no cycle: each concept can be read
-/// without the ones that read it.
+/// without the ones that read it. Only the top-level `src/*.rs` files are read, each up to its
+/// first `#[cfg(test)]`; test modules, inline or in their own file (`src/http/tests.rs`), are not.
 #[cfg(test)]
 mod layout {
     use std::collections::{BTreeMap, BTreeSet};

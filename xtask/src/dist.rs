@@ -15,7 +15,7 @@ pub use plan::{
 
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{checksums, elf, in_ci, native_code, project_root, run_plan};
+use crate::{checksums, elf, in_ci, native_code, project_root, query, run_plan};
 
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -206,11 +206,7 @@ fn execute(sh: &Shell, step: &Step, inputs: &Inputs) -> anyhow::Result<()> {
 
 /// The version `dist` embeds when none is given: what git says about HEAD, else the crate version.
 pub fn default_version(sh: &Shell) -> anyhow::Result<String> {
-    let described = cmd!(sh, "git describe --tags --always --dirty")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
+    let described = query(cmd!(sh, "git describe --tags --always --dirty"))
         .filter(|version| !version.is_empty());
     let version = match described {
         Some(version) => version,
@@ -248,12 +244,7 @@ pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
         }
         return Ok(Some(epoch));
     }
-    let committed = cmd!(sh, "git log -1 --format=%ct")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|epoch| !epoch.is_empty());
+    let committed = query(cmd!(sh, "git log -1 --format=%ct")).filter(|epoch| !epoch.is_empty());
     if committed.is_none() {
         eprintln!("note: no git commit yet, so SOURCE_DATE_EPOCH is left unset");
     }

@@ -15,7 +15,7 @@ pub use plan::{Binaries, Engine, Inputs, Labels, Step, plan};
 use crate::dist::{self, Dist};
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{project_root, run_plan};
+use crate::{project_root, query, run_plan};
 
 /// Build the container image: from `Dockerfile` (development), or with --release from dist's
 /// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
@@ -152,11 +152,7 @@ impl Docker {
         let tags =
             plan::tags(&self.tags, &version, release.is_some()).map_err(anyhow::Error::msg)?;
         let labels = Labels {
-            revision: cmd!(sh, "git rev-parse HEAD")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .unwrap_or_else(|_| "unknown".to_owned()),
+            revision: query(cmd!(sh, "git rev-parse HEAD")).unwrap_or_else(|| "unknown".to_owned()),
             created: created(sh)?,
             source: env!("CARGO_PKG_REPOSITORY").to_owned(),
             version,
@@ -260,11 +256,7 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
     let repository = name
         .rsplit_once(':')
         .map_or(name, |(repository, _)| repository);
-    let old_images: Vec<String> = cmd!(sh, "{podman} manifest inspect {name}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
+    let old_images: Vec<String> = query(cmd!(sh, "{podman} manifest inspect {name}"))
         .and_then(|list| serde_json::from_str::<serde_json::Value>(&list).ok())
         .map(|list| {
             list["manifests"]
@@ -274,11 +266,10 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
                 .filter_map(|entry| entry["digest"].as_str())
                 .filter_map(|digest| {
                     let image = format!("{repository}@{digest}");
-                    cmd!(sh, "{podman} image inspect --format {id_format} {image}")
-                        .quiet()
-                        .ignore_stderr()
-                        .read()
-                        .ok()
+                    query(cmd!(
+                        sh,
+                        "{podman} image inspect --format {id_format} {image}"
+                    ))
                 })
                 .collect()
         })
@@ -416,13 +407,7 @@ impl DockerCli {
 
     /// Asks `program` (read-only commands).
     fn probe(sh: &Shell, program: &str) -> DockerCli {
-        let read = |args: &[&str]| {
-            cmd!(sh, "{program} {args...}")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .ok()
-        };
+        let read = |args: &[&str]| query(cmd!(sh, "{program} {args...}"));
         let buildx = read(&["buildx", "version"]).is_some();
         let multi_platform = buildx
             && match read(&["buildx", "inspect"])

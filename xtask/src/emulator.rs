@@ -45,14 +45,6 @@ impl Runner {
             }
         }
     }
-
-    /// The program and leading arguments, for printing a command line.
-    pub fn prefix(&self) -> Option<&Path> {
-        match self {
-            Runner::Qemu(qemu) => Some(qemu),
-            Runner::Native | Runner::Binfmt => None,
-        }
-    }
 }
 
 impl fmt::Display for Runner {

@@ -367,15 +367,12 @@ impl fmt::Display for Step {
                 expected,
             } => match runner {
                 Some(runner) => {
-                    let prefix = runner
-                        .prefix()
-                        .map(|qemu| format!("{} ", qemu.display()))
-                        .unwrap_or_default();
-                    write!(
-                        f,
-                        "$ {prefix}{} --version  # expect `{expected}`",
-                        shell_quote(file.as_str())
-                    )
+                    let qemu = match runner {
+                        Runner::Qemu(qemu) => format!("{} ", qemu.display()),
+                        Runner::Native | Runner::Binfmt => String::new(),
+                    };
+                    let file = shell_quote(file.as_str());
+                    write!(f, "$ {qemu}{file} --version  # expect `{expected}`")
                 }
                 None => write!(
                     f,

@@ -29,7 +29,7 @@ pub const SIZE_BUDGET: u64 = 4 * 1024 * 1024;
 /// binaries of this run). Each binary is checked (ELF machine, no dynamic loader, no shared
 /// libraries, no build-machine paths) and run with `--version` (arm64 through QEMU where available;
 /// required when CI=true). Dependencies that compile C stop the build unless `--cross` is given.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Parser, Debug, Clone)]
 pub struct Dist {
     /// Architecture to build; repeat for several [default: amd64 and arm64]
     #[arg(long = "arch", value_name = "ARCH")]

@@ -177,19 +177,12 @@ impl Docker {
 
 fn execute(sh: &Shell, step: &Step) -> anyhow::Result<()> {
     match step {
-        Step::Dist(args) => {
-            // The arguments the step prints, read as the command line would read them.
-            #[derive(clap::Parser)]
-            struct DistArgs {
-                #[command(flatten)]
-                dist: Dist,
-            }
-            let parsed = <DistArgs as clap::Parser>::try_parse_from(
-                std::iter::once("dist").chain(args.iter().map(String::as_str)),
-            )
-            .context("the dist step's arguments do not parse (a bug in `cargo xtask docker`)")?;
-            parsed.dist.run(sh)
-        }
+        // The arguments the step prints, read as the command line would read them.
+        Step::Dist(args) => <Dist as clap::Parser>::try_parse_from(
+            std::iter::once("dist").chain(args.iter().map(String::as_str)),
+        )
+        .context("the dist step's arguments do not parse (a bug in `cargo xtask docker`)")?
+        .run(sh),
         Step::VerifyDist {
             dir,
             archs,

@@ -89,8 +89,6 @@ impl Dist {
         let root = project_root();
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
-        let absolute = |path: &Utf8Path| cwd.join(path);
-
         let archs: Vec<Arch> = Arch::ALL
             .into_iter()
             .filter(|arch| self.archs.is_empty() || self.archs.contains(arch))
@@ -109,13 +107,13 @@ impl Dist {
             Builder::Cargo
         };
         let target_dir = match self.target_dir.clone().or(env_path("CARGO_TARGET_DIR")?) {
-            Some(dir) => absolute(&dir),
+            Some(dir) => cwd.join(dir),
             None => root.join("target"),
         };
         let out_dir = self
             .out
             .as_deref()
-            .map_or_else(|| target_dir.join("dist"), absolute);
+            .map_or_else(|| target_dir.join("dist"), |out| cwd.join(out));
         let sysroot = rust_sysroot(sh)?;
         let missing_targets = if builder == Builder::Cargo {
             missing_rust_targets(&sysroot, &archs, find_in_path("rustup").is_some())?
@@ -163,7 +161,9 @@ fn execute(sh: &Shell, step: &Step, inputs: &Inputs) -> anyhow::Result<()> {
                     format!("adding the Rust target {triple} failed: run `rustup target add {triple}` and retry")
                 })
         }
-        Step::RefuseNativeCode(arch) => refuse_native_code(sh, *arch),
+        Step::RefuseNativeCode(arch) => {
+            refuse_native_code(sh, *arch, inputs.native_musl == Some(*arch))
+        }
         Step::Build(command) => {
             if !inputs.user_rustflags.vars.is_empty() {
                 eprintln!(
@@ -293,21 +293,18 @@ fn missing_rust_targets(
         .copied()
         .filter(|arch| {
             !sysroot
-                .join("lib/rustlib")
-                .join(arch.triple())
-                .join("lib")
+                .join(format!("lib/rustlib/{}/lib", arch.triple()))
                 .is_dir()
         })
         .collect();
     if let Some(arch) = missing.first()
         && !have_rustup
     {
+        let triple = arch.triple();
         bail!(
-            "the Rust standard library for {} is not installed in {sysroot} and rustup is not in PATH: \
-             install rustup (https://rustup.rs) and run `rustup target add {}`, or install your \
-             distribution's rust-std package for that target",
-            arch.triple(),
-            arch.triple()
+            "the Rust standard library for {triple} is not installed in {sysroot} and rustup is not in PATH: \
+             install rustup (https://rustup.rs) and run `rustup target add {triple}`, or install your \
+             distribution's rust-std package for that target"
         );
     }
     Ok(missing)
@@ -335,7 +332,8 @@ fn check_cross_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
+/// `native`: `arch` is this machine's own musl target, whose C the machine's `cc` compiles.
+fn refuse_native_code(sh: &Shell, arch: Arch, native: bool) -> anyhow::Result<()> {
     let triple = arch.triple();
     let json = cmd!(
         sh,
@@ -362,7 +360,6 @@ fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
         );
     }
     let target = arch.target();
-    let native = Arch::host() == Some(arch) && cfg!(target_env = "musl");
     if !found.is_empty() && !native && find_in_path(target.c_compiler).is_none() {
         let crates: Vec<&str> = found.iter().map(|n| n.package.as_str()).collect();
         bail!(

@@ -33,13 +33,10 @@ impl UserRustflags {
     /// Cargo's own reading: `CARGO_ENCODED_RUSTFLAGS` (split on 0x1f) if set, else `RUSTFLAGS` (split
     /// on whitespace); a variable that is set but empty still counts as set.
     pub fn from_env(encoded: Option<&str>, plain: Option<&str>) -> UserRustflags {
-        let mut vars = Vec::new();
-        if encoded.is_some() {
-            vars.push("CARGO_ENCODED_RUSTFLAGS");
-        }
-        if plain.is_some() {
-            vars.push("RUSTFLAGS");
-        }
+        let vars = [("CARGO_ENCODED_RUSTFLAGS", encoded), ("RUSTFLAGS", plain)]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|_| name))
+            .collect();
         let flags = match (encoded, plain) {
             (Some(encoded), _) => encoded
                 .split('\x1f')

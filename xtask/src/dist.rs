@@ -10,7 +10,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 pub use plan::{
-    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote,
+    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote, words,
 };
 
 use crate::emulator::{self, Runner, find_in_path};

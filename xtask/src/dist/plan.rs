@@ -114,18 +114,9 @@ pub enum Step {
 pub fn plan(inputs: &Inputs) -> Vec<Step> {
     let mut steps = Vec::new();
     if inputs.builder == Builder::Cargo {
-        steps.extend(
-            inputs
-                .missing_targets
-                .iter()
-                .map(|&arch| Step::AddRustTarget(arch)),
-        );
-        steps.extend(
-            inputs
-                .archs
-                .iter()
-                .map(|&arch| Step::RefuseNativeCode(arch)),
-        );
+        let missing_targets = inputs.missing_targets.iter().copied();
+        steps.extend(missing_targets.map(Step::AddRustTarget));
+        steps.extend(inputs.archs.iter().copied().map(Step::RefuseNativeCode));
     }
     steps.extend(build_commands(inputs).into_iter().map(Step::Build));
 
@@ -187,19 +178,9 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
                 let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
                 env.push(("CROSS_BUILD_ENV_PASSTHROUGH".to_owned(), names.join(" ")));
             }
-            let mut args: Vec<String> = [
-                "build",
-                "--release",
-                "--locked",
-                "--package",
-                BINARY,
-                "--bin",
-                BINARY,
-                "--target-dir",
-                inputs.target_dir.as_str(),
-            ]
-            .map(str::to_owned)
-            .into();
+            let mut args = words(&["build", "--release", "--locked", "--package", BINARY]);
+            args.extend(words(&["--bin", BINARY, "--target-dir"]));
+            args.push(inputs.target_dir.to_string());
             for &arch in &archs {
                 args.extend(["--target".to_owned(), arch.triple().to_owned()]);
             }
@@ -207,12 +188,7 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
                 args.extend(["--config".to_owned(), rustflags_config(inputs, arch)]);
             }
             ShellCommand {
-                env_remove: inputs
-                    .user_rustflags
-                    .vars
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
+                env_remove: words(&inputs.user_rustflags.vars),
                 env,
                 program: program.to_owned(),
                 args,
@@ -322,6 +298,11 @@ impl fmt::Display for ShellCommand {
         words.extend(self.args.iter().map(|arg| shell_quote(arg)));
         f.write_str(&words.join(" "))
     }
+}
+
+/// Owned command-line words.
+pub fn words(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| (*word).to_owned()).collect()
 }
 
 /// `value` as one POSIX shell word.

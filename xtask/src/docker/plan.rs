@@ -6,7 +6,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::checksums;
-use crate::dist::{ShellCommand, shell_quote as quote};
+use crate::dist::{ShellCommand, shell_quote as quote, words};
 use crate::targets::{Arch, BINARY};
 
 pub const RELEASE_DOCKERFILE: &str = "Dockerfile.release";
@@ -349,10 +349,6 @@ fn command(program: &str, args: Vec<String>) -> ShellCommand {
         program: program.to_owned(),
         args,
     }
-}
-
-fn words(words: &[&str]) -> Vec<String> {
-    words.iter().map(|word| (*word).to_owned()).collect()
 }
 
 /// `linux/amd64`: the OCI platform of a release architecture.

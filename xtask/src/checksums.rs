@@ -8,12 +8,10 @@ pub const FILE_NAME: &str = "SHA256SUMS";
 
 /// Lowercase hex SHA-256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
-    }
-    hex
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// One line per file, sorted by name: `<hex>  <name>` (two spaces: text mode, like `sha256sum` itself).

@@ -10,12 +10,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use xshell::{Shell, cmd};
 
 pub use plan::{
-    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote,
+    Builder, Inputs, ShellCommand, Step, UserRustflags, VERSION_ENV, plan, shell_quote, words,
 };
 
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{checksums, elf, in_ci, native_code, project_root, run_plan};
+use crate::{checksums, elf, in_ci, native_code, project_root, query, run_plan};
 
 /// `--version` of a release binary must answer within this, even under QEMU on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ pub const SIZE_BUDGET: u64 = 4 * 1024 * 1024;
 /// binaries of this run). Each binary is checked (ELF machine, no dynamic loader, no shared
 /// libraries, no build-machine paths) and run with `--version` (arm64 through QEMU where available;
 /// required when CI=true). Dependencies that compile C stop the build unless `--cross` is given.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Parser, Debug, Clone)]
 pub struct Dist {
     /// Architecture to build; repeat for several [default: amd64 and arm64]
     #[arg(long = "arch", value_name = "ARCH")]
@@ -89,8 +89,6 @@ impl Dist {
         let root = project_root();
         let cwd = std::env::current_dir().context("reading the current directory")?;
         let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
-        let absolute = |path: &Utf8Path| cwd.join(path);
-
         let archs: Vec<Arch> = Arch::ALL
             .into_iter()
             .filter(|arch| self.archs.is_empty() || self.archs.contains(arch))
@@ -109,13 +107,13 @@ impl Dist {
             Builder::Cargo
         };
         let target_dir = match self.target_dir.clone().or(env_path("CARGO_TARGET_DIR")?) {
-            Some(dir) => absolute(&dir),
+            Some(dir) => cwd.join(dir),
             None => root.join("target"),
         };
         let out_dir = self
             .out
             .as_deref()
-            .map_or_else(|| target_dir.join("dist"), absolute);
+            .map_or_else(|| target_dir.join("dist"), |out| cwd.join(out));
         let sysroot = rust_sysroot(sh)?;
         let missing_targets = if builder == Builder::Cargo {
             missing_rust_targets(&sysroot, &archs, find_in_path("rustup").is_some())?
@@ -163,7 +161,9 @@ fn execute(sh: &Shell, step: &Step, inputs: &Inputs) -> anyhow::Result<()> {
                     format!("adding the Rust target {triple} failed: run `rustup target add {triple}` and retry")
                 })
         }
-        Step::RefuseNativeCode(arch) => refuse_native_code(sh, *arch),
+        Step::RefuseNativeCode(arch) => {
+            refuse_native_code(sh, *arch, inputs.native_musl == Some(*arch))
+        }
         Step::Build(command) => {
             if !inputs.user_rustflags.vars.is_empty() {
                 eprintln!(
@@ -206,11 +206,7 @@ fn execute(sh: &Shell, step: &Step, inputs: &Inputs) -> anyhow::Result<()> {
 
 /// The version `dist` embeds when none is given: what git says about HEAD, else the crate version.
 pub fn default_version(sh: &Shell) -> anyhow::Result<String> {
-    let described = cmd!(sh, "git describe --tags --always --dirty")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
+    let described = query(cmd!(sh, "git describe --tags --always --dirty"))
         .filter(|version| !version.is_empty());
     let version = match described {
         Some(version) => version,
@@ -248,12 +244,7 @@ pub fn source_date_epoch(sh: &Shell) -> anyhow::Result<Option<String>> {
         }
         return Ok(Some(epoch));
     }
-    let committed = cmd!(sh, "git log -1 --format=%ct")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .filter(|epoch| !epoch.is_empty());
+    let committed = query(cmd!(sh, "git log -1 --format=%ct")).filter(|epoch| !epoch.is_empty());
     if committed.is_none() {
         eprintln!("note: no git commit yet, so SOURCE_DATE_EPOCH is left unset");
     }
@@ -302,21 +293,18 @@ fn missing_rust_targets(
         .copied()
         .filter(|arch| {
             !sysroot
-                .join("lib/rustlib")
-                .join(arch.triple())
-                .join("lib")
+                .join(format!("lib/rustlib/{}/lib", arch.triple()))
                 .is_dir()
         })
         .collect();
     if let Some(arch) = missing.first()
         && !have_rustup
     {
+        let triple = arch.triple();
         bail!(
-            "the Rust standard library for {} is not installed in {sysroot} and rustup is not in PATH: \
-             install rustup (https://rustup.rs) and run `rustup target add {}`, or install your \
-             distribution's rust-std package for that target",
-            arch.triple(),
-            arch.triple()
+            "the Rust standard library for {triple} is not installed in {sysroot} and rustup is not in PATH: \
+             install rustup (https://rustup.rs) and run `rustup target add {triple}`, or install your \
+             distribution's rust-std package for that target"
         );
     }
     Ok(missing)
@@ -344,7 +332,8 @@ fn check_cross_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
+/// `native`: `arch` is this machine's own musl target, whose C the machine's `cc` compiles.
+fn refuse_native_code(sh: &Shell, arch: Arch, native: bool) -> anyhow::Result<()> {
     let triple = arch.triple();
     let json = cmd!(
         sh,
@@ -371,7 +360,6 @@ fn refuse_native_code(sh: &Shell, arch: Arch) -> anyhow::Result<()> {
         );
     }
     let target = arch.target();
-    let native = Arch::host() == Some(arch) && cfg!(target_env = "musl");
     if !found.is_empty() && !native && find_in_path(target.c_compiler).is_none() {
         let crates: Vec<&str> = found.iter().map(|n| n.package.as_str()).collect();
         bail!(

@@ -15,7 +15,7 @@ pub use plan::{Binaries, Engine, Inputs, Labels, Step, plan};
 use crate::dist::{self, Dist};
 use crate::emulator::{self, Runner, find_in_path};
 use crate::targets::{Arch, BINARY};
-use crate::{project_root, run_plan};
+use crate::{project_root, query, run_plan};
 
 /// Build the container image: from `Dockerfile` (development), or with --release from dist's
 /// binaries and `Dockerfile.release` for linux/amd64 and linux/arm64 in one command
@@ -126,9 +126,9 @@ impl Docker {
         if archs.is_empty() {
             // A release is every platform; the development image is this machine's, named
             // explicitly, as podman before 4.4 sets TARGETARCH only for an explicit --platform.
-            archs = match (release, Arch::host()) {
-                (Some(_), _) => Arch::ALL.to_vec(),
-                (None, host) => host.into_iter().collect(),
+            archs = match release {
+                Some(_) => Arch::ALL.to_vec(),
+                None => Arch::host().into_iter().collect(),
             };
         }
         if self.load && archs.len() > 1 {
@@ -140,23 +140,17 @@ impl Docker {
         }
 
         let version = match (&self.version, release) {
-            (Some(given), _) => given.clone(),
+            (Some(given), _) => Some(given.clone()),
             // Reused binaries already carry their version: ask them.
-            (None, Some(Binaries::Reuse)) => match version_of_binaries(&dist_dir, &archs)? {
-                Some(version) => version,
-                None => dist::default_version(sh)?,
-            },
-            (None, _) => dist::default_version(sh)?,
+            (None, Some(Binaries::Reuse)) => version_of_binaries(&dist_dir, &archs)?,
+            (None, _) => None,
         };
+        let version = version.map_or_else(|| dist::default_version(sh), Ok)?;
         dist::check_version(&version)?;
         let tags =
             plan::tags(&self.tags, &version, release.is_some()).map_err(anyhow::Error::msg)?;
         let labels = Labels {
-            revision: cmd!(sh, "git rev-parse HEAD")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .unwrap_or_else(|_| "unknown".to_owned()),
+            revision: query(cmd!(sh, "git rev-parse HEAD")).unwrap_or_else(|| "unknown".to_owned()),
             created: created(sh)?,
             source: env!("CARGO_PKG_REPOSITORY").to_owned(),
             version,
@@ -183,19 +177,12 @@ impl Docker {
 
 fn execute(sh: &Shell, step: &Step) -> anyhow::Result<()> {
     match step {
-        Step::Dist(args) => {
-            // The arguments the step prints, read as the command line would read them.
-            #[derive(clap::Parser)]
-            struct DistArgs {
-                #[command(flatten)]
-                dist: Dist,
-            }
-            let parsed = <DistArgs as clap::Parser>::try_parse_from(
-                std::iter::once("dist").chain(args.iter().map(String::as_str)),
-            )
-            .context("the dist step's arguments do not parse (a bug in `cargo xtask docker`)")?;
-            parsed.dist.run(sh)
-        }
+        // The arguments the step prints, read as the command line would read them.
+        Step::Dist(args) => <Dist as clap::Parser>::try_parse_from(
+            std::iter::once("dist").chain(args.iter().map(String::as_str)),
+        )
+        .context("the dist step's arguments do not parse (a bug in `cargo xtask docker`)")?
+        .run(sh),
         Step::VerifyDist {
             dir,
             archs,
@@ -260,11 +247,7 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
     let repository = name
         .rsplit_once(':')
         .map_or(name, |(repository, _)| repository);
-    let old_images: Vec<String> = cmd!(sh, "{podman} manifest inspect {name}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
+    let old_images: Vec<String> = query(cmd!(sh, "{podman} manifest inspect {name}"))
         .and_then(|list| serde_json::from_str::<serde_json::Value>(&list).ok())
         .map(|list| {
             list["manifests"]
@@ -274,11 +257,10 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
                 .filter_map(|entry| entry["digest"].as_str())
                 .filter_map(|digest| {
                     let image = format!("{repository}@{digest}");
-                    cmd!(sh, "{podman} image inspect --format {id_format} {image}")
-                        .quiet()
-                        .ignore_stderr()
-                        .read()
-                        .ok()
+                    query(cmd!(
+                        sh,
+                        "{podman} image inspect --format {id_format} {image}"
+                    ))
                 })
                 .collect()
         })
@@ -310,20 +292,19 @@ pub fn remove_podman_list(sh: &Shell, podman: &str, name: &str) -> anyhow::Resul
 }
 
 /// What usually fixes a failed engine command.
-fn engine_hint(program: &str, args: &[String]) -> String {
-    let first = args.first().map(String::as_str);
-    if matches!(first, Some("push" | "manifest")) {
-        return "Log in to the registry (`docker login` / `podman login`), check that the \
-                repository exists and that you may push to it"
-            .to_owned();
-    }
-    if program.ends_with("podman") {
-        "Check `podman info`; running arm64 steps needs qemu-user-static (`sudo .ci/setup`)"
-            .to_owned()
-    } else {
-        "Is dockerd running (`docker info`; `sudo .ci/setup` starts it)? Another engine: \
-         `--engine podman`"
-            .to_owned()
+fn engine_hint(program: &str, args: &[String]) -> &'static str {
+    match args.first().map(String::as_str) {
+        Some("push" | "manifest") => {
+            "Log in to the registry (`docker login` / `podman login`), check that the \
+             repository exists and that you may push to it"
+        }
+        _ if program.ends_with("podman") => {
+            "Check `podman info`; running arm64 steps needs qemu-user-static (`sudo .ci/setup`)"
+        }
+        _ => {
+            "Is dockerd running (`docker info`; `sudo .ci/setup` starts it)? Another engine: \
+             `--engine podman`"
+        }
     }
 }
 
@@ -416,13 +397,7 @@ impl DockerCli {
 
     /// Asks `program` (read-only commands).
     fn probe(sh: &Shell, program: &str) -> DockerCli {
-        let read = |args: &[&str]| {
-            cmd!(sh, "{program} {args...}")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .ok()
-        };
+        let read = |args: &[&str]| query(cmd!(sh, "{program} {args...}"));
         let buildx = read(&["buildx", "version"]).is_some();
         let multi_platform = buildx
             && match read(&["buildx", "inspect"])
@@ -452,33 +427,25 @@ pub fn builder_driver(inspect: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-fn docker_program() -> String {
-    std::env::var("DOCKER").unwrap_or_else(|_| "docker".to_owned())
-}
-
-fn podman_program() -> String {
-    std::env::var("PODMAN").unwrap_or_else(|_| "podman".to_owned())
+/// The docker and podman programs: `$DOCKER` and `$PODMAN`, else found by name.
+fn programs() -> (String, String) {
+    let var = |name, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    (var("DOCKER", "docker"), var("PODMAN", "podman"))
 }
 
 /// The engine a dry run plans for, without asking the host: what `--engine` names, else buildx
 /// (what the release workflow uses).
 pub fn planned_engine(requested: Option<EngineKind>) -> Engine {
+    let (docker, podman) = programs();
     match requested {
-        None | Some(EngineKind::Buildx) => Engine::Buildx {
-            docker: docker_program(),
-        },
-        Some(EngineKind::Docker) => Engine::DockerPerPlatform {
-            docker: docker_program(),
-        },
-        Some(EngineKind::Podman) => Engine::Podman {
-            podman: podman_program(),
-        },
+        None | Some(EngineKind::Buildx) => Engine::Buildx { docker },
+        Some(EngineKind::Docker) => Engine::DockerPerPlatform { docker },
+        Some(EngineKind::Podman) => Engine::Podman { podman },
     }
 }
 
 fn detect_engine(sh: &Shell, requested: Option<EngineKind>) -> anyhow::Result<Engine> {
-    let docker_program = docker_program();
-    let podman_program = podman_program();
+    let (docker_program, podman_program) = programs();
     let installed = |program: &str| {
         let path = Utf8Path::new(program);
         path.is_absolute() && path.is_file() || find_in_path(program).is_some()

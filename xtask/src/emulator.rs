@@ -45,14 +45,6 @@ impl Runner {
             }
         }
     }
-
-    /// The program and leading arguments, for printing a command line.
-    pub fn prefix(&self) -> Option<&Path> {
-        match self {
-            Runner::Qemu(qemu) => Some(qemu),
-            Runner::Native | Runner::Binfmt => None,
-        }
-    }
 }
 
 impl fmt::Display for Runner {
@@ -73,14 +65,11 @@ pub fn choose(
     binfmt_enabled: bool,
 ) -> Option<Runner> {
     if host == Some(arch) {
-        Some(Runner::Native)
-    } else if let Some(qemu) = qemu_on_path {
-        Some(Runner::Qemu(qemu))
-    } else if binfmt_enabled {
-        Some(Runner::Binfmt)
-    } else {
-        None
+        return Some(Runner::Native);
     }
+    qemu_on_path
+        .map(Runner::Qemu)
+        .or(binfmt_enabled.then_some(Runner::Binfmt))
 }
 
 /// What to tell someone who has no way to run `arch` binaries.

@@ -45,6 +45,12 @@ pub fn run_plan<S: std::fmt::Display>(
     Ok(true)
 }
 
+/// The output of a read-only query such as `git describe`; `None` when it fails, whose stderr is
+/// not shown.
+pub fn query(cmd: xshell::Cmd<'_>) -> Option<String> {
+    cmd.quiet().ignore_stderr().read().ok()
+}
+
 /// `true` when running in CI (`CI=true` or `CI=1`, as CI services set it), where a release step
 /// that cannot run here (the arm64 binary without QEMU) is an error rather than a warning.
 pub fn in_ci() -> bool {

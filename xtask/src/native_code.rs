@@ -7,11 +7,6 @@
 //! either fail with a confusing compiler error or, worse, link C built against glibc headers into a
 //! "static musl" binary. So dist refuses such a dependency tree up front, except for the crates in
 //! [`ALLOWED`], each checked to build for both targets with those compilers.
-//!
-//! The question is answered from `cargo metadata --filter-platform <triple>`: walk the normal
-//! dependencies of the binary's package (the code that ends up in the binary), skipping proc-macros
-//! (they run on the build machine), and report each package whose build script depends on a
-//! C-building crate. Build-dependencies themselves run on the build machine and are not followed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -71,8 +66,10 @@ struct Package<'a> {
     is_proc_macro: bool,
 }
 
-/// Packages reachable from `root_package` through normal dependencies whose build script depends on
-/// one of [`C_BUILD_CRATES`], in `cargo metadata --format-version 1` output.
+/// Packages reachable from `root_package` through normal dependencies (the code that ends up in the
+/// binary) whose build script depends on one of [`C_BUILD_CRATES`], in the output of
+/// `cargo metadata --format-version 1 --filter-platform <triple>`. Proc-macros and
+/// build-dependencies run on the build machine and are not followed.
 pub fn find(metadata: &Value, root_package: &str) -> anyhow::Result<Vec<NativeCode>> {
     let packages = packages(metadata)?;
     let nodes = metadata["resolve"]["nodes"]
@@ -100,14 +97,12 @@ pub fn find(metadata: &Value, root_package: &str) -> anyhow::Result<Vec<NativeCo
                 continue;
             };
             match kind {
-                DepKind::Build if C_BUILD_CRATES.contains(&dep.name) => found.push(NativeCode {
+                Some("build") if C_BUILD_CRATES.contains(&dep.name) => found.push(NativeCode {
                     package: package.name.to_owned(),
                     version: package.version.to_owned(),
                     build_helper: dep.name.to_owned(),
                 }),
-                DepKind::Normal if !dep.is_proc_macro && seen.insert(dep_id) => {
-                    queue.push_back(dep_id)
-                }
+                None if !dep.is_proc_macro && seen.insert(dep_id) => queue.push_back(dep_id),
                 _ => {}
             }
         }
@@ -139,15 +134,9 @@ fn packages(metadata: &Value) -> anyhow::Result<HashMap<&str, Package<'_>>> {
         .collect())
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum DepKind {
-    Normal,
-    Build,
-    Dev,
-}
-
-/// `(package id, kind)` for every edge of a resolve node; an edge can carry several kinds.
-fn dependencies(node: &Value) -> impl Iterator<Item = (&str, DepKind)> {
+/// `(package id, kind)` for every edge of a resolve node, with cargo's kind: `None` for a normal
+/// dependency, else `build` or `dev`; an edge can carry several kinds.
+fn dependencies(node: &Value) -> impl Iterator<Item = (&str, Option<&str>)> {
     node["deps"]
         .as_array()
         .into_iter()
@@ -158,14 +147,7 @@ fn dependencies(node: &Value) -> impl Iterator<Item = (&str, DepKind)> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(move |kind| {
-                    let kind = match kind["kind"].as_str() {
-                        None => DepKind::Normal,
-                        Some("build") => DepKind::Build,
-                        Some(_) => DepKind::Dev,
-                    };
-                    (id, kind)
-                })
+                .map(move |kind| (id, kind["kind"].as_str()))
         })
 }
 

@@ -82,23 +82,17 @@ impl Arch {
         self.target().docker_arch
     }
 
-    pub fn from_triple(triple: &str) -> Option<Arch> {
-        TARGETS.iter().find(|t| t.triple == triple).map(|t| t.arch)
+    fn find(matches: impl Fn(&Target) -> bool) -> Option<Arch> {
+        TARGETS.iter().find(|t| matches(t)).map(|t| t.arch)
     }
 
     pub fn from_docker_arch(name: &str) -> Option<Arch> {
-        TARGETS
-            .iter()
-            .find(|t| t.docker_arch == name)
-            .map(|t| t.arch)
+        Arch::find(|t| t.docker_arch == name)
     }
 
     /// The architecture of the machine running this program, if we ship a binary for it.
     pub fn host() -> Option<Arch> {
-        TARGETS
-            .iter()
-            .find(|t| t.cpu == std::env::consts::ARCH)
-            .map(|t| t.arch)
+        Arch::find(|t| t.cpu == std::env::consts::ARCH)
     }
 
     /// File name of the release binary: `mount-monitor-linux-amd64`.
@@ -121,6 +115,13 @@ impl clap::ValueEnum for Arch {
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
         Some(PossibleValue::new(self.docker_arch()).help(self.triple()))
+    }
+}
+
+#[cfg(test)]
+impl Arch {
+    fn from_triple(triple: &str) -> Option<Arch> {
+        Arch::find(|t| t.triple == triple)
     }
 }
 

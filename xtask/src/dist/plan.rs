@@ -14,12 +14,6 @@ use crate::targets::{Arch, BINARY};
 /// The environment variable through which the service embeds its version (agreed with mount-monitor).
 pub const VERSION_ENV: &str = "MOUNT_MONITOR_VERSION";
 
-/// Where absolute build paths point inside the binaries, so they don't depend on who built them.
-const REMAPPED_ROOT: &str = "/mount-monitor";
-const REMAPPED_TARGET_DIR: &str = "/mount-monitor/target";
-const REMAPPED_CARGO_HOME: &str = "/cargo";
-const REMAPPED_SYSROOT: &str = "/rustc-sysroot";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Builder {
     Cargo,
@@ -39,13 +33,10 @@ impl UserRustflags {
     /// Cargo's own reading: `CARGO_ENCODED_RUSTFLAGS` (split on 0x1f) if set, else `RUSTFLAGS` (split
     /// on whitespace); a variable that is set but empty still counts as set.
     pub fn from_env(encoded: Option<&str>, plain: Option<&str>) -> UserRustflags {
-        let mut vars = Vec::new();
-        if encoded.is_some() {
-            vars.push("CARGO_ENCODED_RUSTFLAGS");
-        }
-        if plain.is_some() {
-            vars.push("RUSTFLAGS");
-        }
+        let vars = [("CARGO_ENCODED_RUSTFLAGS", encoded), ("RUSTFLAGS", plain)]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|_| name))
+            .collect();
         let flags = match (encoded, plain) {
             (Some(encoded), _) => encoded
                 .split('\x1f')
@@ -123,18 +114,9 @@ pub enum Step {
 pub fn plan(inputs: &Inputs) -> Vec<Step> {
     let mut steps = Vec::new();
     if inputs.builder == Builder::Cargo {
-        steps.extend(
-            inputs
-                .missing_targets
-                .iter()
-                .map(|&arch| Step::AddRustTarget(arch)),
-        );
-        steps.extend(
-            inputs
-                .archs
-                .iter()
-                .map(|&arch| Step::RefuseNativeCode(arch)),
-        );
+        let missing_targets = inputs.missing_targets.iter().copied();
+        steps.extend(missing_targets.map(Step::AddRustTarget));
+        steps.extend(inputs.archs.iter().copied().map(Step::RefuseNativeCode));
     }
     steps.extend(build_commands(inputs).into_iter().map(Step::Build));
 
@@ -145,19 +127,23 @@ pub fn plan(inputs: &Inputs) -> Vec<Step> {
         let artifact = inputs.out_dir.join(arch.artifact_name());
         steps.push(Step::Install {
             arch,
-            from: built_binary(&inputs.target_dir, arch),
+            from: inputs
+                .target_dir
+                .join(arch.triple())
+                .join("release")
+                .join(BINARY),
             to: artifact.clone(),
         });
         steps.push(Step::Check {
             arch,
             file: artifact.clone(),
-            build_paths: build_paths(inputs),
+            build_paths: remaps(inputs).map(|(from, _)| from.clone()).into(),
         });
         steps.push(Step::RunVersion {
             arch,
             file: artifact.clone(),
             runner: inputs.runners.get(&arch).cloned(),
-            expected: version_line(&inputs.version),
+            expected: format!("{BINARY} {}", inputs.version),
         });
         artifacts.push(artifact);
     }
@@ -168,26 +154,12 @@ pub fn plan(inputs: &Inputs) -> Vec<Step> {
     steps
 }
 
-/// What `mount-monitor --version` prints for `version`.
-pub fn version_line(version: &str) -> String {
-    format!("{BINARY} {version}")
-}
-
-/// Where cargo leaves the binary for `arch` in `target_dir`.
-pub fn built_binary(target_dir: &Utf8Path, arch: Arch) -> Utf8PathBuf {
-    target_dir.join(arch.triple()).join("release").join(BINARY)
-}
-
 /// One `cargo build` for every architecture (their LTO steps then share the cores), or one
 /// `cross build` per architecture (cross picks its container image by target).
 fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
-    let groups: Vec<Vec<Arch>> = match inputs.builder {
-        Builder::Cargo => vec![inputs.archs.clone()],
-        Builder::Cross => inputs.archs.iter().map(|&arch| vec![arch]).collect(),
-    };
-    let program = match inputs.builder {
-        Builder::Cargo => "cargo",
-        Builder::Cross => "cross",
+    let (program, groups): (&str, Vec<Vec<Arch>>) = match inputs.builder {
+        Builder::Cargo => ("cargo", vec![inputs.archs.clone()]),
+        Builder::Cross => ("cross", inputs.archs.iter().map(|&a| vec![a]).collect()),
     };
     groups
         .into_iter()
@@ -201,25 +173,14 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
                 for &arch in archs.iter().filter(|&&a| Some(a) != inputs.native_musl) {
                     env.extend(c_compiler_env(arch));
                 }
-            }
-            if inputs.builder == Builder::Cross {
+            } else {
                 // cross starts cargo in a container with only CARGO_*/CROSS_* variables passed.
                 let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
                 env.push(("CROSS_BUILD_ENV_PASSTHROUGH".to_owned(), names.join(" ")));
             }
-            let mut args: Vec<String> = [
-                "build",
-                "--release",
-                "--locked",
-                "--package",
-                BINARY,
-                "--bin",
-                BINARY,
-                "--target-dir",
-                inputs.target_dir.as_str(),
-            ]
-            .map(str::to_owned)
-            .into();
+            let mut args = words(&["build", "--release", "--locked", "--package", BINARY]);
+            args.extend(words(&["--bin", BINARY, "--target-dir"]));
+            args.push(inputs.target_dir.to_string());
             for &arch in &archs {
                 args.extend(["--target".to_owned(), arch.triple().to_owned()]);
             }
@@ -227,12 +188,7 @@ fn build_commands(inputs: &Inputs) -> Vec<ShellCommand> {
                 args.extend(["--config".to_owned(), rustflags_config(inputs, arch)]);
             }
             ShellCommand {
-                env_remove: inputs
-                    .user_rustflags
-                    .vars
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
+                env_remove: words(&inputs.user_rustflags.vars),
                 env,
                 program: program.to_owned(),
                 args,
@@ -263,34 +219,29 @@ fn rustflags_config(inputs: &Inputs, arch: Arch) -> String {
     format!("target.{}.rustflags=[{}]", arch.triple(), flags.join(", "))
 }
 
-/// `--remap-path-prefix` for every absolute path that could reach the binary (panic locations,
-/// `file!()`): the workspace, the target dir (generated code under `OUT_DIR`), registry sources in
-/// `$CARGO_HOME`, and the toolchain's sysroot.
-///
-/// rustc applies the last matching remap, so the mappings are ordered from the shortest source path
-/// to the longest: a target dir inside the workspace is then remapped as a target dir.
+/// Every absolute path that could reach the binary (panic locations, `file!()`), and where it
+/// points inside the binaries, so they don't depend on who built them: the workspace, the target
+/// dir (generated code under `OUT_DIR`), registry sources in `$CARGO_HOME`, and the toolchain's
+/// sysroot. A source path left in a release binary means its remap did not apply.
+fn remaps(inputs: &Inputs) -> [(&Utf8PathBuf, &'static str); 4] {
+    [
+        (&inputs.root, "/mount-monitor"),
+        (&inputs.target_dir, "/mount-monitor/target"),
+        (&inputs.cargo_home, "/cargo"),
+        (&inputs.sysroot, "/rustc-sysroot"),
+    ]
+}
+
+/// `--remap-path-prefix` for each of [`remaps`]. rustc applies the last matching remap, so the
+/// mappings are ordered from the shortest source path to the longest: a target dir inside the
+/// workspace is then remapped as a target dir.
 pub fn remap_flags(inputs: &Inputs) -> Vec<String> {
-    let mut remaps = [
-        (&inputs.root, REMAPPED_ROOT),
-        (&inputs.target_dir, REMAPPED_TARGET_DIR),
-        (&inputs.cargo_home, REMAPPED_CARGO_HOME),
-        (&inputs.sysroot, REMAPPED_SYSROOT),
-    ];
+    let mut remaps = remaps(inputs);
     remaps.sort_by_key(|(from, _)| from.as_str().len());
     remaps
         .iter()
         .map(|(from, to)| format!("--remap-path-prefix={from}={to}"))
         .collect()
-}
-
-/// Paths that must not appear in a release binary: their presence means the remap did not apply.
-fn build_paths(inputs: &Inputs) -> Vec<Utf8PathBuf> {
-    vec![
-        inputs.root.clone(),
-        inputs.target_dir.clone(),
-        inputs.cargo_home.clone(),
-        inputs.sysroot.clone(),
-    ]
 }
 
 /// A TOML basic string.
@@ -349,6 +300,11 @@ impl fmt::Display for ShellCommand {
     }
 }
 
+/// Owned command-line words.
+pub fn words(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| (*word).to_owned()).collect()
+}
+
 /// `value` as one POSIX shell word.
 pub fn shell_quote(value: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
@@ -389,15 +345,12 @@ impl fmt::Display for Step {
                 expected,
             } => match runner {
                 Some(runner) => {
-                    let prefix = runner
-                        .prefix()
-                        .map(|qemu| format!("{} ", qemu.display()))
-                        .unwrap_or_default();
-                    write!(
-                        f,
-                        "$ {prefix}{} --version  # expect `{expected}`",
-                        shell_quote(file.as_str())
-                    )
+                    let qemu = match runner {
+                        Runner::Qemu(qemu) => format!("{} ", qemu.display()),
+                        Runner::Native | Runner::Binfmt => String::new(),
+                    };
+                    let file = shell_quote(file.as_str());
+                    write!(f, "$ {qemu}{file} --version  # expect `{expected}`")
                 }
                 None => write!(
                     f,

@@ -6,7 +6,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::checksums;
-use crate::dist::{ShellCommand, shell_quote as quote};
+use crate::dist::{ShellCommand, shell_quote as quote, words};
 use crate::targets::{Arch, BINARY};
 
 pub const RELEASE_DOCKERFILE: &str = "Dockerfile.release";
@@ -235,9 +235,7 @@ impl Build<'_> {
             }
             args.push(self.context.to_string());
             let mut build = command(docker, args);
-            build
-                .env
-                .push(("DOCKER_BUILDKIT".to_owned(), "1".to_owned()));
+            build.env = vec![("DOCKER_BUILDKIT".to_owned(), "1".to_owned())];
             steps.push(Step::Run(build));
         }
         if !inputs.push {
@@ -245,10 +243,8 @@ impl Build<'_> {
         }
         for tag in &inputs.tags {
             for &arch in &archs {
-                steps.push(Step::Run(command(
-                    docker,
-                    vec!["push".to_owned(), tag_for(tag, arch)],
-                )));
+                let tagged = tag_for(tag, arch);
+                steps.push(Step::Run(command(docker, words(&["push", &tagged]))));
             }
         }
         if !per_arch {
@@ -257,16 +253,11 @@ impl Build<'_> {
         for tag in &inputs.tags {
             // The Docker CLI talks to the registry itself here, and only allows plain HTTP with
             // --insecure; dockerd allows it for 127.0.0.0/8 without asking, so do the same.
-            let insecure: Vec<String> = if is_loopback_registry(tag) {
-                vec!["--insecure".to_owned()]
-            } else {
-                Vec::new()
-            };
-            let mut remove = words(&["manifest", "rm"]);
-            remove.push(tag.clone());
+            let insecure = is_loopback_registry(tag).then(|| "--insecure".to_owned());
+            let remove = words(&["manifest", "rm", tag]);
             steps.push(Step::RemoveStale(command(docker, remove)));
             let mut create = words(&["manifest", "create"]);
-            create.extend(insecure.iter().cloned());
+            create.extend(insecure.clone());
             create.push(tag.clone());
             create.extend(archs.iter().map(|&arch| tag_for(tag, arch)));
             steps.push(Step::Run(command(docker, create)));
@@ -313,10 +304,7 @@ impl Build<'_> {
         steps.push(Step::Run(command(podman, args)));
         if manifest {
             for tag in &inputs.tags[1..] {
-                steps.push(Step::Run(command(
-                    podman,
-                    vec!["tag".to_owned(), main.clone(), tag.clone()],
-                )));
+                steps.push(Step::Run(command(podman, words(&["tag", main, tag]))));
             }
         }
         if !inputs.push {
@@ -325,13 +313,10 @@ impl Build<'_> {
         for tag in &inputs.tags {
             let args = if manifest {
                 // v2s2 keeps the healthcheck, as --format docker did for the build.
-                let mut args = words(&["manifest", "push", "--all", "--format", "v2s2"]);
-                args.extend([main.clone(), format!("docker://{tag}")]);
-                args
+                let to = format!("docker://{tag}");
+                words(&["manifest", "push", "--all", "--format", "v2s2", main, &to])
             } else {
-                let mut args = words(&["push", "--format", "v2s2"]);
-                args.push(tag.clone());
-                args
+                words(&["push", "--format", "v2s2", tag])
             };
             steps.push(Step::Run(command(podman, args)));
         }
@@ -364,10 +349,6 @@ fn command(program: &str, args: Vec<String>) -> ShellCommand {
         program: program.to_owned(),
         args,
     }
-}
-
-fn words(words: &[&str]) -> Vec<String> {
-    words.iter().map(|word| (*word).to_owned()).collect()
 }
 
 /// `linux/amd64`: the OCI platform of a release architecture.
@@ -438,14 +419,12 @@ pub fn image_tag(version: &str) -> String {
         _ => version,
     };
     bare.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if is_tag_char(c) { c } else { '_' })
         .collect()
+}
+
+fn is_tag_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_.-".contains(c)
 }
 
 /// Whether the last path component of `reference` carries a `:tag`.
@@ -478,15 +457,13 @@ fn check_reference(reference: &str) -> Result<(), String> {
             "the repository must be lower-case letters, digits and . _ - / (for example `mount-monitor` or `ghcr.io/org/mount-monitor`)",
         );
     }
-    if has_tag(reference) {
-        let tag_ok = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
-        if tag.is_empty()
+    if has_tag(reference)
+        && (tag.is_empty()
             || tag.len() > 128
-            || !tag.chars().all(tag_ok)
-            || tag.starts_with(['.', '-'])
-        {
-            return fail("a tag is 1 to 128 letters, digits and _ . - (not starting with . or -)");
-        }
+            || !tag.chars().all(is_tag_char)
+            || tag.starts_with(['.', '-']))
+    {
+        return fail("a tag is 1 to 128 letters, digits and _ . - (not starting with . or -)");
     }
     Ok(())
 }

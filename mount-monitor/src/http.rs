@@ -21,18 +21,6 @@ use crate::state::timestamp;
 /// The monitor loop counts as dead when it has not ticked for this long.
 const LIVENESS_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Every route the binary serves (deployment manifests are checked against this list).
-pub const ROUTES: &[&str] = &[
-    "/healthz/live",
-    "/healthz/ready",
-    "/healthz/status",
-    "/livez",
-    "/metrics",
-    "/readyz",
-    "/readyz/{mount}",
-    "/version",
-];
-
 /// The router's state: the monitor's handle, and the bodies kept for its latest snapshot.
 #[derive(Clone)]
 struct Api {
@@ -52,21 +40,37 @@ impl FromRef<Api> for Arc<Cache> {
     }
 }
 
+/// The routes, written once: [`ROUTES`] (deployment manifests are checked against it) and the
+/// router both come from this table. `{mount}` is any mount name, `/` included.
+macro_rules! routes {
+    ($($path:literal => $handler:ident,)*) => {
+        /// Every route the binary serves.
+        pub const ROUTES: &[&str] = &[$($path),*];
+
+        fn routes() -> Router<Api> {
+            Router::new()
+                $(.route(&$path.replace("{mount}", "{*mount}"), only_get(get($handler))))*
+        }
+    };
+}
+
+routes! {
+    "/healthz/live" => healthz_live,
+    "/healthz/ready" => healthz_ready,
+    "/healthz/status" => healthz_status,
+    "/livez" => livez,
+    "/metrics" => metrics,
+    "/readyz" => readyz,
+    "/readyz/{mount}" => readyz_one,
+    "/version" => version,
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let api = Api {
         shared,
         cache: Arc::default(),
     };
-    Router::new()
-        .route("/healthz/live", only_get(get(healthz_live)))
-        .route("/healthz/ready", only_get(get(healthz_ready)))
-        .route("/healthz/status", only_get(get(healthz_status)))
-        .route("/livez", only_get(get(livez)))
-        .route("/metrics", only_get(get(metrics)))
-        .route("/readyz", only_get(get(readyz)))
-        .route("/readyz/{*mount}", only_get(get(readyz_one)))
-        .route("/version", only_get(get(version)))
-        .with_state(api)
+    routes().with_state(api)
 }
 
 /// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.

@@ -430,6 +430,35 @@ fn listen_takes_several_addresses_and_go_ports() {
     );
 }
 
+/// A port applies to the addresses of its own source or a lower one; addresses from a higher
+/// source make a lower port moot; within one source the addresses win.
+#[test]
+fn ports_and_addresses_across_sources() {
+    let addresses = |json: &str, cli: Overrides| -> Vec<String> {
+        let s = from_json(json, cli).unwrap();
+        s.listen.iter().map(ToString::to_string).collect()
+    };
+    let file = r#"{"listen": "127.0.0.1:1,[::1]:2", "httpPort": 9000}"#;
+    assert_eq!(
+        addresses(file, Overrides::default()),
+        ["127.0.0.1:1", "[::1]:2"]
+    );
+    let port = Overrides {
+        http_port: Some(7000),
+        ..Default::default()
+    };
+    assert_eq!(addresses(file, port), ["127.0.0.1:7000", "[::1]:7000"]);
+    let listen = Overrides {
+        listen: vec!["127.0.0.3:3".parse().unwrap()],
+        ..Default::default()
+    };
+    assert_eq!(addresses(r#"{"httpPort": 9000}"#, listen), ["127.0.0.3:3"]);
+    assert_eq!(
+        addresses(r#"{"httpPort": 9000}"#, Overrides::default()),
+        ["[::]:9000"]
+    );
+}
+
 #[test]
 fn disabled_watchdog_is_accepted() {
     let json = r#"{"watchdog":{"enabled":false,"restartDelay":"30s","maxRetries":3,"retryBackoffInitial":"1s","retryBackoffMax":"1m"}}"#;

@@ -89,8 +89,8 @@ pub fn asks_for_init_container_mode(args: impl IntoIterator<Item = std::ffi::OsS
 }
 
 /// A command-line error on one line, like every other configuration error: clap's message
-/// without its usage block, e.g. "invalid value 'x' for '--http-port <PORT>': invalid digit found
-/// in string; see --help".
+/// without its usage block, e.g. `invalid value 'x' for '--http-port <PORT>': invalid digit found
+/// in string; see --help`.
 pub fn one_line(error: &clap::Error) -> String {
     let text = error.render().to_string();
     let parts: Vec<&str> = text

@@ -1,8 +1,8 @@
 //! Configuration: defaults < config file (JSON or TOML) < environment < flags, validated into
 //! [`Settings`]. The JSON schema is debrid-mount-monitor's `config.json`, extended.
 //!
-//! Every value is read by one `FromStr` ([`value`]) wherever it is written; the file and the
-//! command line each become a [`Layer`], and [`Layer::over`] is the one place they are merged.
+//! Every value is read by one `FromStr` (the `value` module) wherever it is written; the file and the
+//! command line each become a `Layer`, and `Layer::over` is the one place they are merged.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

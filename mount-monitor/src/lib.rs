@@ -47,21 +47,43 @@ pub(crate) fn proptest_cases(default: u32) -> u32 {
 }
 
 /// The modules' `crate::` paths outside their tests form no cycle: each concept can be read
-/// without the ones that read it. Only the top-level `src/*.rs` files are read, each up to its
-/// first `#[cfg(test)]`; test modules, inline or in their own file (`src/http/tests.rs`), are not.
+/// without the ones that read it. A module is its file `src/<name>.rs` and its submodules'
+/// files `src/<name>/…`, each read up to its first `#[cfg(test)]`; test modules, inline or in
+/// their own file (`src/http/tests.rs`, `src/config/fuzz.rs`), are not read.
 #[cfg(test)]
 mod layout {
     use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir` but test modules' own files.
+    fn sources(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                sources(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("tests.rs")
+                && !path.ends_with("fuzz.rs")
+            {
+                files.push(path);
+            }
+        }
+    }
 
     fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut graph = BTreeMap::new();
-        for entry in std::fs::read_dir(&src).expect("src/ is readable") {
-            let path = entry.expect("a directory entry").path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let module = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for path in files {
+            // The top-level module the file belongs to: `config/value.rs` is `config`.
+            let first = path
+                .strip_prefix(&src)
+                .expect("under src/")
+                .components()
+                .next();
+            let first = first.expect("a file name").as_os_str().to_string_lossy();
+            let module = first.trim_end_matches(".rs").to_owned();
             let text = std::fs::read_to_string(&path).expect("a source file");
             let code = text.split("#[cfg(test)]").next().unwrap_or_default();
             let used: BTreeSet<String> = code
@@ -75,7 +97,7 @@ mod layout {
                 })
                 .filter(|name| !name.is_empty() && *name != module)
                 .collect();
-            graph.insert(module, used);
+            graph.entry(module).or_default().extend(used);
         }
         graph
     }

@@ -530,10 +530,29 @@ fn drop_empty_strings(value: &mut serde_json::Value) {
 #[derive(Debug)]
 struct Set {
     value: Duration,
-    /// `config file c.json: `checkInterval`` or `--check-interval`.
+    /// ``config file c.json: `checkInterval` `` or `--check-interval`.
     at: String,
-    /// `` `checkInterval` `` or `--check-interval`.
-    name: &'static str,
+    /// ``from `checkInterval` ``, `from --check-interval` or `by default`.
+    set_by: String,
+}
+
+impl Set {
+    /// `duration`, which must not be negative, set at `at` (by `name`).
+    fn new(duration: &GoDuration, at: String, name: &str) -> Result<Set, ConfigError> {
+        Ok(Set {
+            value: duration.non_negative().map_err(self::at(&at))?,
+            at,
+            set_by: format!("from {name}"),
+        })
+    }
+
+    fn default(value: Duration, key: &str) -> Set {
+        Set {
+            value,
+            at: format!("`{key}` (default)"),
+            set_by: "by default".to_owned(),
+        }
+    }
 }
 
 /// What one source sets, checked: the config file, or the environment and flags.
@@ -564,15 +583,9 @@ impl Layer {
         init_container_mode: bool,
     ) -> Result<Layer, ConfigError> {
         let go = file.go_rules;
-        let duration = |value: &Option<GoDuration>, name: &'static str| match value {
+        let duration = |value: &Option<GoDuration>, key: &str| match value {
             Some(d) if go && !d.is_positive() => Ok(None),
-            Some(d) => d.non_negative().map_err(at(&origin(name))).map(|value| {
-                Some(Set {
-                    value,
-                    at: origin(name),
-                    name,
-                })
-            }),
+            Some(d) => Set::new(d, origin(key), &format!("`{key}`")).map(Some),
             None => Ok(None),
         };
         let threshold = |value: Option<i64>, name: &str| match value {
@@ -611,16 +624,10 @@ impl Layer {
     /// The environment's and the flags' settings (clap already let flags win over the
     /// environment, and parsed each value).
     fn flags(cli: &Overrides) -> Result<Layer, ConfigError> {
-        let duration = |value: &Option<GoDuration>, name: &'static str| {
+        let duration = |value: &Option<GoDuration>, flag: &str| {
             value
                 .as_ref()
-                .map(|d| {
-                    d.non_negative().map_err(at(name)).map(|value| Set {
-                        value,
-                        at: name.to_owned(),
-                        name,
-                    })
-                })
+                .map(|d| Set::new(d, flag.to_owned(), flag))
                 .transpose()
         };
         Ok(Layer {
@@ -690,16 +697,9 @@ impl Layer {
     /// The settings over the defaults, with the checks of the interval and the timeout together.
     fn settings(self, init_container_mode: bool) -> Result<Settings, ConfigError> {
         let d = Settings::default();
-        let interval = self.check_interval.unwrap_or(Set {
-            value: d.check_interval,
-            at: "`checkInterval` (default)".to_owned(),
-            name: "",
-        });
-        let timeout = self.timeout.unwrap_or(Set {
-            value: d.timeout,
-            at: "`readTimeout` (default)".to_owned(),
-            name: "",
-        });
+        let interval = (self.check_interval)
+            .unwrap_or_else(|| Set::default(d.check_interval, "checkInterval"));
+        let timeout = (self.timeout).unwrap_or_else(|| Set::default(d.timeout, "readTimeout"));
         if timeout.value < Duration::from_millis(100) {
             return err(format!(
                 "{}: {:?} is below the 100ms minimum; set it to 100ms or more",
@@ -714,13 +714,9 @@ impl Layer {
             ));
         }
         if !init_container_mode && timeout.value >= interval.value {
-            let set_by = match interval.name {
-                "" => "by default".to_owned(),
-                name => format!("from {name}"),
-            };
             return err(format!(
-                "{}: {:?} must be at least 100ms and below the check interval ({:?} {set_by}); change one of them",
-                timeout.at, timeout.value, interval.value
+                "{}: {:?} must be at least 100ms and below the check interval ({:?} {}); change one of them",
+                timeout.at, timeout.value, interval.value, interval.set_by
             ));
         }
         let mut listen = self.listen.unwrap_or(d.listen);

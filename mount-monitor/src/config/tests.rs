@@ -273,6 +273,10 @@ fn every_error_class_names_what_is_wrong() {
             "config file config.json: `readTimeout`: 30s must be at least 100ms and below the check interval (30s by default)",
         ),
         (
+            r#"{"checkInterval":"10s","readTimeout":"20s"}"#,
+            "`readTimeout`: 20s must be at least 100ms and below the check interval (10s from `checkInterval`)",
+        ),
+        (
             r#"{"mounts":[{"path":"/x","checkType":"ping"}]}"#,
             "`mounts[0].checkType`",
         ),

@@ -5,7 +5,6 @@
 //! error: serde_path_to_error for the file, clap for the flags.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -331,16 +330,16 @@ pub fn go_bool(value: &str) -> Result<bool, String> {
 }
 
 /// `Deserialize` through `FromStr`, from a string; with `numbers`, a number too, read as its text
-/// (`"minFree": 1000000`). Durations take no numbers: Go refuses `"checkInterval": 5`.
+/// (`"minFree": 1000000`). Durations take no numbers: Go refuses `"checkInterval": 5`. Each type
+/// reads a [`Raw`] and parses it, so that the deserializers' generic code exists once, not once
+/// per type (68 KiB of the release binary).
 macro_rules! deserialize_from_str {
     ($($ty:ty: $expecting:literal, numbers: $numbers:literal;)*) => {$(
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                deserializer.deserialize_any(FromText {
-                    expecting: $expecting,
-                    numbers: $numbers,
-                    parsed: PhantomData::<$ty>,
-                })
+                Raw::deserialize(deserializer)?
+                    .parse($numbers, $expecting)
+                    .map_err(de::Error::custom)
             }
         }
     )*};
@@ -358,48 +357,63 @@ deserialize_from_str! {
     Listen: "an address such as \"[::]:8080\"", numbers: false;
 }
 
-struct FromText<T> {
-    expecting: &'static str,
-    numbers: bool,
-    parsed: PhantomData<T>,
+/// A value as a config file holds it where text is expected: a string, or a number with its
+/// text and how serde names it (``integer `5` ``).
+enum Raw {
+    Text(String),
+    Number { text: String, unexpected: String },
 }
 
-impl<T: FromStr<Err = String>> FromText<T> {
-    fn number<E: de::Error>(
-        self,
-        n: impl fmt::Display,
-        unexpected: de::Unexpected,
-    ) -> Result<T, E> {
-        if !self.numbers {
-            return Err(E::invalid_type(unexpected, &self));
+impl Raw {
+    fn parse<T: FromStr<Err = String>>(self, numbers: bool, expecting: &str) -> Result<T, String> {
+        match self {
+            Raw::Text(text) => text.parse(),
+            Raw::Number { text, .. } if numbers => text.parse(),
+            Raw::Number { unexpected, .. } => {
+                Err(format!("invalid type: {unexpected}, expected {expecting}"))
+            }
         }
-        n.to_string().parse().map_err(E::custom)
     }
 }
 
-impl<T: FromStr<Err = String>> Visitor<'_> for FromText<T> {
-    type Value = T;
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl RawVisitor {
+    fn number(text: String, unexpected: de::Unexpected) -> Raw {
+        Raw::Number {
+            text,
+            unexpected: unexpected.to_string(),
+        }
+    }
+}
+
+impl Visitor<'_> for RawVisitor {
+    type Value = Raw;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.expecting)
+        f.write_str("a string")
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        v.parse().map_err(E::custom)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Text(v.to_owned()))
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        self.number(v, de::Unexpected::Unsigned(v))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
+        Ok(Self::number(v.to_string(), de::Unexpected::Unsigned(v)))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        self.number(v, de::Unexpected::Signed(v))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw, E> {
+        Ok(Self::number(v.to_string(), de::Unexpected::Signed(v)))
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        self.number(
-            serde_json::Number::from_f64(v).map_or(v.to_string(), |n| n.to_string()),
-            de::Unexpected::Float(v),
-        )
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Raw, E> {
+        let text = serde_json::Number::from_f64(v).map_or(v.to_string(), |n| n.to_string());
+        Ok(Self::number(text, de::Unexpected::Float(v)))
     }
 }

@@ -776,7 +776,7 @@ fn resolve(
         let at = |key: &str| origin(&format!("mounts[{i}].{key}"));
         mounts.push(file_mount(m, &default_canary, file.go_rules, &s, &at)?);
     }
-    for arg in cli.mounts.iter().filter(|m| !m.trim().is_empty()) {
+    for arg in &cli.mounts {
         for mount in split_mount_arg(arg) {
             let flag = format!("--mount {:?}", mount.join(","));
             mounts.push(flag_mount(&mount, &flag, &s)?);

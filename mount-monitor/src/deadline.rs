@@ -81,6 +81,16 @@ impl<S> WriteDeadline<S> {
 
     /// An error once the response being written is past its deadline; otherwise wakes the task
     /// when it will be.
+    /// What a write must answer before it writes: the deadline's error once it has passed, or
+    /// `Pending` while it gives way to other connections; `None` to go ahead.
+    fn before_write(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<usize>>> {
+        self.arm();
+        if let Some(e) = self.expired(cx) {
+            return Some(Poll::Ready(Err(e)));
+        }
+        self.give_way(cx).then_some(Poll::Pending)
+    }
+
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         let timer = self.timer.as_mut().filter(|_| self.armed)?;
         timer.as_mut().poll(cx).is_ready().then(|| {
@@ -109,12 +119,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.arm();
-        if let Some(e) = this.expired(cx) {
-            return Poll::Ready(Err(e));
-        }
-        if this.give_way(cx) {
-            return Poll::Pending;
+        if let Some(stop) = this.before_write(cx) {
+            return stop;
         }
         let buf = &buf[..buf.len().min(TURN_BYTES)];
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -127,12 +133,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.arm();
-        if let Some(e) = this.expired(cx) {
-            return Poll::Ready(Err(e));
-        }
-        if this.give_way(cx) {
-            return Poll::Pending;
+        if let Some(stop) = this.before_write(cx) {
+            return stop;
         }
         // The whole buffers that fit in a turn, or a turn's worth of the first one.
         let mut fitting = 0;

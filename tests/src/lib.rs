@@ -489,16 +489,28 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Runs the binary to completion: (exit code, stdout, stderr).
+/// Runs the binary to completion in an empty working directory: (exit code, stdout, stderr).
 pub fn run<I, S>(args: I) -> (i32, String, String)
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
     let workdir = empty_workdir();
+    run_in(workdir.path(), args, &[])
+}
+
+/// Runs the binary in `cwd` to completion with `env` added, and without the test's own
+/// `MOUNT_MONITOR_LISTEN`: (exit code, stdout, stderr).
+pub fn run_in<I, S>(cwd: &Path, args: I, env: &[(&str, &str)]) -> (i32, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let out = Command::new(binary())
         .args(args)
-        .current_dir(workdir.path())
+        .current_dir(cwd)
+        .envs(env.iter().copied())
+        .env_remove("MOUNT_MONITOR_LISTEN")
         .stdin(Stdio::null())
         .output()
         .expect("run mount-monitor");
@@ -519,8 +531,14 @@ pub fn empty_workdir() -> tempfile::TempDir {
 
 /// The entry for `name` in a `/healthz/*` body.
 pub fn mount_json<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    find_mount(body, name).unwrap_or_else(|| panic!("no mount {name} in {body}"))
+}
+
+/// The entry for `name` in a `/healthz/*` body, if listed. A monitor serves an empty list until
+/// its collector has run, which a request right after start may see on a loaded machine.
+pub fn find_mount<'a>(body: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     body["mounts"]
-        .as_array()
-        .and_then(|mounts| mounts.iter().find(|m| m["name"] == name))
-        .unwrap_or_else(|| panic!("no mount {name} in {body}"))
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::{Monitor, Stream, mount_json};
+use tests::{Monitor, Stream, mount_json, run_in};
 
 /// Detection takes one check interval (1 s, ±10%) plus scheduling slack.
 const DETECT: Duration = Duration::from_secs(4);
@@ -124,23 +124,6 @@ impl Setup {
     }
 }
 
-/// Runs the binary in `cwd` to completion: (exit code, stdout, stderr).
-fn run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(tests::binary())
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .env_remove("MOUNT_MONITOR_LISTEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mount-monitor");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The JSON log lines of `text` whose `msg` is `msg`; every line must be JSON.
 fn lines(text: &str, msg: &str) -> Vec<Value> {
     text.lines()
@@ -236,7 +219,7 @@ fn serves(setup: &mut Setup) -> Monitor {
 /// `--init-container-mode` on the config: exit 0 and a `mount check passed` line per mount;
 /// with the first mount gone, exit 1 and `mount check failed` for it.
 fn checks_once(setup: &mut Setup) {
-    let (code, out, err) = run_in(setup.cwd(), &["--init-container-mode"], &[]);
+    let (code, out, err) = run_in(setup.cwd(), ["--init-container-mode"], &[]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let passed = lines(&out, "mount check passed");
     for (name, path, _) in &setup.mounts {
@@ -254,7 +237,7 @@ fn checks_once(setup: &mut Setup) {
 
     let path = setup.mounts[0].1.clone();
     setup.mounts[0].2.unmount();
-    let (code, out, err) = run_in(setup.cwd(), &["--init-container-mode"], &[]);
+    let (code, out, err) = run_in(setup.cwd(), ["--init-container-mode"], &[]);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let failed = lines(&err, "mount check failed");
     assert!(
@@ -324,7 +307,7 @@ fn readme_example_in_init_container_mode() {
     checks_once(&mut setup);
     // The relative path, gone.
     setup.mounts[2].2.unmount();
-    let (code, _, err) = run_in(setup.cwd(), &["--init-container-mode"], &[]);
+    let (code, _, err) = run_in(setup.cwd(), ["--init-container-mode"], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(
         lines(&err, "mount check failed")
@@ -461,7 +444,7 @@ fn config_json_is_read_as_go_reads_it() {
     assert_eq!(verbose.matches("[+]movies/4k ok").count(), 2, "{verbose}");
 
     // Linting in CI: the same file is an error with --strict (check) and --strict-config.
-    let (code, out, err) = run_in(dir.path(), &["check", "--strict"], &[]);
+    let (code, out, err) = run_in(dir.path(), ["check", "--strict"], &[]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("did you mean `failureThreshold`?"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -472,7 +455,7 @@ fn config_json_is_read_as_go_reads_it() {
     );
     // TOML stays strict.
     std::fs::write(dir.path().join("c.toml"), "HttpPort = 8080\n").unwrap();
-    let (code, _, err) = run_in(dir.path(), &["check", "--config", "c.toml"], &[]);
+    let (code, _, err) = run_in(dir.path(), ["check", "--config", "c.toml"], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("HttpPort"), "{err}");
 }
@@ -513,7 +496,7 @@ fn init_container_mode_takes_go_bool_values() {
         "--init-container-mode=true",
         "--init-container-mode=1",
     ] {
-        let (code, out, err) = run_in(dir.path(), &[flag], &[]);
+        let (code, out, err) = run_in(dir.path(), [flag], &[]);
         assert_eq!(code, 0, "{flag}: {out}{err}");
         assert_eq!(
             lines(&out, "all mount checks passed").len(),
@@ -537,7 +520,7 @@ fn init_container_mode_behaves_as_there() {
             "watchdog": {"enabled": true},
             "mounts": [{"name": "media", "path": "{a}"}, {"name": "tv", "path": "{b}", "checkType": "directory"}]}"#,
     );
-    let (code, out, err) = run_in(dir.path(), &["--init-container-mode"], &[]);
+    let (code, out, err) = run_in(dir.path(), ["--init-container-mode"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("MOUNT "), "no table: {out}");
     assert_eq!(
@@ -548,30 +531,30 @@ fn init_container_mode_behaves_as_there() {
     assert_eq!(lines(&out, "mount check passed").len(), 2, "{out}");
     assert_eq!(lines(&out, "all mount checks passed")[0]["count"], 2);
     // `check` validates everything, and a bad config is exit 2 there.
-    let (code, _, err) = run_in(dir.path(), &["check"], &[]);
+    let (code, _, err) = run_in(dir.path(), ["check"], &[]);
     assert_eq!(code, 2, "{err}");
 
     // No mounts, and a config error: exit 1, as debrid-mount-monitor exits.
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("config.json"), r#"{"canaryFile": ".x"}"#).unwrap();
-    let (code, out, err) = run_in(empty.path(), &["--init-container-mode"], &[]);
+    let (code, out, err) = run_in(empty.path(), ["--init-container-mode"], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("at least one mount is required"), "{err}");
     std::fs::write(empty.path().join("config.json"), r#"{"checkInterval": 5}"#).unwrap();
-    let (code, _, err) = run_in(empty.path(), &["--init-container-mode"], &[]);
+    let (code, _, err) = run_in(empty.path(), ["--init-container-mode"], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("checkInterval"), "{err}");
     // A bad flag value too (debrid-mount-monitor validates `--log-level` with the file).
     let (code, _, err) = run_in(
         empty.path(),
-        &["--init-container-mode", "--log-level", "loud"],
+        ["--init-container-mode", "--log-level", "loud"],
         &[],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--log-level"), "{err}");
     // `check` without mounts still discovers them and prints its table.
     std::fs::write(empty.path().join("config.json"), "{}").unwrap();
-    let (_, out, _) = run_in(empty.path(), &["check"], &[]);
+    let (_, out, _) = run_in(empty.path(), ["check"], &[]);
     assert!(out.starts_with("MOUNT "), "{out}");
 }
 
@@ -611,7 +594,7 @@ fn listens_on_ipv4_and_ipv6() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let (code, _, err) = run_in(dir.path(), &["healthcheck"], &[]);
+    let (code, _, err) = run_in(dir.path(), ["healthcheck"], &[]);
     assert_eq!(code, 0, "{err}");
 }
 

@@ -46,15 +46,6 @@ fn status(monitor: &Monitor, name: &str) -> Value {
     mount_json(&body, name).clone()
 }
 
-/// `name`'s entry, or `None` before the monitor has listed its mounts: a request that comes in
-/// right after start, on a loaded machine, may see the empty snapshot of a monitor whose
-/// collector has not run yet.
-fn listed(monitor: &Monitor, name: &str) -> Option<Value> {
-    let (_, body) = monitor.get_json("/healthz/status");
-    let mounts = body["mounts"].as_array()?;
-    mounts.iter().find(|m| m["name"] == name).cloned()
-}
-
 /// Polls until `name` is `health` (and, when given, fails with `reason`); its JSON then.
 fn wait_for_mount(
     monitor: &Monitor,
@@ -65,7 +56,9 @@ fn wait_for_mount(
 ) -> Value {
     let started = Instant::now();
     loop {
-        let mount = listed(monitor, name).unwrap_or_default();
+        let (_, body) = monitor.get_json("/healthz/status");
+        // Not listed yet right after start: wait for it too.
+        let mount = tests::find_mount(&body, name).cloned().unwrap_or_default();
         if mount["status"] == health && reason.is_none_or(|r| mount["reason"] == r) {
             return mount;
         }

@@ -225,7 +225,6 @@ fn overrides() -> impl Strategy<Value = Overrides> {
                 log_level,
                 log_format,
             )| Overrides {
-                config: None,
                 mounts,
                 listen: listen.into_iter().collect(),
                 http_port,
@@ -234,11 +233,7 @@ fn overrides() -> impl Strategy<Value = Overrides> {
                 failure_threshold,
                 log_level,
                 log_format,
-                init_container_mode: false,
-                max_blocked_checks: None,
-                metrics_detail: None,
-                max_connections: None,
-                max_connections_per_peer: None,
+                ..Overrides::default()
             },
         )
 }

@@ -170,7 +170,17 @@ pub enum Stream {
     Stderr,
 }
 
+/// `--check-interval 1s --timeout 500ms`: the shortest round (the minimum interval is 200 ms, but
+/// a loaded machine needs the slack) that the end-to-end tests wait on.
+pub const EVERY_SECOND: [&str; 4] = ["--check-interval", "1s", "--timeout", "500ms"];
+
 impl Monitor {
+    /// `mount-monitor --mount MOUNT… EVERY_SECOND EXTRA…`, started as [`Monitor::start`] does.
+    pub fn watch(mounts: &[&str], extra: &[&str]) -> Monitor {
+        let mounts = mounts.iter().flat_map(|mount| ["--mount", mount]);
+        Monitor::start(mounts.chain(EVERY_SECOND).chain(extra.iter().copied()))
+    }
+
     /// Starts `mount-monitor ARGS --listen 127.0.0.1:0 --log-format json` and waits until it
     /// reports its address.
     pub fn start<I, S>(args: I) -> Monitor
@@ -330,6 +340,33 @@ impl Monitor {
         let json = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"));
         (status, json)
+    }
+
+    /// Polls `/healthz/status` until mount `name` is `health` and failed with `reason` (each
+    /// when given); its entry then. A mount not listed yet (right after start) is waited for too.
+    pub fn wait_for_mount(
+        &self,
+        name: &str,
+        health: Option<&str>,
+        reason: Option<&str>,
+        limit: Duration,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let (_, body) = self.get_json("/healthz/status");
+            let mount = find_mount(&body, name).cloned().unwrap_or_default();
+            if health.is_none_or(|h| mount["status"] == h)
+                && reason.is_none_or(|r| mount["reason"] == r)
+            {
+                return mount;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{name}: wanted {health:?} {reason:?} within {limit:?}, still {mount}\nlog:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Polls `path` until it answers `status`, or panics after `limit` with the last answer.

@@ -737,7 +737,7 @@ fn a_mount_source_with_credentials_appears_in_no_endpoint() {
     .unwrap();
     let configured = start_in(&ns, &["--config", config.to_str().unwrap()]);
     // Discovery mode: every mount of the namespace, this one included.
-    let discovering = start_in(&ns, &["--check-interval", "1s", "--timeout", "500ms"]);
+    let discovering = start_in(&ns, &tests::EVERY_SECOND);
     let vault_path = vault.display().to_string();
     let endpoints = [
         "/healthz/status".to_owned(),

@@ -13,9 +13,6 @@ use tests::{Monitor, Stream, mount_json, run_in};
 
 /// Detection takes one check interval (1 s, ±10%) plus scheduling slack.
 const DETECT: Duration = Duration::from_secs(4);
-/// The checks the serve tests run: debrid-mount-monitor's 10–30 s would make them slow.
-const FAST: [&str; 4] = ["--check-interval", "1s", "--timeout", "500ms"];
-
 fn needs_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -150,7 +147,7 @@ fn wait_for_log(monitor: &Monitor, what: &str, found: impl Fn(&Monitor) -> bool)
 /// Serves the config and holds it to COMPAT.md: status codes, the JSON fields, the logs, and
 /// that unmounting the mount under each path is caught (and its return noticed).
 fn serves(setup: &mut Setup) -> Monitor {
-    let monitor = Monitor::start_in(FAST, setup.cwd());
+    let monitor = Monitor::start_in(tests::EVERY_SECOND, setup.cwd());
     let body = monitor.wait_for("/healthz/ready", 200, DETECT);
     assert!(
         body.ends_with("}\n"),
@@ -618,11 +615,13 @@ fn directory_check_needs_no_read_permission() {
         m.unmount();
         m.mount("size=1m,mode=0700");
     }
-    let monitor = Monitor::start_with(FAST, dir.path(), |command| {
+    let monitor = Monitor::start_with(tests::EVERY_SECOND, dir.path(), |command| {
         use std::os::unix::process::CommandExt;
         command.uid(65534).gid(65534);
     });
     monitor.wait_for("/readyz/private", 200, DETECT);
+    // /readyz/listed is 503 from the start (not checked yet): wait for the check's reason.
+    monitor.wait_for_mount("listed", None, Some("permission_denied"), DETECT);
     monitor.wait_for("/readyz/listed", 503, DETECT);
     let (_, json) = monitor.get_json("/healthz/status");
     assert_eq!(mount_json(&json, "listed")["reason"], "permission_denied");
@@ -638,7 +637,7 @@ fn logs_as_debrid_mount_monitor_writes_them() {
     let (dir, mut a, _b) =
         workdir(r#"{"failureThreshold": 1, "mounts": [{"name": "media", "path": "{a}"}]}"#);
     let path = a.path.display().to_string();
-    let monitor = Monitor::start_in(FAST, dir.path());
+    let monitor = Monitor::start_in(tests::EVERY_SECOND, dir.path());
     monitor.wait_for("/healthz/ready", 200, DETECT);
     let changed = |previous: &str, new: &str, trigger: &str| {
         let previous = previous.to_owned();
@@ -701,7 +700,7 @@ fn logs_as_debrid_mount_monitor_writes_them() {
 fn service_links_are_ignored() {
     needs_root();
     let (dir, _a, _b) = workdir(r#"{"mounts": [{"name": "media", "path": "{a}"}]}"#);
-    let monitor = Monitor::start_with(FAST, dir.path(), |command| {
+    let monitor = Monitor::start_with(tests::EVERY_SECOND, dir.path(), |command| {
         command
             .env("MOUNT_MONITOR_HTTP_PORT", "tcp://10.0.0.1:8080")
             .env("MOUNT_MONITOR_MOUNTS", "tcp://10.0.0.3:9000");
@@ -730,7 +729,7 @@ fn path_is_shown_as_written() {
         r#"{"mounts": [{"name": "local", "path": "./data/local"}]}"#,
     )
     .unwrap();
-    let monitor = Monitor::start_in(FAST, dir.path());
+    let monitor = Monitor::start_in(tests::EVERY_SECOND, dir.path());
     let body = monitor.wait_for("/healthz/status", 200, DETECT);
     assert!(body.ends_with("}\n"), "{body:?}");
     let json: Value = serde_json::from_str(&body).unwrap();

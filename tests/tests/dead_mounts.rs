@@ -21,14 +21,7 @@ const TWO_INTERVALS: Duration = Duration::from_millis(2600);
 
 /// `mount-monitor --mount NAME=PATH`, checking every second with a 500 ms timeout.
 fn watch_every_second(name: &str, path: &std::path::Path) -> Monitor {
-    Monitor::start([
-        "--mount",
-        &format!("{name}={}", path.display()),
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-    ])
+    Monitor::watch(&[&format!("{name}={}", path.display())], &[])
 }
 
 fn secs(d: Duration) -> f64 {
@@ -44,31 +37,6 @@ fn serial() -> MutexGuard<'static, ()> {
 fn status(monitor: &Monitor, name: &str) -> Value {
     let (_, body) = monitor.get_json("/healthz/status");
     mount_json(&body, name).clone()
-}
-
-/// Polls until `name` is `health` (and, when given, fails with `reason`); its JSON then.
-fn wait_for_mount(
-    monitor: &Monitor,
-    name: &str,
-    health: &str,
-    reason: Option<&str>,
-    limit: Duration,
-) -> Value {
-    let started = Instant::now();
-    loop {
-        let (_, body) = monitor.get_json("/healthz/status");
-        // Not listed yet right after start: wait for it too.
-        let mount = tests::find_mount(&body, name).cloned().unwrap_or_default();
-        if mount["status"] == health && reason.is_none_or(|r| mount["reason"] == r) {
-            return mount;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{name}: wanted {health} {reason:?} within {limit:?}, still {mount}\nlog:\n{}",
-            monitor.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A container's view of a host directory: in `ns`, a shared "host" filesystem with the
@@ -164,13 +132,12 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
         "MOUNT_MONITOR_MOUNTS",
         format!("media={}", volume.container.display()),
     )];
-    let monitor = volume.monitor(&["--check-interval", "1s", "--timeout", "500ms"], &env);
+    let monitor = volume.monitor(&tests::EVERY_SECOND, &env);
 
     // Started before the host's mount is up: the volume is the host's empty directory.
-    let media = wait_for_mount(
-        &monitor,
+    let media = monitor.wait_for_mount(
         "media",
-        "degraded",
+        Some("degraded"),
         Some("empty_volume"),
         TWO_INTERVALS,
     );
@@ -182,7 +149,7 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
 
     let up = Instant::now();
     volume.host_mounts();
-    let media = wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    let media = monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
     let healthy_after = up.elapsed();
     assert_eq!(media["fs_type"], "tmpfs");
     assert_eq!(monitor.get("/healthz/ready").0, 200);
@@ -190,10 +157,9 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
     // The host's mount goes away: the volume is an empty directory again.
     let gone = Instant::now();
     volume.host_unmounts();
-    let media = wait_for_mount(
-        &monitor,
+    let media = monitor.wait_for_mount(
         "media",
-        "degraded",
+        Some("degraded"),
         Some("empty_volume"),
         TWO_INTERVALS,
     );
@@ -212,16 +178,15 @@ fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
         }),
     );
     assert!(media.get("fs_type").is_none(), "no stale figures: {media}");
-    wait_for_mount(
-        &monitor,
+    monitor.wait_for_mount(
         "media",
-        "unhealthy",
+        Some("unhealthy"),
         Some("empty_volume"),
         3 * TWO_INTERVALS,
     );
 
     volume.host_mounts();
-    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
 }
 
 /// `deploy/init-container.yaml`'s arguments as written, and the sidecar's config as written
@@ -294,17 +259,11 @@ fn a_mount_path_that_is_not_utf8_breaks_nothing() {
     require_root("a_mount_path_that_is_not_utf8_breaks_nothing");
     let _serial = serial();
     let mut watched = Tmpfs::new("size=1m");
-    let monitor = Monitor::start([
-        "--mount",
-        &format!("data={}", watched.path().display()),
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-        "--failure-threshold",
-        "1",
-    ]);
-    wait_for_mount(&monitor, "data", "healthy", None, TWO_INTERVALS);
+    let monitor = Monitor::watch(
+        &[&format!("data={}", watched.path().display())],
+        &["--failure-threshold", "1"],
+    );
+    monitor.wait_for_mount("data", Some("healthy"), None, TWO_INTERVALS);
 
     // A Latin-1 directory name appears while serving.
     let parent = tempfile::tempdir().unwrap();
@@ -326,14 +285,13 @@ fn a_mount_path_that_is_not_utf8_breaks_nothing() {
     }
     let _latin1 = Unmount(latin1.clone());
     std::thread::sleep(2 * INTERVAL);
-    wait_for_mount(&monitor, "data", "healthy", None, TWO_INTERVALS);
+    monitor.wait_for_mount("data", Some("healthy"), None, TWO_INTERVALS);
 
     // Then the watched mount dies: still seen, with the odd mount still there.
     watched.unmount();
-    let data = wait_for_mount(
-        &monitor,
+    let data = monitor.wait_for_mount(
         "data",
-        "unhealthy",
+        Some("unhealthy"),
         Some("not_mounted"),
         TWO_INTERVALS,
     );
@@ -367,15 +325,9 @@ fn a_hung_mount_mounted_again_is_healthy_within_an_interval() {
     let mut old = HangFs::mount();
     let path = old.path().to_path_buf();
     let monitor = watch_every_second("media", &path);
-    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
     old.hang();
-    wait_for_mount(
-        &monitor,
-        "media",
-        "degraded",
-        Some("timeout"),
-        TWO_INTERVALS,
-    );
+    monitor.wait_for_mount("media", Some("degraded"), Some("timeout"), TWO_INTERVALS);
     let (_, body) = monitor.get_json("/healthz/status");
     assert_eq!(body["blocked_checks"], 1, "{body}");
 
@@ -384,10 +336,9 @@ fn a_hung_mount_mounted_again_is_healthy_within_an_interval() {
     old.unmount_lazily();
     let new = HangFs::mount_at(&path);
     let remounted = Instant::now();
-    let media = wait_for_mount(
-        &monitor,
+    let media = monitor.wait_for_mount(
         "media",
-        "healthy",
+        Some("healthy"),
         None,
         INTERVAL + Duration::from_millis(600),
     );
@@ -631,10 +582,9 @@ fn fifty_hung_mounts_do_not_delay_the_others() {
     // An unmount among the healthy ones is seen within two intervals.
     healthy[3].unmount();
     let gone = Instant::now();
-    wait_for_mount(
-        &monitor,
+    monitor.wait_for_mount(
         "ok3",
-        "degraded",
+        Some("degraded"),
         Some("not_mounted"),
         2 * INTERVAL + SLACK,
     );
@@ -683,15 +633,14 @@ fn a_path_below_a_fuse_mount_fails_when_the_mount_goes() {
     )
     .unwrap();
     let monitor = Monitor::start(["--config", config.to_str().unwrap()]);
-    let zurg = wait_for_mount(&monitor, "zurg", "healthy", None, TWO_INTERVALS);
+    let zurg = monitor.wait_for_mount("zurg", Some("healthy"), None, TWO_INTERVALS);
     assert_eq!(zurg["fs_type"], "fuse.hangfs", "{zurg}");
 
     // The mount goes: what is left of the path is on the root filesystem.
     fs.unmount_lazily();
-    let zurg = wait_for_mount(
-        &monitor,
+    let zurg = monitor.wait_for_mount(
         "zurg",
-        "unhealthy",
+        Some("unhealthy"),
         Some("not_mounted"),
         TWO_INTERVALS,
     );
@@ -738,13 +687,12 @@ fn another_filesystem_where_a_healthy_one_was_is_mount_changed() {
     let unmount = || nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).unwrap();
     mount("media-remote");
     let monitor = watch_every_second("media", &path);
-    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
     unmount();
     mount("other-remote");
-    let media = wait_for_mount(
-        &monitor,
+    let media = monitor.wait_for_mount(
         "media",
-        "degraded",
+        Some("degraded"),
         Some("mount_changed"),
         TWO_INTERVALS,
     );
@@ -753,6 +701,6 @@ fn another_filesystem_where_a_healthy_one_was_is_mount_changed() {
     // The provider mounts its own remote again: the same mount.
     unmount();
     mount("media-remote");
-    wait_for_mount(&monitor, "media", "healthy", None, TWO_INTERVALS);
+    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
     unmount();
 }

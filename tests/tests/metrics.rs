@@ -172,14 +172,7 @@ fn metrics_pass_promtool_and_follow_the_mount() {
     let mut fs = Tmpfs::new("size=1m,nr_inodes=64");
     let path = fs.path().display().to_string();
     let mount = format!("data={path}");
-    let monitor = Monitor::start([
-        "--mount",
-        &mount,
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-    ]);
+    let monitor = Monitor::watch(&[&mount], &[]);
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
     let labels = format!(r#"mount="data",path="{path}""#);
     let series = |name: &str, extra: &str| format!("mount_monitor_{name}{{{labels}{extra}}}");
@@ -310,16 +303,7 @@ fn full_detail_brings_back_every_series() {
     let fs = Tmpfs::new("size=1m,nr_inodes=64");
     let path = fs.path().display().to_string();
     let mount = format!("data={path}");
-    let monitor = Monitor::start([
-        "--mount",
-        &mount,
-        "--check-interval",
-        "1s",
-        "--timeout",
-        "500ms",
-        "--metrics-detail",
-        "full",
-    ]);
+    let monitor = Monitor::watch(&[&mount], &["--metrics-detail", "full"]);
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
     let (text, openmetrics) = check_both_formats(&monitor);
     let labels = format!(r#"mount="data",path="{path}""#);

@@ -5,22 +5,12 @@ use std::time::Duration;
 use nix::mount::MsFlags;
 use tests::{Monitor, Tmpfs, mount_json, require_root, run};
 
-const INTERVAL: &str = "1s";
 /// Two check intervals plus jitter and scheduling slack.
 const TWO_INTERVALS: Duration = Duration::from_millis(2600);
 
-/// The monitor on `mount` (`NAME=PATH`), checking every [`INTERVAL`] with a 500 ms timeout.
+/// The monitor on `mount` (`NAME=PATH`), checking every second with a 500 ms timeout.
 fn watch(mount: &str, extra: &[&str]) -> Monitor {
-    let mut args = vec![
-        "--mount",
-        mount,
-        "--check-interval",
-        INTERVAL,
-        "--timeout",
-        "500ms",
-    ];
-    args.extend_from_slice(extra);
-    Monitor::start(args)
+    Monitor::watch(&[mount], extra)
 }
 
 fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {

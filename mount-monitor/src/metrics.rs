@@ -338,7 +338,11 @@ impl Collector for SnapshotCollector {
         )?;
         for m in &mounts {
             let [mount, path] = m.labels();
-            let optional = if m.view.spec.optional { "true" } else { "false" };
+            let optional = if m.view.spec.optional {
+                "true"
+            } else {
+                "false"
+            };
             up.encode_family(&[mount, path, ("optional", optional)])?
                 .encode_gauge(&i64::from(m.view.state.health == Health::Healthy))?;
         }

@@ -81,7 +81,11 @@ impl RoundLog {
             match now {
                 None => tracing::info!(name, path, duration, optional, "mount check passed"),
                 Some(reason) => {
-                    let error = view.state.failure.as_ref().map_or("", |f| f.detail.as_str());
+                    let error = view
+                        .state
+                        .failure
+                        .as_ref()
+                        .map_or("", |f| f.detail.as_str());
                     tracing::error!(
                         name,
                         path,

@@ -69,7 +69,9 @@ impl Snapshot {
 
 /// The mounts of `views` that count in a verdict over all mounts: optional mounts are reported
 /// but count in none.
-pub fn required<'a>(views: impl IntoIterator<Item = &'a MountView>) -> impl Iterator<Item = &'a MountView> {
+pub fn required<'a>(
+    views: impl IntoIterator<Item = &'a MountView>,
+) -> impl Iterator<Item = &'a MountView> {
     views.into_iter().filter(|v| !v.spec.optional)
 }
 

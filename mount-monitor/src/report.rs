@@ -124,7 +124,12 @@ pub fn table(views: &[MountView]) -> String {
             let state = &v.state;
             let stats = state.stats.as_ref();
             [
-                v.label(),
+                // It decides no exit code: say so where it shows as failed.
+                if v.spec.optional {
+                    format!("{} (optional)", v.label())
+                } else {
+                    v.label()
+                },
                 state.health.to_string(),
                 state
                     .failure

@@ -768,6 +768,45 @@ pub async fn check_until_healthy(
 mod tests {
     use super::*;
 
+    /// The watchdog hears of a required mount turning unhealthy, never of an optional one.
+    #[test]
+    fn optional_mounts_never_reach_the_watchdog() {
+        let settings = Settings::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut mounts = Vec::new();
+        let mut failed = None;
+        for (id, optional) in [(0, false), (1, true)] {
+            let mut spec = MountSpec::plain(
+                Some(format!("m{id}")),
+                PathBuf::from(format!("/mnt/m{id}")),
+                &settings,
+            );
+            spec.optional = optional;
+            spec.failure_threshold = 1;
+            apply(
+                &mut mounts,
+                &mut failed,
+                Event::Added(id, Arc::new(spec)),
+                Some(&tx),
+            );
+            let checked = Event::Checked {
+                id,
+                outcome: Box::new(Outcome::failed(Failure::new(Reason::NotMounted, "gone"))),
+                stuck_since: None,
+            };
+            apply(&mut mounts, &mut failed, checked, Some(&tx));
+        }
+        assert!(
+            mounts
+                .iter()
+                .all(|(_, v)| v.state.health == Health::Unhealthy)
+        );
+        let heard: Vec<MountChange> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        assert_eq!(heard[0].mount, "m0");
+        assert_eq!(heard[0].health, Health::Unhealthy);
+    }
+
     #[test]
     fn jitter_stays_within_ten_percent() {
         let base = Duration::from_secs(30);

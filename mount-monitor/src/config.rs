@@ -76,6 +76,9 @@ pub struct MountSpec {
     pub check: DataCheck,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    /// Checked and reported, but counted in no verdict over all mounts (`/readyz`, the
+    /// top-level status, the exit codes) and never a reason for the watchdog.
+    pub optional: bool,
 }
 
 impl MountSpec {
@@ -100,6 +103,7 @@ impl MountSpec {
             check: DataCheck::None,
             failure_threshold: defaults.failure_threshold,
             success_threshold: defaults.success_threshold,
+            optional: false,
         }
     }
 }
@@ -131,7 +135,14 @@ pub struct Settings {
     /// Where the settings came from, for the startup log line.
     pub config_file: Option<PathBuf>,
     pub watchdog: WatchdogSettings,
+    /// Init-container mode and `check`: check again every [`WAIT_RETRY`] until every mount is
+    /// healthy, for at most this long (`waitTimeout`); `None`: one round.
+    pub wait_timeout: Option<Duration>,
 }
+
+/// How often the waiting mode (`waitTimeout`) checks again: an application waiting for its mount
+/// starts within about this long of it.
+pub const WAIT_RETRY: Duration = Duration::from_secs(1);
 
 /// The pod-restart watchdog (`watchdog` in the file; see the `watchdog` module).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,6 +209,7 @@ impl Default for Settings {
             mounts: Vec::new(),
             config_file: None,
             watchdog: WatchdogSettings::default(),
+            wait_timeout: None,
         }
     }
 }
@@ -334,6 +346,15 @@ pub struct Overrides {
         value_name = "BOOL"
     )]
     pub init_container_mode: bool,
+    /// With --init-container-mode or `check`: check every second until every mount is healthy
+    /// (exit 0) or this long has passed (exit 1), e.g. `5m` [default: one round]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_WAIT_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub wait_timeout: Option<GoDuration>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -368,6 +389,7 @@ struct FileConfig {
     max_connections_per_peer: Option<usize>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
+    wait_timeout: Option<GoDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -384,6 +406,7 @@ struct FileMount {
     expect: Option<Expect>,
     min_free: Option<SpaceFloor>,
     min_free_inodes: Option<InodeFloor>,
+    optional: Option<bool>,
 }
 
 /// debrid-mount-monitor's pod-restart watchdog, plus `minPodAge`.
@@ -757,6 +780,7 @@ fn resolve(
     let init = cli.init_container_mode;
     let layers = Layer::flags(cli)?.over(Layer::file(&file, &origin, init)?);
     let mut s = layers.settings(init)?;
+    s.wait_timeout = wait_timeout(&file, &origin, cli)?;
     // One round restarts nothing: init-container mode leaves the watchdog alone, as
     // debrid-mount-monitor does.
     if let Some(w) = &file.watchdog
@@ -784,6 +808,20 @@ fn resolve(
     }
     s.mounts = mounts;
     Ok(s)
+}
+
+/// `waitTimeout` / `--wait-timeout`: the flag over the file; `0s` is one round, as without it.
+fn wait_timeout(
+    file: &FileConfig,
+    origin: &dyn Fn(&str) -> String,
+    cli: &Overrides,
+) -> Result<Option<Duration>, ConfigError> {
+    let set = match (&cli.wait_timeout, &file.wait_timeout) {
+        (Some(d), _) => d.non_negative().map_err(at("--wait-timeout"))?,
+        (None, Some(d)) => d.non_negative().map_err(at(&origin("waitTimeout")))?,
+        (None, None) => Duration::ZERO,
+    };
+    Ok((!set.is_zero()).then_some(set))
 }
 
 /// Mounts that share a name (debrid-mount-monitor allowed it, so it loads): `/readyz/<name>`
@@ -856,6 +894,7 @@ fn file_mount(
         check,
         failure_threshold,
         success_threshold,
+        optional: m.optional.unwrap_or(false),
     })
 }
 
@@ -876,6 +915,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "canary-file",
     "failure-threshold",
     "success-threshold",
+    "optional",
 ];
 
 /// The option a `key=value` segment of `--mount` sets, if its key is one.
@@ -975,6 +1015,7 @@ fn flag_mount(segments: &[String], flag: &str, s: &Settings) -> Result<MountSpec
             "min-free-inodes" => {
                 file.min_free_inodes = Some(value.parse().map_err(parse("minFreeInodes"))?);
             }
+            "optional" => file.optional = Some(go_bool(&value).map_err(parse("optional"))?),
             "check" | "check-type" => check = Some(value.parse().map_err(parse("checkType"))?),
             "canary" | "canary-file" => {
                 check.get_or_insert(CheckType::Canary);

@@ -165,6 +165,9 @@ pub struct MountJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_check: Option<String>,
     pub failure_count: u32,
+    /// Present (and true) only for an optional mount, which counts in no verdict over all mounts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -203,6 +206,7 @@ impl<'a> MountJson<'a> {
             status: state.health,
             last_check: state.last_check.map(timestamp),
             failure_count: state.failure_count,
+            optional: view.spec.optional,
             last_error: failure.map(|f| f.detail.as_str()),
             reason: failure.map(|f| f.reason.code()),
             fs_type: stats.and_then(|s| s.fs_type.as_deref()),
@@ -482,7 +486,8 @@ async fn readyz(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) ->
         .map(Arc::as_ref)
         .filter(|m| !excluded.contains(&label(m)))
         .collect();
-    let ok = snapshot.initialized && mounts.iter().all(|m| m.state.health == Health::Healthy);
+    // Optional mounts are listed, but do not hold the pod unready.
+    let ok = snapshot.initialized && crate::snapshot::all_healthy(mounts.iter().copied());
     text(
         ok,
         readyz_body(&mounts, ok, options.verbose, snapshot.initialized),
@@ -583,7 +588,9 @@ fn readyz_body(mounts: &[&MountView], ok: bool, verbose: bool, initialized: bool
                 .as_ref()
                 .map(|f| f.reason.code())
                 .unwrap_or("not checked yet");
-            writeln!(body, "[-]{label} failed: {why}")
+            // Why `/readyz` passes all the same.
+            let optional = if m.spec.optional { " (optional)" } else { "" };
+            writeln!(body, "[-]{label} failed: {why}{optional}")
         };
     }
     if !initialized {

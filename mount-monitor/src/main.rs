@@ -98,6 +98,12 @@ fn main() -> ExitCode {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
+    let one_round = init_container_mode || matches!(cli.command, Some(Command::Check { .. }));
+    if settings.wait_timeout.is_some() && !one_round {
+        tracing::warn!(
+            "waitTimeout (--wait-timeout) applies to --init-container-mode and `check` only; a serving monitor ignores it"
+        );
+    }
     raise_open_file_limit();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -141,46 +147,52 @@ fn local_address(listen: SocketAddr) -> SocketAddr {
 }
 
 /// debrid-mount-monitor's `--init-container-mode`: one round over the configured mounts, one
-/// log line per mount and one for the verdict; exit 0 when all are healthy, 1 otherwise.
+/// log line per mount and one for the verdict; exit 0 when all required mounts are healthy, 1
+/// otherwise. With `waitTimeout`, rounds every second until they are, or the time is up.
 async fn init_container(settings: &Settings) -> ExitCode {
+    let until = wait_until(settings);
     tracing::info!(
         version = VERSION,
         mounts = settings.mounts.len(),
+        wait_timeout = settings.wait_timeout.map(|d| format!("{d:?}")),
         "running in init-container mode"
     );
-    let views = monitor::check_once(settings).await;
-    let mut healthy = true;
-    for view in &views {
-        let name = view.spec.name.as_deref().unwrap_or("");
-        let path = view.spec.shown_path.as_str();
-        let duration = view
-            .state
-            .check_duration
-            .map(|d| format!("{d:?}"))
-            .unwrap_or_default();
-        match (&view.state.health, &view.state.failure) {
-            (mount_monitor::state::Health::Healthy, _) => {
-                tracing::info!(name, path, duration, "mount check passed")
-            }
-            (_, failure) => {
-                healthy = false;
-                let error = failure.as_ref().map_or("", |f| f.detail.as_str());
-                let reason = failure.as_ref().map_or("error", |f| f.reason.code());
-                tracing::error!(name, path, error, reason, duration, "mount check failed");
-            }
-        }
-    }
-    if healthy {
+    let mut log = report::RoundLog::new(until);
+    let views = monitor::check_until_healthy(settings, until, |views| log.round(views)).await;
+    // Optional mounts are reported, but decide nothing.
+    if snapshot::all_healthy(&views) {
         tracing::info!(count = views.len(), "all mount checks passed");
         ExitCode::SUCCESS
     } else {
-        tracing::error!(count = views.len(), "one or more mount checks failed");
+        tracing::error!(
+            count = views.len(),
+            failing = report::failing(&views),
+            "one or more mount checks failed"
+        );
         ExitCode::FAILURE
     }
 }
 
+/// When the waiting mode stops starting rounds: now, without `waitTimeout` (one round).
+fn wait_until(settings: &Settings) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    settings
+        .wait_timeout
+        .and_then(|wait| now.checked_add(wait))
+        .unwrap_or(now)
+}
+
 async fn check(settings: &Settings, format: Format) -> ExitCode {
-    let views = monitor::check_once(settings).await;
+    // While it waits, one line on stderr each time the set of failing mounts changes.
+    let mut shown = String::new();
+    let views = monitor::check_until_healthy(settings, wait_until(settings), |views| {
+        let failing = report::failing(views);
+        if settings.wait_timeout.is_some() && !snapshot::all_healthy(views) && failing != shown {
+            eprintln!("mount-monitor check: waiting for {failing}");
+            shown = failing;
+        }
+    })
+    .await;
     let ok = snapshot::all_healthy(&views);
     match format {
         Format::Table => print!("{}", report::table(&views)),

@@ -329,15 +329,23 @@ impl Collector for SnapshotCollector {
             MetricType::Gauge,
         )?)?;
 
-        per_mount(
-            &mut encoder,
-            &mounts,
+        // `optional` lets alert rules rank an optional mount's failure below a required one's.
+        let mut up = encoder.encode_descriptor(
             "mount_up",
-            "1 when the mount is healthy (what /readyz/<mount> says), else 0.",
+            "1 when the mount is healthy (what /readyz/<mount> says), else 0. optional=\"true\": the mount counts in no verdict over all mounts.",
             None,
             MetricType::Gauge,
-            |m, e| e.encode_gauge(&i64::from(m.view.state.health == Health::Healthy)),
         )?;
+        for m in &mounts {
+            let [mount, path] = m.labels();
+            let optional = if m.view.spec.optional {
+                "true"
+            } else {
+                "false"
+            };
+            up.encode_family(&[mount, path, ("optional", optional)])?
+                .encode_gauge(&i64::from(m.view.state.health == Health::Healthy))?;
+        }
         // Basic: the current state only, since the other three are 0 by definition; a change of
         // state ends the old series (Prometheus marks it stale) and starts the new one.
         let mut state = encoder.encode_descriptor(

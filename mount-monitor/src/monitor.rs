@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{MountSpec, Settings};
+use crate::config::{MountSpec, Settings, WAIT_RETRY};
 use crate::discovery;
 use crate::mountinfo::{MountTable, display_path};
 use crate::probe::{self, Failure, Identity, Outcome};
@@ -132,7 +132,8 @@ fn apply(
     changes: Option<&mpsc::UnboundedSender<MountChange>>,
 ) -> bool {
     let notify = |id: u64, view: &MountView| {
-        if let Some(changes) = changes {
+        // An optional mount is never a reason to restart the pod.
+        if let Some(changes) = changes.filter(|_| !view.spec.optional) {
             let _ = changes.send(MountChange {
                 id,
                 mount: view.label(),
@@ -693,8 +694,20 @@ async fn discover(
 /// One round over every mount, for `check` mode: all probes concurrently, each under the
 /// deadline. Returns the views in configuration order.
 pub async fn check_once(settings: &Settings) -> Vec<MountView> {
+    check_until_healthy(settings, Instant::now(), |_| {}).await
+}
+
+/// Rounds over every mount, one every [`WAIT_RETRY`], until every required mount is healthy or
+/// `until` has passed (one round at least, the last one at `until`). Each round's views go to
+/// `round`, in configuration order; the last round's are returned. A check still blocked from
+/// an earlier round is not started again: the mount reports `timeout` until it returns.
+pub async fn check_until_healthy(
+    settings: &Settings,
+    until: Instant,
+    mut round: impl FnMut(&[MountView]),
+) -> Vec<MountView> {
     let table = Arc::new(MountTable::new());
-    let specs: Vec<MountSpec> = if settings.mounts.is_empty() {
+    let specs: Vec<Arc<MountSpec>> = if settings.mounts.is_empty() {
         let t = Arc::clone(&table);
         let entries = tokio::task::spawn_blocking(move || t.current())
             .await
@@ -703,42 +716,96 @@ pub async fn check_once(settings: &Settings) -> Vec<MountView> {
             .unwrap_or_default();
         discovery::real_mounts(&entries)
             .into_iter()
-            .map(|entry| discovery::spec(entry, settings))
+            .map(|entry| Arc::new(discovery::spec(entry, settings)))
             .collect()
     } else {
-        settings.mounts.clone()
+        settings.mounts.iter().cloned().map(Arc::new).collect()
     };
-    let started = Instant::now();
-    let handles: Vec<_> = specs
-        .into_iter()
-        .map(|spec| {
-            let spec = Arc::new(spec);
-            let handle = spawn_probe(&spec, &table, None, &InFlight::new());
-            (spec, handle)
-        })
-        .collect();
-    let deadline = tokio::time::Instant::from_std(started + settings.timeout);
-    let mut views = Vec::with_capacity(handles.len());
-    for (spec, handle) in handles {
-        let outcome = match tokio::time::timeout_at(deadline, handle).await {
-            Ok(joined) => finished(joined),
-            Err(_) => timed_out(started.elapsed(), settings.timeout),
-        };
-        let mut state = MountState::default();
-        // One round decides: a single failure is reported as unhealthy.
-        state.apply(outcome, SystemTime::now(), 1, 1);
-        views.push(MountView {
-            spec,
-            state,
-            stuck_since: None,
-        });
+    // Each mount's check in flight and when it started.
+    let mut pending: Vec<Option<(JoinHandle<Outcome>, Instant)>> =
+        specs.iter().map(|_| None).collect();
+    loop {
+        let round_started = Instant::now();
+        for (spec, slot) in specs.iter().zip(&mut pending) {
+            if slot.is_none() {
+                let handle = spawn_probe(spec, &table, None, &InFlight::new());
+                *slot = Some((handle, Instant::now()));
+            }
+        }
+        let mut views = Vec::with_capacity(specs.len());
+        for (spec, slot) in specs.iter().zip(&mut pending) {
+            let Some((handle, started)) = slot else {
+                continue;
+            };
+            let deadline = tokio::time::Instant::from_std(*started + settings.timeout);
+            let outcome = match tokio::time::timeout_at(deadline, &mut *handle).await {
+                Ok(joined) => {
+                    *slot = None;
+                    finished(joined)
+                }
+                Err(_) => timed_out(started.elapsed(), settings.timeout),
+            };
+            let mut state = MountState::default();
+            // One round decides: a single failure is reported as unhealthy.
+            state.apply(outcome, SystemTime::now(), 1, 1);
+            views.push(MountView {
+                spec: Arc::clone(spec),
+                state,
+                stuck_since: None,
+            });
+        }
+        round(&views);
+        if crate::snapshot::all_healthy(&views) || Instant::now() >= until {
+            return views;
+        }
+        // The last round runs at `until`, so that a mount has all the time given.
+        let next = (round_started + WAIT_RETRY).min(until);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
     }
-    views
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The watchdog hears of a required mount turning unhealthy, never of an optional one.
+    #[test]
+    fn optional_mounts_never_reach_the_watchdog() {
+        let settings = Settings::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut mounts = Vec::new();
+        let mut failed = None;
+        for (id, optional) in [(0, false), (1, true)] {
+            let mut spec = MountSpec::plain(
+                Some(format!("m{id}")),
+                PathBuf::from(format!("/mnt/m{id}")),
+                &settings,
+            );
+            spec.optional = optional;
+            spec.failure_threshold = 1;
+            apply(
+                &mut mounts,
+                &mut failed,
+                Event::Added(id, Arc::new(spec)),
+                Some(&tx),
+            );
+            let checked = Event::Checked {
+                id,
+                outcome: Box::new(Outcome::failed(Failure::new(Reason::NotMounted, "gone"))),
+                stuck_since: None,
+            };
+            apply(&mut mounts, &mut failed, checked, Some(&tx));
+        }
+        assert!(
+            mounts
+                .iter()
+                .all(|(_, v)| v.state.health == Health::Unhealthy)
+        );
+        let heard: Vec<MountChange> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(heard.len(), 1, "{heard:?}");
+        assert_eq!(heard[0].mount, "m0");
+        assert_eq!(heard[0].health, Health::Unhealthy);
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {

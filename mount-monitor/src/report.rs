@@ -1,7 +1,119 @@
-//! `check`'s human-readable table.
+//! What one-round modes report: `check`'s human-readable table, and init-container mode's log
+//! lines, round after round while it waits for the mounts (`waitTimeout`).
+
+use std::time::{Duration, Instant};
 
 use crate::snapshot::MountView;
 use crate::state::Health;
+
+/// How often init-container mode says which mounts it still waits for, between changes.
+pub const WAITING_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// One mount's result in a round: `None` passed, else its reason code.
+type Result = Option<&'static str>;
+
+fn result(view: &MountView) -> Result {
+    match (&view.state.health, &view.state.failure) {
+        (Health::Healthy, _) => None,
+        (_, failure) => Some(failure.as_ref().map_or("error", |f| f.reason.code())),
+    }
+}
+
+/// `name (reason: detail)` for every mount of `views` that failed, required ones first.
+pub fn failing(views: &[MountView]) -> String {
+    let mut failed: Vec<&MountView> = views
+        .iter()
+        .filter(|v| v.state.health != Health::Healthy)
+        .collect();
+    failed.sort_by_key(|v| v.spec.optional);
+    failed
+        .iter()
+        .map(|v| {
+            let (reason, detail) = v
+                .state
+                .failure
+                .as_ref()
+                .map_or(("error", ""), |f| (f.reason.code(), f.detail.as_str()));
+            let optional = if v.spec.optional { ", optional" } else { "" };
+            format!("{} ({reason}{optional}: {detail})", v.label())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Init-container mode's log: each mount's `mount check passed` or `mount check failed` in the
+/// first round and whenever its result changes (not once a second while it waits), and a
+/// `waiting for mounts` line every [`WAITING_SUMMARY_EVERY`] naming those still failing.
+pub struct RoundLog {
+    last: Vec<Result>,
+    started: Instant,
+    summarized: Instant,
+    until: Instant,
+}
+
+impl RoundLog {
+    pub fn new(until: Instant) -> RoundLog {
+        let now = Instant::now();
+        RoundLog {
+            last: Vec::new(),
+            started: now,
+            summarized: now,
+            until,
+        }
+    }
+
+    pub fn round(&mut self, views: &[MountView]) {
+        let first = self.last.is_empty();
+        for (i, view) in views.iter().enumerate() {
+            let now = result(view);
+            if !first && self.last.get(i) == Some(&now) {
+                continue;
+            }
+            let name = view.spec.name.as_deref().unwrap_or("");
+            let path = view.spec.shown_path.as_str();
+            let duration = view
+                .state
+                .check_duration
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_default();
+            // Present only for an optional mount: DMM's lines keep their fields.
+            let optional = view.spec.optional.then_some(true);
+            match now {
+                None => tracing::info!(name, path, duration, optional, "mount check passed"),
+                Some(reason) => {
+                    let error = view
+                        .state
+                        .failure
+                        .as_ref()
+                        .map_or("", |f| f.detail.as_str());
+                    tracing::error!(
+                        name,
+                        path,
+                        error,
+                        reason,
+                        duration,
+                        optional,
+                        "mount check failed"
+                    );
+                }
+            }
+        }
+        self.last = views.iter().map(result).collect();
+        let now = Instant::now();
+        if !first
+            && now.duration_since(self.summarized) >= WAITING_SUMMARY_EVERY
+            && !crate::snapshot::all_healthy(views)
+        {
+            self.summarized = now;
+            tracing::info!(
+                failing = failing(views),
+                waited = format!("{}s", now.duration_since(self.started).as_secs()),
+                left = format!("{}s", self.until.saturating_duration_since(now).as_secs()),
+                "waiting for mounts"
+            );
+        }
+    }
+}
 
 /// One row per mount: mount, state, reason, free space, fs type, check time.
 pub fn table(views: &[MountView]) -> String {
@@ -12,7 +124,12 @@ pub fn table(views: &[MountView]) -> String {
             let state = &v.state;
             let stats = state.stats.as_ref();
             [
-                v.label(),
+                // It decides no exit code: say so where it shows as failed.
+                if v.spec.optional {
+                    format!("{} (optional)", v.label())
+                } else {
+                    v.label()
+                },
                 state.health.to_string(),
                 state
                     .failure

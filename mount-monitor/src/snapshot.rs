@@ -46,26 +46,38 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The mounts the verdicts over all mounts count: every one but the optional ones.
+    pub fn required(&self) -> impl Iterator<Item = &MountView> {
+        required(self.mounts.iter().map(Arc::as_ref))
+    }
+
+    /// Every required mount is in `health`.
     pub fn all(&self, health: Health) -> bool {
-        self.mounts.iter().all(|m| m.state.health == health)
+        self.required().all(|m| m.state.health == health)
     }
 
-    /// Live: no mount is unhealthy (unknown and degraded count as alive).
+    /// Live: no required mount is unhealthy (unknown and degraded count as alive).
     pub fn is_live(&self) -> bool {
-        self.mounts
-            .iter()
-            .all(|m| m.state.health != Health::Unhealthy)
+        self.required().all(|m| m.state.health != Health::Unhealthy)
     }
 
-    /// Ready: every mount is healthy, and the initial set of mounts is known.
+    /// Ready: every required mount is healthy, and the initial set of mounts is known.
     pub fn is_ready(&self) -> bool {
         self.initialized && self.all(Health::Healthy)
     }
 }
 
-/// Every mount healthy: `check`'s verdict over one round.
+/// The mounts of `views` that count in a verdict over all mounts: optional mounts are reported
+/// but count in none.
+pub fn required<'a>(
+    views: impl IntoIterator<Item = &'a MountView>,
+) -> impl Iterator<Item = &'a MountView> {
+    views.into_iter().filter(|v| !v.spec.optional)
+}
+
+/// Every required mount healthy: `check`'s and init-container mode's verdict over one round.
 pub fn all_healthy<'a>(views: impl IntoIterator<Item = &'a MountView>) -> bool {
-    views.into_iter().all(|v| v.state.health == Health::Healthy)
+    required(views).all(|v| v.state.health == Health::Healthy)
 }
 
 /// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.

@@ -195,7 +195,11 @@ fn metrics_pass_promtool_and_follow_the_mount() {
             .map(|l| l.len() + 1)
             .sum::<usize>()
     );
-    assert_eq!(value(&text, &series("mount_up", "")), Some(1.0), "{text}");
+    assert_eq!(
+        value(&text, &series("mount_up", r#",optional="false""#)),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         value(&text, &series("mount_state", r#",state="healthy""#)),
         Some(1.0)
@@ -237,7 +241,11 @@ fn metrics_pass_promtool_and_follow_the_mount() {
     fs.unmount();
     monitor.wait_for("/readyz", 503, TWO_INTERVALS);
     let (text, _) = check_both_formats(&monitor);
-    assert_eq!(value(&text, &series("mount_up", "")), Some(0.0), "{text}");
+    assert_eq!(
+        value(&text, &series("mount_up", r#",optional="false""#)),
+        Some(0.0),
+        "{text}"
+    );
     assert_eq!(
         value(&text, &series("mount_state", r#",state="degraded""#)),
         Some(1.0)

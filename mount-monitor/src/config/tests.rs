@@ -607,3 +607,60 @@ fn floors() {
         Floor::Absolute(512 << 20)
     );
 }
+
+#[test]
+fn optional_mounts_from_file_and_flags() {
+    let s = from_json(
+        r#"{"mounts": [{"name": "media", "path": "/mnt/media"}, {"name": "extra", "path": "/mnt/extra", "optional": true}]}"#,
+        Overrides::default(),
+    )
+    .unwrap();
+    assert!(!s.mounts[0].optional, "required unless said otherwise");
+    assert!(s.mounts[1].optional);
+    let mounts = flags(&[
+        "extra=/mnt/extra,optional=true",
+        "/mnt/media,optional=false",
+    ])
+    .unwrap();
+    assert!(mounts[0].optional);
+    assert!(!mounts[1].optional);
+    let ConfigError(message) = flags(&["/mnt/extra,optional=maybe"]).unwrap_err();
+    assert_eq!(
+        message,
+        r#"--mount "/mnt/extra,optional=maybe": `optional`: "maybe" is not a boolean; use true or false"#
+    );
+}
+
+#[test]
+fn wait_timeout_from_file_flag_and_zero() {
+    assert_eq!(
+        from_json("{}", Overrides::default()).unwrap().wait_timeout,
+        None,
+        "one round by default"
+    );
+    let file = r#"{"waitTimeout": "5m"}"#;
+    assert_eq!(
+        from_json(file, Overrides::default()).unwrap().wait_timeout,
+        Some(Duration::from_secs(300))
+    );
+    let flag = |text: &str| Overrides {
+        wait_timeout: Some(text.parse().unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        from_json(file, flag("30s")).unwrap().wait_timeout,
+        Some(Duration::from_secs(30)),
+        "the flag wins over the file"
+    );
+    assert_eq!(
+        from_json(file, flag("0s")).unwrap().wait_timeout,
+        None,
+        "0s is one round"
+    );
+    let ConfigError(message) =
+        from_json(r#"{"waitTimeout": "-1s"}"#, Overrides::default()).unwrap_err();
+    assert!(
+        message.starts_with("config file config.json: `waitTimeout`: \"-1s\" is negative"),
+        "{message}"
+    );
+}

@@ -354,7 +354,7 @@ async fn metrics_are_prometheus_text() {
     );
     let (_, body) = get(&app, "/metrics").await;
     assert!(
-        body.contains("mount_monitor_mount_up{mount=\"a\",path=\"/mnt/a\"} 1\n"),
+        body.contains("mount_monitor_mount_up{mount=\"a\",path=\"/mnt/a\",optional=\"false\"} 1\n"),
         "{body}"
     );
 }
@@ -431,7 +431,7 @@ async fn kept_bodies_follow_the_snapshot() {
             ..Default::default()
         })
     };
-    let up = r#"mount_monitor_mount_up{mount="a",path="/mnt/a"}"#;
+    let up = r#"mount_monitor_mount_up{mount="a",path="/mnt/a",optional="false"}"#;
     publish(Health::Healthy);
     for _ in 0..2 {
         assert!(get(&app, "/metrics").await.1.contains(&format!("{up} 1\n")));
@@ -563,4 +563,66 @@ async fn livez_follows_the_heartbeat_and_version_answers() {
     assert_eq!(status, StatusCode::OK);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["version"], crate::VERSION);
+}
+
+/// An unhealthy optional mount is reported everywhere, and counted in no verdict over all mounts.
+#[tokio::test]
+async fn optional_mounts_are_reported_but_decide_no_aggregate() {
+    let optional = |name: &str, health: Health| {
+        let mut view = view(name, health).as_ref().clone();
+        Arc::make_mut(&mut view.spec).optional = true;
+        Arc::new(view)
+    };
+    let served = app(vec![
+        view("media", Health::Healthy),
+        optional("extra", Health::Unhealthy),
+    ]);
+    for route in [
+        "/readyz",
+        "/livez",
+        "/healthz/ready",
+        "/healthz/live",
+        "/healthz/status",
+    ] {
+        assert_eq!(get(&served, route).await.0, StatusCode::OK, "{route}");
+    }
+    let (_, status) = get(&served, "/healthz/status").await;
+    let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(json["status"], "healthy", "{status}");
+    assert_eq!(json["mounts"][1]["name"], "extra", "{status}");
+    assert_eq!(json["mounts"][1]["status"], "unhealthy", "{status}");
+    assert_eq!(json["mounts"][1]["optional"], true, "{status}");
+    // Only optional mounts carry the field: DMM's objects keep theirs.
+    assert!(json["mounts"][0].get("optional").is_none(), "{status}");
+    let (code, body) = get(&served, "/readyz/extra").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(get(&served, "/readyz/media").await.0, StatusCode::OK);
+    let (code, body) = get(&served, "/readyz?verbose").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert!(body.contains("[-]extra failed: stale (optional)"), "{body}");
+    let (_, metrics) = get(&served, "/metrics").await;
+    assert!(
+        metrics.contains(
+            "mount_monitor_mount_up{mount=\"extra\",path=\"/mnt/extra\",optional=\"true\"} 0\n"
+        ),
+        "{metrics}"
+    );
+
+    // A required mount that fails still fails them, optional mounts or not.
+    let failing = app(vec![
+        view("media", Health::Unhealthy),
+        optional("extra", Health::Healthy),
+    ]);
+    for route in [
+        "/readyz",
+        "/healthz/ready",
+        "/healthz/live",
+        "/healthz/status",
+    ] {
+        assert_eq!(
+            get(&failing, route).await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{route}"
+        );
+    }
 }

@@ -96,14 +96,14 @@ fn health_and_counters_per_mount() {
     assert_eq!(
         value(
             &text,
-            r#"mount_monitor_mount_up{mount="movies",path="/mnt/movies"}"#
+            r#"mount_monitor_mount_up{mount="movies",path="/mnt/movies",optional="false"}"#
         ),
         1.0
     );
     assert_eq!(
         value(
             &text,
-            r#"mount_monitor_mount_up{mount="tv",path="/mnt/tv"}"#
+            r#"mount_monitor_mount_up{mount="tv",path="/mnt/tv",optional="false"}"#
         ),
         0.0
     );
@@ -278,7 +278,10 @@ fn basic_detail_still_says_what_is_wrong_and_how_often() {
     let text = sample_in(Format::Prometheus, MetricsDetail::Basic);
     let tv = r#"mount="tv",path="/mnt/tv""#;
     assert_eq!(
-        value(&text, &format!("mount_monitor_mount_up{{{tv}}}")),
+        value(
+            &text,
+            &format!("mount_monitor_mount_up{{{tv},optional=\"false\"}}")
+        ),
         0.0
     );
     assert_eq!(
@@ -472,7 +475,9 @@ fn label_values_are_escaped() {
         MetricsDetail::Basic,
     );
     assert!(
-        text.contains(r#"mount_monitor_mount_up{mount="a\"b\\c",path="/mnt/odd\nname"} 0"#),
+        text.contains(
+            r#"mount_monitor_mount_up{mount="a\"b\\c",path="/mnt/odd\nname",optional="false"} 0"#
+        ),
         "{text}"
     );
 }

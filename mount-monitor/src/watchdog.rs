@@ -432,7 +432,7 @@ impl Watchdog {
             Reaction::Nothing => {}
             Reaction::Pending(trigger) => self.pending(&trigger),
             Reaction::Withheld { mount } => {
-                tracing::warn!(mount = %mount, reason = "never_healthy", "watchdog restart withheld: the mount has not been healthy since this pod started, so a new pod would most likely start on the same dead mount; the pod stays unready");
+                tracing::warn!(mount = %mount, reason = "never_healthy", detail = "the mount has not been healthy since this pod started, so a new pod would most likely start on the same dead mount; the pod stays unready", "watchdog restart withheld");
                 self.status().update(|v| {
                     v.reason = Some(format!(
                         "mount {mount} is unhealthy but has not been healthy since this pod started: no restart (a new pod would start on the same dead mount); the pod stays unready"

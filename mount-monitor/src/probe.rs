@@ -146,8 +146,11 @@ fn run_steps(
     let entries = table
         .current()
         .map_err(|e| Failure::new(Reason::Error, format!("reading mountinfo: {e}")))?;
-    let Located { entry, off_mount } =
-        locate(spec, &entries, expected).map_err(|failure| said_what_happened(spec, failure))?;
+    let Located {
+        entry,
+        off_mount,
+        changed,
+    } = locate(spec, &entries, expected).map_err(|failure| said_what_happened(spec, failure))?;
     if let Some(entry) = entry {
         located(entry.mount_id);
         *identity_out = Some(Identity::of(entry));
@@ -182,7 +185,7 @@ fn run_steps(
 
     match off_mount {
         None => check_data(spec),
-        Some(off) => check_data_off_mount(spec, off),
+        Some(off) => check_data_off_mount(spec, off).and(changed.map_or(Ok(()), Err)),
     }
 }
 
@@ -195,6 +198,10 @@ pub struct Located<'a> {
     /// filesystem, or in a bind of a plain directory) and the user's data check may still
     /// prove it (COMPAT.md, Checks): this failure stands unless the check does.
     pub off_mount: Option<Failure>,
+    /// With `off_mount`: the path is no longer on the mount it was on when last healthy. It
+    /// fails even when the data check passes (the canary now read is the one on the
+    /// filesystem beneath, not the mount's); when the check fails too, `off_mount` says more.
+    pub changed: Option<Failure>,
 }
 
 /// A placement failure ([`locate`]'s `not_mounted`, `empty_volume`) of a path that is missing or
@@ -281,6 +288,7 @@ pub fn locate<'a>(
         return Ok(Located {
             entry: None,
             off_mount: None,
+            changed: None,
         });
     };
     let mut off_mount = None;
@@ -302,6 +310,7 @@ pub fn locate<'a>(
         }
         off_mount = Some(failure);
     }
+    let mut changed = None;
     if let Some(expected) = expected
         && *expected != found
     {
@@ -311,14 +320,19 @@ pub fn locate<'a>(
         } else {
             ""
         };
-        return Err(Failure::new(
+        let failure = Failure::new(
             Reason::MountChanged,
             format!("{path} was on {expected} when last healthy, and is now on {found}{source}"),
-        ));
+        );
+        if off_mount.is_none() {
+            return Err(failure);
+        }
+        changed = Some(failure);
     }
     Ok(Located {
         entry: Some(entry),
         off_mount,
+        changed,
     })
 }
 

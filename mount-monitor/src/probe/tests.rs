@@ -235,9 +235,14 @@ fn a_canary_or_directory_check_may_prove_a_path_off_any_mount() {
     );
     let mut s = spec("/ctr/media");
     s.check = DataCheck::Canary(PathBuf::from("/ctr/media/.health-check"));
+    let located = super::locate(&s, &gone, Some(&was)).unwrap();
     assert_eq!(
-        super::locate(&s, &gone, Some(&was)).unwrap_err().reason,
-        Reason::MountChanged
+        located.off_mount.map(|f| f.reason),
+        Some(Reason::EmptyVolume)
+    );
+    assert_eq!(
+        located.changed.map(|f| f.reason),
+        Some(Reason::MountChanged)
     );
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tests::figures;
 use tests::fuse::{HangFs, require_fuse};
 use tests::namespace::MountNamespace;
-use tests::{Monitor, Tmpfs, binary, empty_workdir, mount_json, require_root};
+use tests::{Monitor, Tmpfs, binary, empty_workdir, require_root};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A change is seen within two intervals (plus jitter and a loaded machine's slack).
@@ -32,11 +32,6 @@ fn secs(d: Duration) -> f64 {
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn status(monitor: &Monitor, name: &str) -> Value {
-    let (_, body) = monitor.get_json("/healthz/status");
-    mount_json(&body, name).clone()
 }
 
 /// A container's view of a host directory: in `ns`, a shared "host" filesystem with the

@@ -334,3 +334,49 @@ fn a_canary_beneath_a_gone_mount_is_mount_changed() {
     ));
     monitor.wait_for_mount("media", Some("healthy"), None, SETTLE);
 }
+
+/// A plain directory the monitor's user (65534, as debrid-mount-monitor runs) may not list:
+/// `directory` passes, as its stat does there; the entries cannot be seen, so they are not
+/// asked for (EACCES/EPERM only: other errors fail).
+#[test]
+#[ignore = "needs root to run as another user: cargo xtask test, as root"]
+fn a_directory_the_monitor_may_not_list_passes_off_any_mount() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    require_root("a_directory_the_monitor_may_not_list_passes_off_any_mount");
+    let base = tempfile::Builder::new()
+        .prefix("mm-layout-")
+        .tempdir()
+        .unwrap();
+    let mode = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(base.path(), 0o755);
+    let private = base.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    mode(&private, 0o700);
+    let config = base.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"mounts": [{"name": "media", "path": private, "checkType": "directory"}]})
+            .to_string(),
+    )
+    .unwrap();
+    mode(&config, 0o644);
+    let out = Command::new(binary())
+        .args(["--config", "config.json", "--init-container-mode"])
+        .current_dir(base.path())
+        .env_remove("MOUNT_MONITOR_LISTEN")
+        .stdin(Stdio::null())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

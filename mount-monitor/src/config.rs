@@ -154,12 +154,12 @@ pub struct WatchdogSettings {
     pub max_retries: u32,
     pub retry_backoff_initial: Duration,
     pub retry_backoff_max: Duration,
-    /// A pod younger than this is not deleted until it is this old (restart-storm guard); 0: off.
+    /// A pod younger than this is not deleted until it is this old (opt-in); 0, the default: off.
     pub min_pod_age: Duration,
 }
 
 impl Default for WatchdogSettings {
-    /// debrid-mount-monitor's defaults, and ours for `minPodAge`.
+    /// debrid-mount-monitor's defaults; `minPodAge` off.
     fn default() -> Self {
         WatchdogSettings {
             enabled: false,
@@ -167,7 +167,7 @@ impl Default for WatchdogSettings {
             max_retries: 3,
             retry_backoff_initial: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(10),
-            min_pod_age: Duration::from_secs(5 * 60),
+            min_pod_age: Duration::ZERO,
         }
     }
 }
@@ -1050,7 +1050,7 @@ fn flag_mount(segments: &[String], flag: &str, s: &Settings) -> Result<MountSpec
 }
 
 /// debrid-mount-monitor's reading: a value of zero (or below) keeps the default, except
-/// `minPodAge`, ours, where "0s" turns the guard off.
+/// `minPodAge`, ours, off by default and by "0s".
 fn watchdog(
     w: &FileWatchdog,
     origin: &dyn Fn(&str) -> String,

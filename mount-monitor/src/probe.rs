@@ -146,10 +146,20 @@ fn run_steps(
     let entries = table
         .current()
         .map_err(|e| Failure::new(Reason::Error, format!("reading mountinfo: {e}")))?;
-    let entry = locate(spec, &entries, expected)?;
+    let Located {
+        entry,
+        off_mount,
+        changed,
+    } = locate(spec, &entries, expected).map_err(|failure| said_what_happened(spec, failure))?;
     if let Some(entry) = entry {
         located(entry.mount_id);
         *identity_out = Some(Identity::of(entry));
+    }
+    if off_mount.is_some()
+        && let Some(absent) = absent(&spec.path)
+    {
+        // Whatever the check, a path that is not there or not a directory proves nothing.
+        return Err(absent);
     }
 
     let vfs = statvfs(&spec.path).map_err(|errno| {
@@ -173,17 +183,68 @@ fn run_steps(
     *stats_out = Some(stats);
     limits?;
 
-    check_data(spec)
+    match off_mount {
+        None => check_data(spec),
+        Some(off) => check_data_off_mount(spec, off).and(changed.map_or(Ok(()), Err)),
+    }
+}
+
+/// Where [`locate`] found the path.
+#[derive(Debug, PartialEq)]
+pub struct Located<'a> {
+    /// The mount the path is on.
+    pub entry: Option<&'a MountEntry>,
+    /// The path is off any mount (a directory of the root filesystem, of another local
+    /// filesystem, or in a bind of a plain directory) and the user's data check may still
+    /// prove it (COMPAT.md, Checks): this failure stands unless the check does.
+    pub off_mount: Option<Failure>,
+    /// With `off_mount`: the path is no longer on the mount it was on when last healthy. It
+    /// fails even when the data check passes (the canary now read is the one on the
+    /// filesystem beneath, not the mount's); when the check fails too, `off_mount` says more.
+    pub changed: Option<Failure>,
+}
+
+/// A placement failure ([`locate`]'s `not_mounted`, `empty_volume`) of a path that is missing or
+/// is no directory says that instead: "nothing is mounted on it" would send the user looking
+/// for a mount when the path is what is wrong.
+fn said_what_happened(spec: &MountSpec, failure: Failure) -> Failure {
+    match failure.reason {
+        Reason::NotMounted | Reason::EmptyVolume => absent(&spec.path).unwrap_or(failure),
+        _ => failure,
+    }
+}
+
+/// `missing` or `not_a_directory` when the path is not a directory that exists.
+fn absent(path: &Path) -> Option<Failure> {
+    let shown = display_path(path);
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(Failure::new(
+            Reason::NotADirectory,
+            format!("{shown}: not a directory"),
+        )),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => Some(Failure::new(
+            Reason::Missing,
+            format!("{shown}: no such file or directory"),
+        )),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Some(Failure::new(
+            Reason::NotADirectory,
+            format!("{shown}: a part of the path is not a directory"),
+        )),
+        // Another error (permission on a parent…) is the data check's to report.
+        Err(_) => None,
+    }
 }
 
 /// Step 1: what is mounted at or above the path must be what [`Placement`] asks for, of type
 /// `fsType` if set, and the same as when the path was last healthy (`expected`). Returns the
-/// mount the path is on, for the fs type and the read-only flag.
+/// mount the path is on, for the fs type and the read-only flag, and whether the path is off
+/// any mount with a data check that may still prove it.
 pub fn locate<'a>(
     spec: &MountSpec,
     entries: &'a Table,
     expected: Option<&Identity>,
-) -> Result<Option<&'a MountEntry>, Failure> {
+) -> Result<Located<'a>, Failure> {
     let path = display_path(&spec.path);
     // The path as looked up: the configured one, or where its symlinks lead.
     let mut looked_up = spec.path.clone();
@@ -224,8 +285,13 @@ pub fn locate<'a>(
         }
     };
     let Some(entry) = entry else {
-        return Ok(None);
+        return Ok(Located {
+            entry: None,
+            off_mount: None,
+            changed: None,
+        });
     };
+    let mut off_mount = None;
     let found = Identity::of(entry);
     if let Some(want) = &spec.fs_type {
         if &entry.fs_type != want {
@@ -234,34 +300,17 @@ pub fn locate<'a>(
                 format!("{path} is on {found}, expected {want}"),
             ));
         }
-    } else if spec.placement != Placement::Anywhere && entry.is_local_filesystem() {
-        // A directory of a local filesystem is where a mount should be, not a mount: below the
-        // mount point of a disk, tmpfs or overlay (the root filesystem above all), or in a bind
-        // of such a directory (a container volume). Below a network share or a FUSE mount is
-        // the mount's own data.
-        let fs_type = &entry.fs_type;
-        if entry.is_bind_of_subtree() {
-            return Err(Failure::new(
-                Reason::EmptyVolume,
-                format!(
-                    "{path} is on {found}: a volume of a plain directory with nothing mounted on it; set fsType to {fs_type} if that is expected"
-                ),
-            ));
+    } else if let Some(failure) = off_any_mount(spec, entry, &looked_up) {
+        // The user's canary or `directory` check is a signal of content debrid-mount-monitor
+        // trusts (COMPAT.md, Checks); `requireMountpoint: true` says a mount is wanted, and our
+        // statfs-only checks have no other signal.
+        let provable = matches!(spec.check, DataCheck::Canary(_) | DataCheck::Directory);
+        if spec.placement == Placement::MountPoint || !provable {
+            return Err(failure);
         }
-        if looked_up != entry.mount_point {
-            let what = if entry.mount_point == Path::new("/") {
-                format!("the root filesystem ({fs_type})")
-            } else {
-                found.to_string()
-            };
-            return Err(Failure::new(
-                Reason::NotMounted,
-                format!(
-                    "{path} is a directory of {what}: nothing is mounted on it; set fsType to {fs_type} if a plain directory is expected"
-                ),
-            ));
-        }
+        off_mount = Some(failure);
     }
+    let mut changed = None;
     if let Some(expected) = expected
         && *expected != found
     {
@@ -271,12 +320,55 @@ pub fn locate<'a>(
         } else {
             ""
         };
-        return Err(Failure::new(
+        let failure = Failure::new(
             Reason::MountChanged,
             format!("{path} was on {expected} when last healthy, and is now on {found}{source}"),
+        );
+        if off_mount.is_none() {
+            return Err(failure);
+        }
+        changed = Some(failure);
+    }
+    Ok(Located {
+        entry: Some(entry),
+        off_mount,
+        changed,
+    })
+}
+
+/// A directory of a local filesystem is where a mount should be, not a mount: below the mount
+/// point of a disk, tmpfs or overlay (the root filesystem above all), or in a bind of such a
+/// directory (a container volume). Below a network share or a FUSE mount is the mount's own
+/// data. The failure that says so, or `None` when the path is on a mount.
+fn off_any_mount(spec: &MountSpec, entry: &MountEntry, looked_up: &Path) -> Option<Failure> {
+    if spec.placement == Placement::Anywhere || !entry.is_local_filesystem() {
+        return None;
+    }
+    let path = display_path(&spec.path);
+    let found = Identity::of(entry);
+    let fs_type = &entry.fs_type;
+    if entry.is_bind_of_subtree() {
+        return Some(Failure::new(
+            Reason::EmptyVolume,
+            format!(
+                "{path} is on {found}: a volume of a plain directory with nothing mounted on it; set fsType to {fs_type} if that is expected"
+            ),
         ));
     }
-    Ok(Some(entry))
+    if looked_up == entry.mount_point {
+        return None;
+    }
+    let what = if entry.mount_point == Path::new("/") {
+        format!("the root filesystem ({fs_type})")
+    } else {
+        found.to_string()
+    };
+    Some(Failure::new(
+        Reason::NotMounted,
+        format!(
+            "{path} is a directory of {what}: nothing is mounted on it; set fsType to {fs_type} if a plain directory is expected"
+        ),
+    ))
 }
 
 /// Steps 3 and 4: read-only expectation, free space and free inodes.
@@ -338,6 +430,41 @@ fn check_data(spec: &MountSpec) -> Result<(), Failure> {
     }
 }
 
+/// Step 5 for a path off any mount (`off`, what [`locate`] found wrong): the data check must
+/// prove content. A readable canary does; a `directory` check needs an entry in the directory,
+/// or a directory it may not list (a `0700` root of someone else's data): an empty one is what
+/// a volume looks like once the mount it carried is gone. Anything else, `off` stands.
+fn check_data_off_mount(spec: &MountSpec, off: Failure) -> Result<(), Failure> {
+    match &spec.check {
+        DataCheck::Canary(file) => read_canary(file).map_err(|e| {
+            Failure::new(
+                off.reason,
+                format!("{}; canary {}: {e}", off.detail, display_path(file)),
+            )
+        }),
+        DataCheck::Directory => match std::fs::read_dir(&spec.path) {
+            Ok(mut entries) => match entries.next() {
+                Some(Ok(_)) => Ok(()),
+                None => Err(Failure::new(
+                    Reason::EmptyVolume,
+                    format!("an empty directory: {}", off.detail),
+                )),
+                Some(Err(e)) => Err(listing_failed(&spec.path, &e)),
+            },
+            Err(e) if matches!(Reason::from_io(&e), Reason::PermissionDenied) => Ok(()),
+            Err(e) => Err(listing_failed(&spec.path, &e)),
+        },
+        DataCheck::None | DataCheck::List => Err(off),
+    }
+}
+
+fn listing_failed(path: &Path, e: &std::io::Error) -> Failure {
+    Failure::new(
+        Reason::from_io(e),
+        format!("reading directory {}: {e}", display_path(path)),
+    )
+}
+
 /// debrid-mount-monitor's `directory` check: `stat` says it is a directory. Needs no read
 /// permission on it, so a `0700` mount root owned by someone else passes for uid 65534.
 fn stat_directory(path: &Path) -> Result<(), Failure> {
@@ -363,15 +490,9 @@ fn read_canary(file: &Path) -> std::io::Result<()> {
 }
 
 fn read_directory(path: &Path) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| {
-        Failure::new(
-            Reason::from_io(&e),
-            format!("reading directory {}: {e}", display_path(path)),
-        )
-    };
-    let mut entries = std::fs::read_dir(path).map_err(fail)?;
+    let mut entries = std::fs::read_dir(path).map_err(|e| listing_failed(path, &e))?;
     match entries.next() {
-        Some(Err(e)) => Err(fail(e)),
+        Some(Err(e)) => Err(listing_failed(path, &e)),
         _ => Ok(()),
     }
 }

@@ -6,8 +6,8 @@
 //! is debrid-mount-monitor's (COMPAT "Watchdog"): arming that is never fatal, a
 //! `SelfSubjectAccessReview`, a trigger on a transition into unhealthy, `restartDelay` with a
 //! cancel on recovery, the already-terminating check, a `WatchdogRestart` event, the DELETE with
-//! retries, and exit 1 as the last resort. Ours adds the restart-storm guard (`minPodAge`) and
-//! makes the state visible in `/healthz/status` and `/metrics`.
+//! retries, and exit 1 as the last resort. Ours adds the restart-storm guard (a mount never healthy
+//! in this pod restarts nothing; `minPodAge`, opt-in) and makes the state visible in `/healthz/status` and `/metrics`.
 //!
 //! The decisions are in [`machine`], without I/O; this file runs them against the API.
 
@@ -230,6 +230,8 @@ pub enum Verdict {
 pub struct MountChange {
     pub id: u64,
     pub mount: String,
+    /// The path as configured.
+    pub path: String,
     /// `Unknown` when the mount is no longer monitored.
     pub health: Health,
     pub failure_count: u32,
@@ -405,7 +407,8 @@ impl Watchdog {
                     let reaction = machine.observe(
                         change.id,
                         &change.mount,
-                        change.health == Health::Unhealthy,
+                        &change.path,
+                        change.health,
                         change.failure_count,
                         Instant::now(),
                     );
@@ -428,6 +431,14 @@ impl Watchdog {
         match reaction {
             Reaction::Nothing => {}
             Reaction::Pending(trigger) => self.pending(&trigger),
+            Reaction::Withheld { mount } => {
+                tracing::warn!(mount = %mount, reason = "never_healthy", detail = "the mount has not been healthy since this pod started, so a new pod would most likely start on the same dead mount; the pod stays unready", "watchdog restart withheld");
+                self.status().update(|v| {
+                    v.reason = Some(format!(
+                        "mount {mount} is unhealthy but has not been healthy since this pod started: no restart (a new pod would start on the same dead mount); the pod stays unready"
+                    ));
+                });
+            }
             Reaction::Cancelled { mount, next } => {
                 tracing::info!(mount = %mount, reason = "mount_recovered", "watchdog restart cancelled");
                 self.status().count(Outcome::Cancelled);
@@ -519,7 +530,7 @@ impl Watchdog {
 
         let message = format!(
             "Mount {} unhealthy after {} consecutive failures, triggering pod restart",
-            trigger.mount, trigger.failures
+            trigger.path, trigger.failures
         );
         tracing::warn!(mount = %trigger.mount, failure_count = trigger.failures, pod = %pod, "watchdog restart triggered");
         self.event("WatchdogRestart", message, uid).await;
@@ -544,14 +555,14 @@ impl Watchdog {
         let min_age = self.settings.min_pod_age;
         let at = timestamp(SystemTime::now() + wait);
         let why = format!(
-            "the pod is younger than minPodAge ({}), so it was most likely just recreated; restart postponed until {at}",
+            "the pod is younger than minPodAge ({}); restart postponed until {at}",
             humantime::format_duration(min_age)
         );
         tracing::warn!(mount = %trigger.mount, pod = %self.target.pod, min_pod_age = ?min_age, restart_at = %at, "watchdog restart postponed");
         self.status().count(Outcome::Postponed);
         let message = format!(
             "Mount {} unhealthy after {} consecutive failures, but {why}",
-            trigger.mount, trigger.failures
+            trigger.path, trigger.failures
         );
         self.event("WatchdogRestartPostponed", message, uid).await;
         self.set_pending(trigger, why, wait);

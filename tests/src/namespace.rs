@@ -68,6 +68,25 @@ impl MountNamespace {
         }
     }
 
+    /// Makes `command` start in the namespace with `cwd` as its working directory, as the
+    /// namespace sees it (entering a mount namespace moves the working directory to its root,
+    /// so `Command::current_dir` alone does not hold).
+    pub fn enter_at(&self, command: &mut Command, cwd: &Path) {
+        self.enter(command);
+        let cwd = std::ffi::CString::new(cwd.as_os_str().as_encoded_bytes())
+            .expect("a working directory without NUL bytes");
+        // SAFETY: chdir(2) is async-signal-safe; the hooks run in order, after setns(2).
+        unsafe {
+            command.pre_exec(move || {
+                if nix::libc::chdir(cwd.as_ptr()) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+
     /// The namespace's mount table, as its processes read it.
     pub fn mountinfo(&self) -> String {
         std::fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id()))

@@ -1,5 +1,5 @@
-//! A drop-in for debrid-mount-monitor (`../shared/COMPAT.md`): its own configs, in
-//! `../shared/compat` beside the checkout, run here unchanged but for their paths, which point at
+//! A drop-in for debrid-mount-monitor: its own configs, copied verbatim into `tests/fixtures`
+//! (see its README for where each comes from), run here unchanged but for their paths, which point at
 //! tmpfs mounts, in serve and in init-container mode; then one test per thing that used to break
 //! a working setup. Every test mounts tmpfs, so needs root.
 
@@ -20,15 +20,10 @@ fn needs_root() {
     );
 }
 
-/// A fixture from `../shared/compat` (relative to the workspace root, as CI lays it out).
+/// One of debrid-mount-monitor's configs in `tests/fixtures`.
 fn fixture(name: &str) -> String {
-    let path = tests::workspace_root().join("../shared/compat").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; debrid-mount-monitor's configs must be in ../shared/compat beside the checkout",
-            path.display()
-        )
-    })
+    let path = tests::workspace_root().join("tests/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A tmpfs at a chosen path (created if needed), with a `.health-check` canary; lazily

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tests::figures;
 use tests::fuse::{HangFs, require_fuse};
 use tests::namespace::MountNamespace;
-use tests::{Monitor, Tmpfs, binary, empty_workdir, mount_json, require_root};
+use tests::{Monitor, Tmpfs, binary, empty_workdir, require_root};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A change is seen within two intervals (plus jitter and a loaded machine's slack).
@@ -32,11 +32,6 @@ fn secs(d: Duration) -> f64 {
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn status(monitor: &Monitor, name: &str) -> Value {
-    let (_, body) = monitor.get_json("/healthz/status");
-    mount_json(&body, name).clone()
 }
 
 /// A container's view of a host directory: in `ns`, a shared "host" filesystem with the
@@ -610,7 +605,7 @@ fn fifty_hung_mounts_do_not_delay_the_others() {
 
 /// debrid-mount-monitor's usual path, a directory below a FUSE mount (`/mnt/zurg/__all__`) with
 /// `checkType: directory`, in its `config.json` shape: checked on that mount, so that the mount
-/// going away fails it, also once the directory exists again on the disk below.
+/// going away fails it, also once the directory exists again on the disk below, empty or not.
 #[test]
 #[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
 fn a_path_below_a_fuse_mount_fails_when_the_mount_goes() {
@@ -636,12 +631,23 @@ fn a_path_below_a_fuse_mount_fails_when_the_mount_goes() {
     let zurg = monitor.wait_for_mount("zurg", Some("healthy"), None, TWO_INTERVALS);
     assert_eq!(zurg["fs_type"], "fuse.hangfs", "{zurg}");
 
-    // The mount goes: what is left of the path is on the root filesystem.
+    // The mount goes: the path is missing, and says so.
     fs.unmount_lazily();
+    let zurg = monitor.wait_for_mount("zurg", Some("unhealthy"), Some("missing"), TWO_INTERVALS);
+    assert!(
+        zurg["last_error"]
+            .as_str()
+            .unwrap()
+            .ends_with("__all__: no such file or directory"),
+        "{zurg}"
+    );
+    // The directory made again on the disk below (a script that mkdirs its paths), so that
+    // DMM's `directory` check (a stat) would pass: empty, it is what a gone mount leaves.
+    std::fs::create_dir(&below).unwrap();
     let zurg = monitor.wait_for_mount(
         "zurg",
         Some("unhealthy"),
-        Some("not_mounted"),
+        Some("empty_volume"),
         TWO_INTERVALS,
     );
     assert!(
@@ -651,17 +657,19 @@ fn a_path_below_a_fuse_mount_fails_when_the_mount_goes() {
             .contains("root filesystem"),
         "{zurg}"
     );
-    // The directory made again on the disk below (a script that mkdirs its paths), so that a
-    // `directory` check alone would pass: still not the mount.
-    std::fs::create_dir(&below).unwrap();
-    std::thread::sleep(2 * INTERVAL);
-    let zurg = status(&monitor, "zurg");
-    assert_eq!(
-        (&zurg["status"], &zurg["reason"]),
-        (&json!("unhealthy"), &json!("not_mounted")),
+    // With an entry in it, the directory would pass on its own: not the mount it was on.
+    std::fs::write(below.join("leftover"), "").unwrap();
+    let zurg = monitor.wait_for_mount(
+        "zurg",
+        Some("unhealthy"),
+        Some("mount_changed"),
+        TWO_INTERVALS,
+    );
+    assert!(
+        zurg["last_error"].as_str().unwrap().contains("fuse.hangfs"),
         "{zurg}"
     );
-    std::fs::remove_dir(&below).unwrap();
+    std::fs::remove_dir_all(&below).unwrap();
 }
 
 /// Another filesystem mounted where a healthy one was, with no `fsType` configured: not the

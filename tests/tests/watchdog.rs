@@ -93,6 +93,13 @@ fn wait_for_state(monitor: &Monitor, state: &str, limit: Duration) -> Value {
     wait_for_watchdog(monitor, state, "", limit)
 }
 
+/// Armed, and every mount healthy: a mount that fails from now on has been healthy in this
+/// pod's life, so that its failure restarts the pod.
+fn armed_and_ready(monitor: &Monitor) {
+    wait_for_state(monitor, "armed", Duration::from_secs(10));
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(10));
+}
+
 /// Polls until the watchdog is in `state` with a reason that contains `reason`.
 fn wait_for_watchdog(monitor: &Monitor, state: &str, reason: &str, limit: Duration) -> Value {
     let started = Instant::now();
@@ -155,8 +162,10 @@ fn assert_review(request: &Request, token: &str) {
     );
 }
 
-/// GET the pod, POST the event, DELETE the pod, each with `token`; the event about `mount`.
-fn assert_restart_sequence(requests: &[Request], token: &str, mount: &str) {
+/// GET the pod, POST the event, DELETE the pod, each with `token`; the event names the mount's
+/// path, as debrid-mount-monitor's does.
+fn assert_restart_sequence(requests: &[Request], token: &str, path: &Path) {
+    let mount = path.display();
     let lines: Vec<String> = requests.iter().map(Request::line).collect();
     assert_eq!(
         lines,
@@ -308,7 +317,7 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
         deleted_after <= TRIGGER_LIMIT,
         "DELETE {deleted_after:?} after the unmount, over {TRIGGER_LIMIT:?}"
     );
-    assert_restart_sequence(&requests[1..], "token-2", "media");
+    assert_restart_sequence(&requests[1..], "token-2", media.path());
 
     // The state reads `restarting` while the DELETE is on its way, then says how it went.
     let watchdog = wait_for_watchdog(
@@ -356,7 +365,7 @@ fn transient_delete_failures_are_retried_with_growing_gaps() {
         json!({"enabled": true, "retryBackoffInitial": "300ms", "retryBackoffMax": "5s"}),
     );
     let mut monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     let requests = double.wait_for_requests(6, TRIGGER_LIMIT + Duration::from_secs(5));
     let lines: Vec<String> = requests.iter().map(Request::line).collect();
@@ -419,7 +428,7 @@ fn a_forbidden_delete_exits_1() {
         json!({"enabled": true}),
     );
     let mut monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     let status = monitor
         .wait_exit(TRIGGER_LIMIT + Duration::from_secs(10))
@@ -431,7 +440,7 @@ fn a_forbidden_delete_exits_1() {
         1,
         "a permanent error is not retried: {lines:?}"
     );
-    assert_restart_sequence(&double.requests()[1..], TOKEN, "media");
+    assert_restart_sequence(&double.requests()[1..], TOKEN, media.path());
     let permanent = log_lines(&monitor, "pod deletion failed with permanent error");
     assert_eq!(permanent.len(), 1, "{}", monitor.log());
     assert!(
@@ -464,7 +473,7 @@ fn exhausted_retries_exit_1() {
         json!({"enabled": true, "maxRetries": 2, "retryBackoffInitial": "100ms"}),
     );
     let mut monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     let status = monitor
         .wait_exit(TRIGGER_LIMIT + Duration::from_secs(10))
@@ -493,7 +502,7 @@ fn a_pod_already_terminating_is_not_deleted() {
         json!({"enabled": true}),
     );
     let monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     double.wait_for_requests(2, TRIGGER_LIMIT + Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
@@ -533,7 +542,7 @@ fn recovery_within_the_restart_delay_cancels() {
         json!({"enabled": true, "restartDelay": "2s"}),
     );
     let monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     let pending = wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
     let pending_since = Instant::now();
@@ -569,12 +578,12 @@ fn a_second_mount_failing_while_one_is_pending_makes_one_delete() {
         json!({"enabled": true, "restartDelay": "1500ms"}),
     );
     let monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     movies.fail();
     wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
     tv.fail();
     let requests = double.wait_for_requests(4, Duration::from_secs(6));
-    assert_restart_sequence(&requests[1..], TOKEN, "movies");
+    assert_restart_sequence(&requests[1..], TOKEN, movies.path());
     // The second mount's failure is on the status page, and triggers nothing more.
     std::thread::sleep(INTERVAL * 4);
     let (_, body) = monitor.get_json("/healthz/status");
@@ -733,7 +742,7 @@ fn sigterm_while_pending_deletes_nothing() {
         json!({"enabled": true, "restartDelay": "3s"}),
     );
     let monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
     let log_before = monitor.log();
@@ -760,7 +769,7 @@ fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
         json!({"enabled": true, "minPodAge": "4s"}),
     );
     let monitor = start(&config, cwd.path(), &double, &account);
-    wait_for_state(&monitor, "armed", Duration::from_secs(10));
+    armed_and_ready(&monitor);
     media.fail();
     let requests = double.wait_for_requests(3, TRIGGER_LIMIT + Duration::from_secs(5));
     assert_eq!(
@@ -786,13 +795,92 @@ fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
     );
 
     let requests = double.wait_for_requests(6, Duration::from_secs(8));
-    assert_restart_sequence(&requests[3..], TOKEN, "media");
+    assert_restart_sequence(&requests[3..], TOKEN, media.path());
     // The creation time has a resolution of a second.
     let deleted_at = SystemTime::now() - requests[5].at.elapsed();
     let age = deleted_at.duration_since(created).unwrap_or_default();
     assert!(age >= Duration::from_secs(3), "deleted at age {age:?}");
     assert_eq!(restarts(&monitor, "postponed"), 1.0);
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
+}
+
+/// debrid-mount-monitor's kind e2e timeline (`scripts/kind-e2e-test.sh`): the pod became ready
+/// moments ago, the canary is removed, and the pod is deleted at once (it expects a new pod
+/// within 120 s): no age guard holds a first restart back.
+#[test]
+fn a_pod_created_seconds_ago_is_deleted_at_once_when_its_healthy_mount_dies() {
+    let double = KubeDouble::start(Api {
+        pod_created: SystemTime::now(),
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    armed_and_ready(&monitor);
+    let failed = Instant::now();
+    media.fail();
+    let requests = double.wait_for_requests(4, TRIGGER_LIMIT + Duration::from_secs(5));
+    let deleted_after = requests[3].at.duration_since(failed);
+    assert!(
+        deleted_after <= TRIGGER_LIMIT,
+        "DELETE {deleted_after:?} after the canary went, over {TRIGGER_LIMIT:?}: {:?}",
+        double.lines()
+    );
+    assert_restart_sequence(&requests[1..], TOKEN, media.path());
+    assert_eq!(restarts(&monitor, "postponed"), 0.0);
+    assert_eq!(restarts(&monitor, "deleted"), 1.0);
+}
+
+/// The storm guard: a pod that starts on a dead mount is not deleted (its successor would start
+/// on the same dead mount); it stays unready and says why. Once the mount has been healthy, its
+/// failure restarts the pod.
+#[test]
+fn a_mount_never_healthy_in_the_pod_does_not_get_it_deleted() {
+    let double = KubeDouble::start(Api {
+        pod_created: SystemTime::now(),
+        ..Api::default()
+    });
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    media.fail();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let monitor = start(&config, cwd.path(), &double, &account);
+    let watchdog = wait_for_watchdog(
+        &monitor,
+        "armed",
+        "has not been healthy since this pod started",
+        TRIGGER_LIMIT + Duration::from_secs(10),
+    );
+    assert!(
+        watchdog["reason"].as_str().unwrap().contains("media"),
+        "{watchdog}"
+    );
+    let (status, body) = monitor.get_json("/healthz/ready");
+    assert_eq!(status, 503, "unready: {body}");
+    assert_eq!(mount_json(&body, "media")["status"], "unhealthy");
+    assert_eq!(log_lines(&monitor, "watchdog restart withheld").len(), 1);
+    // Several intervals more, unhealthy all along: nothing but the access review was sent.
+    std::thread::sleep(INTERVAL * 6);
+    assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
+    assert_eq!(state_metric(&monitor, "armed"), 1.0);
+
+    // The mount comes up, then dies: that restarts the pod.
+    media.recover();
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
+    media.fail();
+    let requests = double.wait_for_requests(4, TRIGGER_LIMIT + Duration::from_secs(5));
+    assert_restart_sequence(&requests[1..], TOKEN, media.path());
 }
 
 #[test]

@@ -484,7 +484,7 @@ fn watchdog_keys_and_defaults() {
     assert_eq!(s.watchdog.max_retries, 3);
     assert_eq!(s.watchdog.retry_backoff_initial, Duration::from_millis(100));
     assert_eq!(s.watchdog.retry_backoff_max, Duration::from_secs(10));
-    assert_eq!(s.watchdog.min_pod_age, Duration::from_secs(300));
+    assert_eq!(s.watchdog.min_pod_age, Duration::ZERO, "opt-in");
     assert_eq!(s.watchdog.restart_delay, Duration::ZERO);
     assert!(!Settings::default().watchdog.enabled, "off by default");
 

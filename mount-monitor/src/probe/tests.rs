@@ -22,8 +22,14 @@ fn table() -> Table {
     )
 }
 
+/// The mount ID the path is on; a path off any mount that its data check may still prove
+/// fails with what stands unless the check does.
 fn locate(spec: &MountSpec, table: &Table) -> Result<Option<u32>, Failure> {
-    super::locate(spec, table, None).map(|e| e.map(|e| e.mount_id))
+    let located = super::locate(spec, table, None)?;
+    match located.off_mount {
+        Some(failure) => Err(failure),
+        None => Ok(located.entry.map(|e| e.mount_id)),
+    }
 }
 
 #[test]
@@ -130,6 +136,7 @@ fn something_else_where_a_healthy_mount_was_fails() {
     assert_eq!(
         super::locate(&s, &again, Some(&was))
             .unwrap()
+            .entry
             .unwrap()
             .mount_id,
         9
@@ -173,6 +180,131 @@ fn something_else_where_a_healthy_mount_was_fails() {
         "{}",
         failure.detail
     );
+}
+
+#[test]
+fn a_canary_or_directory_check_may_prove_a_path_off_any_mount() {
+    let table = table();
+    for (path, reason) in [
+        ("/srv/data", Reason::NotMounted),
+        ("/data/media", Reason::NotMounted),
+        ("/ctr/movies", Reason::EmptyVolume),
+    ] {
+        for check in [
+            DataCheck::Canary(PathBuf::from(path).join(".health-check")),
+            DataCheck::Directory,
+        ] {
+            let mut s = spec(path);
+            s.check = check.clone();
+            let located = super::locate(&s, &table, None).unwrap();
+            assert!(located.entry.is_some(), "{path} {check:?}");
+            assert_eq!(
+                located.off_mount.map(|f| f.reason),
+                Some(reason),
+                "{path} {check:?}"
+            );
+            // `requireMountpoint: true` wins over the signal.
+            s.placement = Placement::MountPoint;
+            assert!(super::locate(&s, &table, None).is_err(), "{path} {check:?}");
+            // So does `fsType`, either way.
+            s.placement = Placement::Mounted;
+            s.fs_type = Some("nfs4".into());
+            assert_eq!(
+                super::locate(&s, &table, None).unwrap_err().reason,
+                Reason::WrongFsType
+            );
+            s.fs_type = Some("ext4".into());
+            assert_eq!(super::locate(&s, &table, None).unwrap().off_mount, None);
+        }
+        // Our own checks give no signal of content: a mount is required.
+        for check in [DataCheck::None, DataCheck::List] {
+            let mut s = spec(path);
+            s.check = check;
+            assert_eq!(super::locate(&s, &table, None).unwrap_err().reason, reason);
+        }
+    }
+    // Remembered: a path that was on a FUSE mount and now shows the volume below fails,
+    // whatever its canary says.
+    let was = Identity::of(table.mount_at(Path::new("/ctr/media")).unwrap());
+    let gone = Table::new(
+        mountinfo::parse(
+            "1 0 0:1 / / rw - ext4 /dev/sda1 rw\n\
+             3 1 8:1 /srv/host/media /ctr/media rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap(),
+    );
+    let mut s = spec("/ctr/media");
+    s.check = DataCheck::Canary(PathBuf::from("/ctr/media/.health-check"));
+    let located = super::locate(&s, &gone, Some(&was)).unwrap();
+    assert_eq!(
+        located.off_mount.map(|f| f.reason),
+        Some(Reason::EmptyVolume)
+    );
+    assert_eq!(
+        located.changed.map(|f| f.reason),
+        Some(Reason::MountChanged)
+    );
+}
+
+/// A plain directory (off any mount in a test's namespace: a directory of whatever holds
+/// the temporary directory, rarely its mount point) as debrid-mount-monitor's configs check it.
+#[test]
+fn a_plain_directory_is_proven_by_its_canary_or_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("media");
+    std::fs::create_dir(&path).unwrap();
+    let table = MountTable::new();
+    let probe = |s: &MountSpec| probe(s, &table, None, |_| {}).result;
+
+    let mut canary = spec(path.to_str().unwrap());
+    canary.check = DataCheck::Canary(path.join(".health-check"));
+    let failure = probe(&canary).unwrap_err();
+    assert!(
+        matches!(failure.reason, Reason::NotMounted | Reason::EmptyVolume),
+        "{failure:?}"
+    );
+    assert!(failure.detail.contains("canary"), "{}", failure.detail);
+    std::fs::write(path.join(".health-check"), "ok").unwrap();
+    assert_eq!(probe(&canary), Ok(()));
+
+    let mut directory = spec(path.to_str().unwrap());
+    directory.check = DataCheck::Directory;
+    assert_eq!(probe(&directory), Ok(()));
+    std::fs::remove_file(path.join(".health-check")).unwrap();
+    let failure = probe(&directory).unwrap_err();
+    assert_eq!(failure.reason, Reason::EmptyVolume, "{}", failure.detail);
+    assert!(
+        failure.detail.contains("empty directory"),
+        "{}",
+        failure.detail
+    );
+
+    // Statfs only: no signal, a mount is required.
+    std::fs::write(path.join("file"), "").unwrap();
+    let plain = spec(path.to_str().unwrap());
+    assert!(probe(&plain).is_err());
+
+    // What happened, said: a missing path, a file.
+    for s in [&plain, &directory, &canary] {
+        let mut at_file = s.clone();
+        at_file.path = path.join("file");
+        let failure = probe(&at_file).unwrap_err();
+        assert_eq!(failure.reason, Reason::NotADirectory, "{failure:?}");
+        assert!(
+            failure.detail.ends_with(": not a directory"),
+            "{}",
+            failure.detail
+        );
+        let mut missing = s.clone();
+        missing.path = path.join("nowhere");
+        let failure = probe(&missing).unwrap_err();
+        assert_eq!(failure.reason, Reason::Missing, "{failure:?}");
+        assert!(
+            failure.detail.ends_with(": no such file or directory"),
+            "{}",
+            failure.detail
+        );
+    }
 }
 
 #[test]

@@ -1,9 +1,18 @@
 //! The watchdog's decisions, without I/O or clocks of its own: when a restart becomes due, when
 //! it is cancelled, how long to wait between DELETE attempts, what an answer to a DELETE means,
 //! and whether the pod is too young to be deleted again.
+//!
+//! The restart-storm guard: a mount that has never been healthy in this pod's life does not
+//! trigger a restart. A pod that starts on a dead mount would be recreated on the same dead
+//! mount, again and again; it stays unready instead, which its readiness probe and the
+//! mount's `reason` say. Any mount that was healthy and then fails restarts the pod at once
+//! (after `restartDelay`), however young the pod: debrid-mount-monitor's own e2e timeline. It
+//! needs no API call and no memory beyond this process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::state::Health;
 
 /// A restart that is waiting for its time: the mount that caused it and when it is due.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,6 +20,8 @@ pub struct Trigger {
     /// The monitor's id of the mount (names may repeat in a debrid-mount-monitor config).
     pub id: u64,
     pub mount: String,
+    /// The mount's path as configured, which the event names (as debrid-mount-monitor's does).
+    pub path: String,
     /// Consecutive failures when the mount turned unhealthy, for the event's message.
     pub failures: u32,
     pub due: Instant,
@@ -27,6 +38,11 @@ pub enum Reaction {
     Cancelled {
         mount: String,
         next: Option<Trigger>,
+    },
+    /// The mount turned unhealthy but has never been healthy since the monitor started: no
+    /// restart (the storm guard).
+    Withheld {
+        mount: String,
     },
 }
 
@@ -45,6 +61,7 @@ enum Phase {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Unhealthy {
     mount: String,
+    path: String,
     failures: u32,
     since: Instant,
 }
@@ -56,6 +73,8 @@ pub struct Machine {
     restart_delay: Duration,
     phase: Phase,
     unhealthy: BTreeMap<u64, Unhealthy>,
+    /// Mounts seen healthy since the monitor started.
+    healthy_once: BTreeSet<u64>,
 }
 
 impl Machine {
@@ -64,6 +83,7 @@ impl Machine {
             restart_delay,
             phase: Phase::Unarmed,
             unhealthy: BTreeMap::new(),
+            healthy_once: BTreeSet::new(),
         }
     }
 
@@ -77,18 +97,28 @@ impl Machine {
         self.pend_next()
     }
 
-    /// A mount's health changed: `unhealthy` or not (healthy, or no longer monitored).
+    /// A mount's health changed (`Unknown`: no longer monitored).
     pub fn observe(
         &mut self,
         id: u64,
         mount: &str,
-        unhealthy: bool,
+        path: &str,
+        health: Health,
         failures: u32,
         now: Instant,
     ) -> Reaction {
-        if unhealthy {
+        if health == Health::Healthy {
+            self.healthy_once.insert(id);
+        }
+        if health == Health::Unhealthy {
+            if !self.healthy_once.contains(&id) {
+                return Reaction::Withheld {
+                    mount: mount.to_owned(),
+                };
+            }
             self.unhealthy.entry(id).or_insert_with(|| Unhealthy {
                 mount: mount.to_owned(),
+                path: path.to_owned(),
                 failures,
                 since: now,
             });
@@ -156,6 +186,7 @@ impl Machine {
         let trigger = Trigger {
             id,
             mount: first.mount.clone(),
+            path: first.path.clone(),
             failures: first.failures,
             due: first.since + self.restart_delay,
         };
@@ -190,10 +221,10 @@ pub fn classify_delete(status: u16) -> DeleteVerdict {
     }
 }
 
-/// When a pod created at `created` may be deleted again, if that is later than `now`: a pod
-/// younger than `min_age` was most likely created by the previous restart, and deleting it again
-/// at once would turn a broken mount into a restart storm. A creation time in the future (clock
-/// skew) counts as a pod created now. `min_age` zero turns the guard off.
+/// When a pod created at `created` may be deleted again, if that is later than `now`: the
+/// opt-in `minPodAge`, for a mount that comes up and dies again in every new pod. A creation
+/// time in the future (clock skew) counts as a pod created now. `min_age` zero (the default)
+/// turns it off.
 pub fn postponed_until(
     created: Option<SystemTime>,
     now: SystemTime,

@@ -6,11 +6,27 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// The machine, with mounts 1, 2, 3 and 7 seen healthy once at `t0`.
+fn machine(delay: Duration, t0: Instant) -> Machine {
+    let mut m = Machine::new(delay);
+    for id in [1, 2, 3, 7] {
+        let name = format!("m{id}");
+        assert_eq!(
+            m.observe(id, &name, "/mnt", Health::Healthy, 0, t0),
+            Reaction::Nothing
+        );
+    }
+    m
+}
+
 #[test]
 fn nothing_is_triggered_before_arming() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
-    assert_eq!(m.observe(1, "movies", true, 3, t0), Reaction::Nothing);
+    let mut m = machine(DELAY, t0);
+    assert_eq!(
+        m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0),
+        Reaction::Nothing
+    );
     assert_eq!(m.due(), None);
     assert_eq!(m.begin(), None);
 }
@@ -18,8 +34,8 @@ fn nothing_is_triggered_before_arming() {
 #[test]
 fn a_mount_unhealthy_before_arming_triggers_once_armed() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
-    m.observe(1, "movies", true, 3, t0);
+    let mut m = machine(DELAY, t0);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
     let Reaction::Pending(trigger) = m.arm() else {
         panic!("pending once armed")
     };
@@ -35,12 +51,13 @@ fn a_mount_unhealthy_before_arming_triggers_once_armed() {
 #[test]
 fn a_transition_into_unhealthy_makes_a_restart_pending_after_the_delay() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
+    let mut m = machine(DELAY, t0);
     assert_eq!(m.arm(), Reaction::Nothing);
-    let reaction = m.observe(7, "tv", true, 5, t0);
+    let reaction = m.observe(7, "tv", "/mnt/tv", Health::Unhealthy, 5, t0);
     let expected = Trigger {
         id: 7,
         mount: "tv".into(),
+        path: "/mnt/tv".into(),
         failures: 5,
         due: t0 + DELAY,
     };
@@ -54,11 +71,11 @@ fn a_transition_into_unhealthy_makes_a_restart_pending_after_the_delay() {
 #[test]
 fn recovery_of_the_pending_mount_cancels() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
+    let mut m = machine(DELAY, t0);
     m.arm();
-    m.observe(1, "movies", true, 3, t0);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
     assert_eq!(
-        m.observe(1, "movies", false, 0, t0 + secs(1)),
+        m.observe(1, "movies", "/mnt/movies", Health::Healthy, 0, t0 + secs(1)),
         Reaction::Cancelled {
             mount: "movies".into(),
             next: None
@@ -66,7 +83,14 @@ fn recovery_of_the_pending_mount_cancels() {
     );
     assert_eq!(m.due(), None);
     // Armed again: the next transition triggers anew, its delay from its own time.
-    let Reaction::Pending(again) = m.observe(1, "movies", true, 3, t0 + secs(2)) else {
+    let Reaction::Pending(again) = m.observe(
+        1,
+        "movies",
+        "/mnt/movies",
+        Health::Unhealthy,
+        3,
+        t0 + secs(2),
+    ) else {
         panic!("armed again after a cancel")
     };
     assert_eq!(again.due, t0 + secs(2) + DELAY);
@@ -75,12 +99,15 @@ fn recovery_of_the_pending_mount_cancels() {
 #[test]
 fn other_mounts_failing_while_one_is_pending_are_ignored() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
+    let mut m = machine(DELAY, t0);
     m.arm();
-    m.observe(1, "movies", true, 3, t0);
-    assert_eq!(m.observe(2, "tv", true, 3, t0 + secs(1)), Reaction::Nothing);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
     assert_eq!(
-        m.observe(2, "tv", false, 0, t0 + secs(2)),
+        m.observe(2, "tv", "/mnt/tv", Health::Unhealthy, 3, t0 + secs(1)),
+        Reaction::Nothing
+    );
+    assert_eq!(
+        m.observe(2, "tv", "/mnt/tv", Health::Healthy, 0, t0 + secs(2)),
         Reaction::Nothing
     );
     assert_eq!(m.begin().map(|t| t.mount), Some("movies".into()));
@@ -89,11 +116,13 @@ fn other_mounts_failing_while_one_is_pending_are_ignored() {
 #[test]
 fn a_cancel_hands_over_to_a_mount_that_is_still_unhealthy() {
     let t0 = Instant::now();
-    let mut m = Machine::new(DELAY);
+    let mut m = machine(DELAY, t0);
     m.arm();
-    m.observe(1, "movies", true, 3, t0);
-    m.observe(2, "tv", true, 4, t0 + secs(1));
-    let Reaction::Cancelled { mount, next } = m.observe(1, "movies", false, 0, t0 + secs(2)) else {
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
+    m.observe(2, "tv", "/mnt/tv", Health::Unhealthy, 4, t0 + secs(1));
+    let Reaction::Cancelled { mount, next } =
+        m.observe(1, "movies", "/mnt/movies", Health::Healthy, 0, t0 + secs(2))
+    else {
         panic!("cancelled")
     };
     assert_eq!(mount, "movies");
@@ -105,30 +134,87 @@ fn a_cancel_hands_over_to_a_mount_that_is_still_unhealthy() {
 #[test]
 fn nothing_is_triggered_while_restarting_or_after() {
     let t0 = Instant::now();
-    let mut m = Machine::new(Duration::ZERO);
+    let mut m = machine(Duration::ZERO, t0);
     m.arm();
-    m.observe(1, "movies", true, 3, t0);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
     m.begin();
-    assert_eq!(m.observe(2, "tv", true, 3, t0), Reaction::Nothing);
-    assert_eq!(m.observe(1, "movies", false, 0, t0), Reaction::Nothing);
+    assert_eq!(
+        m.observe(2, "tv", "/mnt/tv", Health::Unhealthy, 3, t0),
+        Reaction::Nothing
+    );
+    assert_eq!(
+        m.observe(1, "movies", "/mnt/movies", Health::Healthy, 0, t0),
+        Reaction::Nothing
+    );
     m.finish();
-    assert_eq!(m.observe(3, "music", true, 3, t0), Reaction::Nothing);
+    assert_eq!(
+        m.observe(3, "music", "/mnt/music", Health::Unhealthy, 3, t0),
+        Reaction::Nothing
+    );
     assert_eq!(m.due(), None);
 }
 
 #[test]
 fn a_postponed_restart_is_pending_again_and_can_be_cancelled() {
     let t0 = Instant::now();
-    let mut m = Machine::new(Duration::ZERO);
+    let mut m = machine(Duration::ZERO, t0);
     m.arm();
-    m.observe(1, "movies", true, 3, t0);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
     let trigger = m.begin().unwrap();
     m.postpone(trigger, t0 + secs(60));
     assert_eq!(m.due(), Some(t0 + secs(60)));
     assert!(matches!(
-        m.observe(1, "movies", false, 0, t0 + secs(10)),
+        m.observe(
+            1,
+            "movies",
+            "/mnt/movies",
+            Health::Healthy,
+            0,
+            t0 + secs(10)
+        ),
         Reaction::Cancelled { .. }
     ));
+}
+
+#[test]
+fn a_mount_never_healthy_triggers_nothing_until_it_has_been() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(DELAY);
+    m.arm();
+    // Degraded, then unhealthy, from the start: withheld, nothing pending.
+    assert_eq!(
+        m.observe(1, "movies", "/mnt/movies", Health::Degraded, 1, t0),
+        Reaction::Nothing
+    );
+    assert_eq!(
+        m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0),
+        Reaction::Withheld {
+            mount: "movies".into()
+        }
+    );
+    assert_eq!(m.due(), None);
+    // Healthy once, then dead: a restart at once, whatever the pod's age.
+    m.observe(1, "movies", "/mnt/movies", Health::Healthy, 0, t0 + secs(1));
+    let Reaction::Pending(trigger) = m.observe(
+        1,
+        "movies",
+        "/mnt/movies",
+        Health::Unhealthy,
+        3,
+        t0 + secs(4),
+    ) else {
+        panic!("pending once it was healthy")
+    };
+    assert_eq!(trigger.path, "/mnt/movies", "the event names the path");
+    assert_eq!(trigger.due, t0 + secs(4) + DELAY);
+}
+
+#[test]
+fn a_never_healthy_mount_before_arming_is_not_pending_once_armed() {
+    let t0 = Instant::now();
+    let mut m = Machine::new(DELAY);
+    m.observe(1, "movies", "/mnt/movies", Health::Unhealthy, 3, t0);
+    assert_eq!(m.arm(), Reaction::Nothing);
 }
 
 #[test]

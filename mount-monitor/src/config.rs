@@ -131,6 +131,8 @@ pub struct Settings {
     /// Where the settings came from, for the startup log line.
     pub config_file: Option<PathBuf>,
     pub watchdog: WatchdogSettings,
+    /// Stop, start and restart containers by their `mount-monitor.*` labels (see `docker`).
+    pub docker_actions: bool,
 }
 
 /// The pod-restart watchdog (`watchdog` in the file; see the `watchdog` module).
@@ -198,6 +200,7 @@ impl Default for Settings {
             mounts: Vec::new(),
             config_file: None,
             watchdog: WatchdogSettings::default(),
+            docker_actions: false,
         }
     }
 }
@@ -334,6 +337,20 @@ pub struct Overrides {
         value_name = "BOOL"
     )]
     pub init_container_mode: bool,
+    /// Stop, start and restart Docker containers by their `mount-monitor.depends-on` labels,
+    /// through the Engine API on DOCKER_HOST (unix:// only) or /var/run/docker.sock (bare,
+    /// =true or =false)
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_DOCKER_ACTIONS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool,
+        value_name = "BOOL"
+    )]
+    pub docker_actions: Option<bool>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -368,6 +385,7 @@ struct FileConfig {
     max_connections_per_peer: Option<usize>,
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
+    docker_actions: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -764,6 +782,7 @@ fn resolve(
     {
         s.watchdog = watchdog(w, &origin)?;
     }
+    s.docker_actions = cli.docker_actions.or(file.docker_actions).unwrap_or(false);
 
     // Mounts: the file's, then --mount's.
     let default_canary = file

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod discovery;
+pub mod docker;
 pub mod duration;
 pub mod gojson;
 pub mod healthcheck;

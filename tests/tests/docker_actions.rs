@@ -405,3 +405,104 @@ fn docker_host_other_than_a_unix_socket_is_refused_at_start() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
 }
+
+fn compose_example() -> Value {
+    let file = workspace_root().join("deploy/compose.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// deploy/compose.yaml: the labels read as the monitor reads them, every `depends-on` names a
+/// mount the monitor watches, and the monitor has what it needs (the socket read-write, the
+/// docker group, actions on).
+#[test]
+fn the_compose_example_labels_the_mounts_the_monitor_watches() {
+    use mount_monitor::docker::policy::Policy;
+    let compose = compose_example();
+    let services = compose["services"].as_object().expect("services");
+    let monitor = &services["mount-monitor"];
+    let environment = &monitor["environment"];
+    assert_eq!(environment["MOUNT_MONITOR_DOCKER_ACTIONS"], "true");
+    let watched: Vec<String> = environment["MOUNT_MONITOR_MOUNTS"]
+        .as_str()
+        .unwrap()
+        .split(';')
+        .map(|m| m.split(['=', ',']).next().unwrap().to_owned())
+        .collect();
+    let volumes: Vec<&str> = monitor["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        volumes.contains(&"/var/run/docker.sock:/var/run/docker.sock"),
+        "the socket, read-write: {volumes:?}"
+    );
+    assert!(
+        monitor["group_add"][0]
+            .as_str()
+            .unwrap()
+            .contains("DOCKER_GID")
+    );
+    let mut labelled = 0;
+    for (name, service) in services {
+        let labels = &service["labels"];
+        if labels.get("mount-monitor.depends-on").is_none() {
+            continue;
+        }
+        labelled += 1;
+        let policy = Policy::from_labels(|key| labels[key].as_str())
+            .unwrap_or_else(|e| panic!("service {name}: {e}"));
+        for mount in &policy.mounts {
+            assert!(
+                watched.contains(mount),
+                "service {name}: mount {mount} is not watched ({watched:?})"
+            );
+        }
+    }
+    assert_eq!(labelled, 2);
+}
+
+/// `check-jsonschema` of the linters' virtualenv (`.venv` in the workspace), else the PATH's.
+fn check_jsonschema(test: &str) -> std::path::PathBuf {
+    let venv = workspace_root().join(".venv/bin/check-jsonschema");
+    if venv.is_file() {
+        return venv;
+    }
+    tests::require_tool(test, "check-jsonschema");
+    "check-jsonschema".into()
+}
+
+/// Valid against the Compose Specification's JSON schema (tests/fixtures/compose-spec.json),
+/// offline; a file that breaks it is refused, so the check is real.
+#[test]
+#[ignore = "needs check-jsonschema (the linters' virtualenv): cargo xtask test, as root"]
+fn the_compose_example_is_valid_against_the_compose_specification() {
+    let program =
+        check_jsonschema("the_compose_example_is_valid_against_the_compose_specification");
+    let schema = workspace_root().join("tests/fixtures/compose-spec.json");
+    let check = |file: &Path| {
+        Command::new(&program)
+            .arg("--schemafile")
+            .arg(&schema)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = check(&workspace_root().join("deploy/compose.yaml"));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("compose.yaml");
+    std::fs::write(
+        &broken,
+        "services:\n  app:\n    group_add: docker\n    labels: 5\n",
+    )
+    .unwrap();
+    assert!(!check(&broken).status.success());
+}

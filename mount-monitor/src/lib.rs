@@ -8,6 +8,7 @@
 //! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
 //! client).
 
+pub mod api_client;
 pub mod cli;
 pub mod config;
 pub mod deadline;

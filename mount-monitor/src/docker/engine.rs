@@ -10,10 +10,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
@@ -151,8 +150,7 @@ impl Engine {
     ) -> Result<Response<Incoming>, EngineError> {
         let exchange = async {
             let stream = self.connect().await?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, connection) = crate::api_client::handshake(stream).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "docker connection ended");
@@ -163,7 +161,7 @@ impl Engine {
                 .uri(path)
                 // HTTP/1.1 requires a Host; the Engine ignores its value on a Unix socket.
                 .header(header::HOST, "docker")
-                .body(Empty::<Bytes>::new())
+                .body(Full::new(Bytes::new()))
                 .map_err(|e| EngineError::Body(e.to_string()))?;
             Ok(sender.send_request(request).await?)
         };

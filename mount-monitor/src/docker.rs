@@ -162,7 +162,8 @@ pub async fn run(
     // Said once at start; later failures to connect are logged when the connection is lost.
     match engine.ping().await {
         Ok(()) => {
-            tracing::info!(socket = %socket, "docker actions: connected to the Docker Engine")
+            tracing::info!(socket = %socket, "docker actions: connected to the Docker Engine");
+            status.connection(true, None);
         }
         Err(e) => {
             let reason = format!("{e}; mount-monitor keeps serving and tries again");

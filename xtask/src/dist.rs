@@ -22,7 +22,8 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest release binary, per architecture: a sidecar beside every pod must stay small.
 /// 4 MiB, plus 176 KiB for the Docker actions (their Engine API client over a Unix socket, the
-/// reconciling actor and its status), which took the amd64 binary from 4,152,360 to 4,328,808 bytes.
+/// reconciling actor and its status), which took the amd64 binary from 4,152,360 to 4,328,808
+/// bytes.
 pub const SIZE_BUDGET: u64 = 4 * 1024 * 1024 + 176 * 1024;
 
 /// Build static musl binaries for amd64 and arm64 into target/dist, verified, with SHA256SUMS

@@ -138,6 +138,8 @@ pub struct Settings {
     /// Init-container mode and `check`: check again every [`WAIT_RETRY`] until every mount is
     /// healthy, for at most this long (`waitTimeout`); `None`: one round.
     pub wait_timeout: Option<Duration>,
+    /// Stop, start and restart containers by their `mount-monitor.*` labels (see `docker`).
+    pub docker_actions: bool,
 }
 
 /// How often the waiting mode (`waitTimeout`) checks again: an application waiting for its mount
@@ -210,6 +212,7 @@ impl Default for Settings {
             config_file: None,
             watchdog: WatchdogSettings::default(),
             wait_timeout: None,
+            docker_actions: false,
         }
     }
 }
@@ -355,6 +358,20 @@ pub struct Overrides {
         value_name = "DURATION"
     )]
     pub wait_timeout: Option<GoDuration>,
+    /// Stop, start and restart Docker containers by their `mount-monitor.depends-on` labels,
+    /// through the Engine API on DOCKER_HOST (unix:// only) or /var/run/docker.sock (bare,
+    /// =true or =false)
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_DOCKER_ACTIONS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool,
+        value_name = "BOOL"
+    )]
+    pub docker_actions: Option<bool>,
 }
 
 /// Non-fatal findings of loading, logged once logging is set up.
@@ -390,6 +407,7 @@ struct FileConfig {
     mounts: Option<Vec<FileMount>>,
     watchdog: Option<FileWatchdog>,
     wait_timeout: Option<GoDuration>,
+    docker_actions: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -788,6 +806,7 @@ fn resolve(
     {
         s.watchdog = watchdog(w, &origin)?;
     }
+    s.docker_actions = cli.docker_actions.or(file.docker_actions).unwrap_or(false);
 
     // Mounts: the file's, then --mount's.
     let default_canary = file

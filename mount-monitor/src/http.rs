@@ -116,9 +116,12 @@ async fn healthz_status(
     State(cache): State<Arc<Cache>>,
 ) -> Response {
     let snapshot = shared.snapshot();
-    let watchdog = shared.watchdog.view();
+    let actors = Actors {
+        watchdog: shared.watchdog.view(),
+        docker: shared.docker.view(),
+    };
     let ready = snapshot.is_ready();
-    status_json(&cache, &snapshot, ready, Some(&watchdog)).await
+    status_json(&cache, &snapshot, ready, Some(&actors)).await
 }
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -132,6 +135,15 @@ pub struct StatusBody<'a> {
     /// `/healthz/status` only: the pod-restart watchdog.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<crate::watchdog::View>,
+    /// `/healthz/status` only: the Docker actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<crate::docker::View>,
+}
+
+/// What the actors publish, in `/healthz/status` after the mounts.
+pub struct Actors {
+    pub watchdog: crate::watchdog::View,
+    pub docker: crate::docker::View,
 }
 
 impl<'a> StatusBody<'a> {
@@ -147,6 +159,7 @@ impl<'a> StatusBody<'a> {
             mounts: mounts.into_iter().map(|m| MountJson::new(m, now)).collect(),
             blocked_checks,
             watchdog: None,
+            docker: None,
         }
     }
 
@@ -351,7 +364,7 @@ async fn status_json(
     cache: &Cache,
     snapshot: &Arc<Snapshot>,
     ok: bool,
-    watchdog: Option<&crate::watchdog::View>,
+    actors: Option<&Actors>,
 ) -> Response {
     let bodies = cache.of(snapshot);
     let mounts = rendered(
@@ -372,10 +385,12 @@ async fn status_json(
     );
     body.extend_from_slice(&mounts);
     let _ = write!(body, r#","blocked_checks":{}"#, snapshot.blocked_checks);
-    if let Some(watchdog) = watchdog {
-        body.extend_from_slice(br#","watchdog":"#);
+    if let Some(actors) = actors {
         // Serializing plain data into memory cannot fail.
-        let _ = serde_json::to_writer(&mut body, watchdog);
+        body.extend_from_slice(br#","watchdog":"#);
+        let _ = serde_json::to_writer(&mut body, &actors.watchdog);
+        body.extend_from_slice(br#","docker":"#);
+        let _ = serde_json::to_writer(&mut body, &actors.docker);
     }
     // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
     body.extend_from_slice(b"}\n");
@@ -407,7 +422,10 @@ async fn metrics(
     .await;
     // The watchdog changes between snapshots: its families (a few hundred bytes) are rendered
     // for every scrape, and the whole body again only when they or the mounts' part changed.
-    let watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    let mut watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    if shared.settings.docker_actions {
+        watchdog.push_str(&crate::metrics::render_docker(&shared.docker, format));
+    }
     let mut composed = bodies.metrics_with_watchdog[index]
         .lock()
         .unwrap_or_else(|e| e.into_inner());

@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -438,8 +437,7 @@ impl Client {
                 ca: cluster.ca_file.clone(),
                 source,
             })?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, connection) = crate::api_client::handshake(stream).await?;
         // The connection's I/O runs beside the request; it ends with this call, whether the call
         // completes, fails or is dropped at its deadline.
         let driver = AbortOnDrop(tokio::spawn(async move {

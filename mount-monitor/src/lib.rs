@@ -8,10 +8,12 @@
 //! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
 //! client).
 
+pub mod api_client;
 pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod discovery;
+pub mod docker;
 pub mod duration;
 pub mod gojson;
 pub mod healthcheck;

@@ -8,7 +8,9 @@ use mount_monitor::config::{self, Settings};
 use mount_monitor::limits::ConnectionLimits;
 use mount_monitor::monitor;
 use mount_monitor::snapshot::{self, Shared};
-use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service_links, watchdog};
+use mount_monitor::{
+    VERSION, docker, healthcheck, http, logging, report, server, service_links, watchdog,
+};
 
 /// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
 #[cfg(all(target_env = "musl", feature = "dlmalloc"))]
@@ -126,7 +128,19 @@ fn main() -> ExitCode {
                 eprintln!("mount-monitor: {e}");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
-            runtime.block_on(serve(settings))
+            let docker = if settings.docker_actions {
+                let host = std::env::var("DOCKER_HOST").ok();
+                match docker::engine::socket_from_docker_host(host.as_deref()) {
+                    Ok(socket) => Some(docker::engine::Engine::new(socket)),
+                    Err(e) => {
+                        eprintln!("mount-monitor: {e}");
+                        return ExitCode::from(EXIT_BAD_CONFIG);
+                    }
+                }
+            } else {
+                None
+            };
+            runtime.block_on(serve(settings, docker))
         }
     };
     // A probe stuck in the kernel must not hold up the exit.
@@ -211,7 +225,7 @@ async fn check(settings: &Settings, format: Format) -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
+async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> ExitCode {
     let listeners = match server::bind(&settings.listen) {
         Ok(listeners) => listeners,
         Err((address, e)) => {
@@ -262,9 +276,17 @@ async fn serve(settings: Settings) -> ExitCode {
         );
     }
     let shared = Shared::new(Arc::clone(&settings));
-    // The watchdog hears of every change of health from the first check on.
-    let changes = shared.changes();
+    // The actors hear of every change of health from the first check on.
+    let (changes, docker_changes) = split(shared.changes());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    if let Some(engine) = docker {
+        tokio::spawn(docker::run(
+            engine,
+            Arc::clone(&shared.docker),
+            docker_changes,
+            stopping.clone(),
+        ));
+    }
     let watchdog = tokio::spawn(watchdog::run(
         settings.watchdog.clone(),
         Arc::clone(&shared.watchdog),
@@ -299,6 +321,25 @@ async fn serve(settings: Settings) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The monitor's changes of health for two listeners (the watchdog and the Docker actions).
+fn split<T: Clone + Send + 'static>(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<T>,
+    tokio::sync::mpsc::UnboundedReceiver<T>,
+) {
+    let (first, first_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (second, second_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            // A listener that ended (the watchdog when disabled) does not stop the other.
+            let _ = first.send(change.clone());
+            let _ = second.send(change);
+        }
+    });
+    (first_rx, second_rx)
 }
 
 async fn shutdown_signal() {

@@ -218,11 +218,19 @@ fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// per snapshot, because the watchdog's state changes between snapshots.
 /// In OpenMetrics, without `# EOF`: the caller puts these families before it.
 pub fn render_watchdog(status: &crate::watchdog::Status, format: Format) -> String {
+    render_collector(
+        WatchdogCollector {
+            state: status.view().state,
+            outcomes: status.outcomes(),
+        },
+        format,
+    )
+}
+
+/// One collector's families, without OpenMetrics' `# EOF`.
+fn render_collector(collector: impl Collector + 'static, format: Format) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(WatchdogCollector {
-        state: status.view().state,
-        outcomes: status.outcomes(),
-    }));
+    registry.register_collector(Box::new(collector));
     let mut out = String::new();
     // Writing into a String cannot fail, and the collector reports no errors of its own.
     let _ = match format {
@@ -265,6 +273,54 @@ impl Collector for WatchdogCollector {
         for (outcome, count) in &self.outcomes {
             restarts
                 .encode_family(&[("outcome", outcome.as_str())])?
+                .encode_counter::<[(&str, &str); 1], _, u64>(count, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Docker actions' families (with `--docker-actions` only): `docker_connected` and
+/// `docker_actions_total` by action and outcome, every combination from 0. Rendered per scrape
+/// as the watchdog's are.
+pub fn render_docker(status: &crate::docker::Status, format: Format) -> String {
+    render_collector(
+        DockerCollector {
+            connected: status.view().connected,
+            counts: status.counts(),
+        },
+        format,
+    )
+}
+
+#[derive(Debug)]
+struct DockerCollector {
+    connected: bool,
+    counts: Vec<(
+        crate::docker::policy::Action,
+        crate::docker::policy::Outcome,
+        u64,
+    )>,
+}
+
+impl Collector for DockerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encoder
+            .encode_descriptor(
+                "docker_connected",
+                "1 when the Docker Engine answers the Docker actions, 0 when it does not.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&i64::from(self.connected))?;
+        let mut actions = encoder.encode_descriptor(
+            "docker_actions",
+            "Container actions taken by label since start, by action and outcome.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (action, outcome, count) in &self.counts {
+            actions
+                .encode_family(&[("action", action.as_str()), ("outcome", outcome.as_str())])?
                 .encode_counter::<[(&str, &str); 1], _, u64>(count, None)?;
         }
         Ok(())

@@ -80,13 +80,15 @@ pub fn all_healthy<'a>(views: impl IntoIterator<Item = &'a MountView>) -> bool {
     required(views).all(|v| v.state.health == Health::Healthy)
 }
 
-/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the watchdog's status.
+/// What the HTTP side reads: the snapshot, the monitor's heartbeat and the actors' status
+/// (the watchdog's and the Docker actions').
 pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     started: Instant,
     heartbeat_ms: AtomicU64,
     pub settings: Arc<Settings>,
     pub watchdog: Arc<crate::watchdog::Status>,
+    pub docker: Arc<crate::docker::Status>,
     changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
 }
 
@@ -97,6 +99,7 @@ impl Shared {
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
             watchdog: Arc::new(crate::watchdog::Status::new(&settings.watchdog)),
+            docker: Arc::new(crate::docker::Status::new(settings.docker_actions)),
             settings,
             changes: OnceLock::new(),
         })

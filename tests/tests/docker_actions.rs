@@ -1,0 +1,508 @@
+//! End to end: `--docker-actions` against a real dockerd. Containers run from our own release
+//! image (`cargo xtask docker --release --load`), each serving on its own port with `--network
+//! host` (no bridge network is ever created), carrying the `mount-monitor.*` labels; the monitor
+//! runs on the host and watches a tmpfs and a FUSE mount that die and come back. What happened
+//! is read back with `docker inspect` (`State.Running`, `State.StartedAt`).
+//!
+//! The first test needs root, /dev/fuse and dockerd (`.ci/setup` starts it), so it is ignored
+//! under plain `cargo test`; `cargo xtask test` (as root) runs it. `DOCKER` picks the docker CLI
+//! [default: /usr/bin/docker].
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::fuse::{HangFs, require_fuse};
+use tests::{Monitor, Tmpfs, require_root, workspace_root};
+
+/// Docker commands that take longer than this are stuck.
+const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+/// What the monitor does (three failed checks, a round, a container stop) happens within this.
+const WITHIN: Duration = Duration::from_secs(90);
+
+fn docker() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "/usr/bin/docker".to_owned())
+}
+
+/// Runs `docker args`, which must succeed; its stdout.
+fn docker_ok(args: &[&str]) -> String {
+    let mut command = Command::new(docker());
+    command.args(args).stdin(Stdio::null());
+    let output = xtask::emulator::output_within(command, COMMAND_LIMIT)
+        .unwrap_or_else(|e| panic!("docker {args:?}: {e:#}"));
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn require_dockerd(test: &str) {
+    let works = Command::new(docker())
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        works,
+        "{test}: `{} info` fails: install docker.io and start dockerd (`.ci/setup`, which `cargo xtask test` as root runs, does both)",
+        docker()
+    );
+}
+
+/// Our release image for this machine's platform, loaded into dockerd under `tag`.
+fn load_release_image(tag: &str) {
+    let arch = xtask::targets::Arch::host().expect("the tests run on amd64 or arm64");
+    let platform = format!("linux/{arch}");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command
+        .current_dir(workspace_root())
+        .env("DOCKER", docker())
+        .args([
+            "xtask",
+            "docker",
+            "--release",
+            "--engine",
+            "docker",
+            "--load",
+        ])
+        .args(["--platform", &platform, "--tag", tag]);
+    let output = xtask::emulator::output_within(command, Duration::from_secs(1800)).unwrap();
+    assert!(
+        output.status.success(),
+        "cargo xtask docker --release --load failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Removes the containers and the image, whatever the test's end.
+struct Cleanup {
+    containers: Vec<String>,
+    image: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.containers {
+            let _ = Command::new(docker())
+                .args(["rm", "--force", name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new(docker())
+            .args(["rmi", "--force", &self.image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts a container of `image` named `name` with `labels`, serving on a port of its own.
+fn run_container(image: &str, name: &str, labels: &[(&str, &str)]) {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["run", "--detach", "--network", "host", "--name", name];
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for label in &labels {
+        args.extend(["--label", label]);
+    }
+    args.extend([image, "--listen", &listen, "--log-format", "text"]);
+    docker_ok(&args);
+}
+
+/// `(State.Running, State.StartedAt)` of a container.
+fn state(name: &str) -> (bool, String) {
+    let out = docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Running}} {{.State.StartedAt}}",
+        name,
+    ]);
+    let (running, started) = out.trim().split_once(' ').expect("two fields");
+    (running == "true", started.to_owned())
+}
+
+/// Waits until `name` is in the state `check` accepts; its state then.
+fn wait_state(
+    monitor: &Monitor,
+    name: &str,
+    what: &str,
+    check: impl Fn(bool, &str) -> bool,
+) -> (bool, String) {
+    let started = Instant::now();
+    loop {
+        let (running, at) = state(name);
+        if check(running, &at) {
+            return (running, at);
+        }
+        assert!(
+            started.elapsed() < WITHIN,
+            "{name}: not {what} within {WITHIN:?} (running {running}, started at {at}); the monitor's docker status: {:#}\nits log:\n{}",
+            monitor.get_json("/healthz/status").1["docker"],
+            monitor.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn docker_status(monitor: &Monitor) -> Value {
+    monitor.get_json("/healthz/status").1["docker"].clone()
+}
+
+/// The counter `mount_monitor_docker_actions_total{action,outcome}` in `/metrics`.
+fn actions_total(monitor: &Monitor, action: &str, outcome: &str) -> u64 {
+    let (_, metrics) = monitor.get("/metrics");
+    let series =
+        format!("mount_monitor_docker_actions_total{{action=\"{action}\",outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs root, /dev/fuse and a running dockerd: cargo xtask test, as root"]
+fn containers_are_stopped_restarted_and_started_by_their_mounts_health() {
+    let test = "containers_are_stopped_restarted_and_started_by_their_mounts_health";
+    require_root(test);
+    require_fuse(test);
+    require_dockerd(test);
+    let pid = std::process::id();
+    let image = format!("mount-monitor-e2e:docker-actions-{pid}");
+    let name = |role: &str| format!("mm-e2e-{pid}-{role}");
+    let (app, provider, other, stopped, late) = (
+        name("app"),
+        name("provider"),
+        name("other"),
+        name("user-stopped"),
+        name("late"),
+    );
+    let _cleanup = Cleanup {
+        containers: vec![
+            app.clone(),
+            provider.clone(),
+            other.clone(),
+            stopped.clone(),
+            late.clone(),
+        ],
+        image: image.clone(),
+    };
+    load_release_image(&image);
+
+    let mut media = Tmpfs::new("size=1m");
+    let music_dir = tempfile::Builder::new()
+        .prefix("mm-e2e-music-")
+        .tempdir()
+        .unwrap();
+    let mut music = Some(HangFs::mount_at(music_dir.path()));
+    let depends = "mount-monitor.depends-on";
+    run_container(&image, &app, &[(depends, "media")]);
+    run_container(
+        &image,
+        &provider,
+        &[
+            (depends, "media"),
+            ("mount-monitor.on-failure", "restart"),
+            ("mount-monitor.on-recovery", "none"),
+        ],
+    );
+    run_container(&image, &other, &[(depends, "music")]);
+    run_container(&image, &stopped, &[(depends, "media")]);
+    docker_ok(&["stop", &stopped]);
+
+    let media_arg = format!("media={}", media.path().display());
+    let music_arg = format!("music={}", music_dir.path().display());
+    let monitor = Monitor::watch(
+        &[&media_arg, &music_arg],
+        &["--failure-threshold", "2", "--docker-actions"],
+    );
+    monitor.wait_for_mount("media", Some("healthy"), None, WITHIN);
+    monitor.wait_for_mount("music", Some("healthy"), None, WITHIN);
+    let deadline = Instant::now() + WITHIN;
+    while !(docker_status(&monitor)["connected"] == true
+        && docker_status(&monitor)["containers"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 4))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the monitor did not list the labelled containers: {:#}",
+            docker_status(&monitor)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, app_started) = state(&app);
+    let (_, provider_started) = state(&provider);
+    let (_, other_started) = state(&other);
+    assert!(!state(&stopped).0);
+
+    // media dies: the application is stopped, the provider restarted, the others left alone.
+    media.unmount();
+    wait_state(&monitor, &app, "stopped", |running, _| !running);
+    let (_, provider_restarted) = wait_state(&monitor, &provider, "restarted", |running, at| {
+        running && at != provider_started
+    });
+    assert_eq!(state(&other), (true, other_started.clone()));
+    assert!(!state(&stopped).0);
+    // A labelled container started while its mount is dead is stopped too.
+    run_container(&image, &late, &[(depends, "media")]);
+    let (_, late_started) =
+        wait_state(&monitor, &late, "stopped after its start", |running, at| {
+            !running && !at.starts_with("0001")
+        });
+
+    // media comes back: what the monitor stopped starts; the user's stays stopped.
+    media.mount("size=1m");
+    wait_state(&monitor, &app, "started again", |running, at| {
+        running && at != app_started
+    });
+    wait_state(&monitor, &late, "started again", |running, at| {
+        running && at != late_started
+    });
+    // Two more rounds at least (one per 10 s, and every event) to be sure of what is left alone.
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(
+        !state(&stopped).0,
+        "the container the user stopped was started"
+    );
+    assert_eq!(
+        state(&provider),
+        (true, provider_restarted),
+        "on-recovery=none: the provider is left as it is"
+    );
+    assert_eq!(state(&other), (true, other_started));
+
+    // The FUSE mount dies (its daemon killed: ENOTCONN) and comes back.
+    music.as_mut().unwrap().kill_daemon();
+    let (_, other_stopped_at) = wait_state(&monitor, &other, "stopped", |running, _| !running);
+    assert!(state(&app).0, "a container of another mount was stopped");
+    drop(music.take());
+    music = Some(HangFs::mount_at(music_dir.path()));
+    wait_state(&monitor, &other, "started again", |running, at| {
+        running && at != other_stopped_at
+    });
+
+    assert!(actions_total(&monitor, "stop", "done") >= 3);
+    assert!(actions_total(&monitor, "start", "done") >= 3);
+    assert!(actions_total(&monitor, "restart", "done") >= 1);
+    assert_eq!(actions_total(&monitor, "stop", "failed"), 0);
+    let (_, metrics) = monitor.get("/metrics");
+    assert!(
+        metrics.contains("\nmount_monitor_docker_connected 1\n"),
+        "{metrics}"
+    );
+    let status = docker_status(&monitor);
+    let listed = status["containers"].as_array().unwrap();
+    let app_view = listed
+        .iter()
+        .find(|c| c["name"] == app.as_str())
+        .unwrap_or_else(|| panic!("{app} not in {status:#}"));
+    assert_eq!(app_view["last_action"]["action"], "start", "{status:#}");
+    assert_eq!(app_view["last_action"]["outcome"], "done", "{status:#}");
+    assert!(
+        monitor.log().contains("docker action done"),
+        "{}",
+        monitor.log()
+    );
+    drop(music);
+}
+
+/// A socket that is not there: said once at start and in `/healthz/status`; the monitor serves.
+#[test]
+fn a_missing_socket_is_reported_and_the_monitor_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let root = Path::new("/").display().to_string();
+    let monitor = Monitor::start_with(
+        [
+            "--mount",
+            &format!("root={root}"),
+            "--check-interval",
+            "1s",
+            "--timeout",
+            "500ms",
+            "--docker-actions",
+        ],
+        dir.path(),
+        |command| {
+            command.env("DOCKER_HOST", &host);
+        },
+    );
+    monitor.wait_for_mount("root", Some("healthy"), None, WITHIN);
+    let status = docker_status(&monitor);
+    assert_eq!(status["enabled"], true, "{status:#}");
+    assert_eq!(status["connected"], false, "{status:#}");
+    assert_eq!(status["socket"], socket.display().to_string(), "{status:#}");
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "cannot connect to the Docker socket {}",
+            socket.display()
+        )),
+        "{status:#}"
+    );
+    let (code, _) = monitor.get("/readyz");
+    assert_eq!(code, 200);
+    let (_, metrics) = monitor.get("/metrics");
+    assert!(
+        metrics.contains("\nmount_monitor_docker_connected 0\n"),
+        "{metrics}"
+    );
+    for action in ["stop", "start", "restart"] {
+        for outcome in ["done", "failed", "skipped"] {
+            assert_eq!(actions_total(&monitor, action, outcome), 0);
+        }
+    }
+    // Once, however many rounds failed since.
+    std::thread::sleep(Duration::from_secs(3));
+    let said = monitor
+        .log()
+        .matches("the Docker Engine cannot be reached")
+        .count();
+    assert_eq!(said, 1, "{}", monitor.log());
+}
+
+/// `DOCKER_HOST=tcp://…` is refused at start with one line, as a bad flag value is.
+#[test]
+fn docker_host_other_than_a_unix_socket_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(tests::binary())
+        .args(["--mount", "root=/", "--docker-actions"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr,
+        "mount-monitor: DOCKER_HOST=\"tcp://127.0.0.1:2375\": --docker-actions talks to Docker only over a Unix socket; set DOCKER_HOST=unix:///path/to/docker.sock, or unset it for /var/run/docker.sock\n"
+    );
+    // Without --docker-actions, DOCKER_HOST is none of the monitor's business.
+    let output = Command::new(tests::binary())
+        .args(["check", "--mount", "root=/"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
+fn compose_example() -> Value {
+    let file = workspace_root().join("deploy/compose.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// deploy/compose.yaml: the labels read as the monitor reads them, every `depends-on` names a
+/// mount the monitor watches, and the monitor has what it needs (the socket read-write, the
+/// docker group, actions on).
+#[test]
+fn the_compose_example_labels_the_mounts_the_monitor_watches() {
+    use mount_monitor::docker::policy::Policy;
+    let compose = compose_example();
+    let services = compose["services"].as_object().expect("services");
+    let monitor = &services["mount-monitor"];
+    let environment = &monitor["environment"];
+    assert_eq!(environment["MOUNT_MONITOR_DOCKER_ACTIONS"], "true");
+    let watched: Vec<String> = environment["MOUNT_MONITOR_MOUNTS"]
+        .as_str()
+        .unwrap()
+        .split(';')
+        .map(|m| m.split(['=', ',']).next().unwrap().to_owned())
+        .collect();
+    let volumes: Vec<&str> = monitor["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        volumes.contains(&"/var/run/docker.sock:/var/run/docker.sock"),
+        "the socket, read-write: {volumes:?}"
+    );
+    assert!(
+        monitor["group_add"][0]
+            .as_str()
+            .unwrap()
+            .contains("DOCKER_GID")
+    );
+    let mut labelled = 0;
+    for (name, service) in services {
+        let labels = &service["labels"];
+        if labels.get("mount-monitor.depends-on").is_none() {
+            continue;
+        }
+        labelled += 1;
+        let policy = Policy::from_labels(|key| labels[key].as_str())
+            .unwrap_or_else(|e| panic!("service {name}: {e}"));
+        for mount in &policy.mounts {
+            assert!(
+                watched.contains(mount),
+                "service {name}: mount {mount} is not watched ({watched:?})"
+            );
+        }
+    }
+    assert_eq!(labelled, 2);
+}
+
+/// `check-jsonschema` of the linters' virtualenv (`.venv` in the workspace), else the PATH's.
+fn check_jsonschema(test: &str) -> std::path::PathBuf {
+    let venv = workspace_root().join(".venv/bin/check-jsonschema");
+    if venv.is_file() {
+        return venv;
+    }
+    tests::require_tool(test, "check-jsonschema");
+    "check-jsonschema".into()
+}
+
+/// Valid against the Compose Specification's JSON schema (tests/fixtures/compose-spec.json),
+/// offline; a file that breaks it is refused, so the check is real.
+#[test]
+#[ignore = "needs check-jsonschema (the linters' virtualenv): cargo xtask test, as root"]
+fn the_compose_example_is_valid_against_the_compose_specification() {
+    let program =
+        check_jsonschema("the_compose_example_is_valid_against_the_compose_specification");
+    let schema = workspace_root().join("tests/fixtures/compose-spec.json");
+    let check = |file: &Path| {
+        Command::new(&program)
+            .arg("--schemafile")
+            .arg(&schema)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = check(&workspace_root().join("deploy/compose.yaml"));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("compose.yaml");
+    std::fs::write(
+        &broken,
+        "services:\n  app:\n    group_add: docker\n    labels: 5\n",
+    )
+    .unwrap();
+    assert!(!check(&broken).status.success());
+}

@@ -132,14 +132,14 @@ fn apply(
     changes: Option<&mpsc::UnboundedSender<MountChange>>,
 ) -> bool {
     let notify = |id: u64, view: &MountView| {
-        // An optional mount is never a reason to restart the pod.
-        if let Some(changes) = changes.filter(|_| !view.spec.optional) {
+        if let Some(changes) = changes {
             let _ = changes.send(MountChange {
                 id,
                 mount: view.label(),
                 path: view.spec.shown_path.clone(),
                 health: view.state.health,
                 failure_count: view.state.failure_count,
+                optional: view.spec.optional,
             });
         }
     };
@@ -769,9 +769,10 @@ pub async fn check_until_healthy(
 mod tests {
     use super::*;
 
-    /// The watchdog hears of a required mount turning unhealthy, never of an optional one.
+    /// The actors hear of every mount turning unhealthy, each change saying whether its mount
+    /// is optional (the watchdog ignores those, Docker actions act on them).
     #[test]
-    fn optional_mounts_never_reach_the_watchdog() {
+    fn changes_say_whether_the_mount_is_optional() {
         let settings = Settings::default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut mounts = Vec::new();
@@ -803,9 +804,17 @@ mod tests {
                 .all(|(_, v)| v.state.health == Health::Unhealthy)
         );
         let heard: Vec<MountChange> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(heard.len(), 1, "{heard:?}");
-        assert_eq!(heard[0].mount, "m0");
-        assert_eq!(heard[0].health, Health::Unhealthy);
+        let heard: Vec<(&str, Health, bool)> = heard
+            .iter()
+            .map(|c| (c.mount.as_str(), c.health, c.optional))
+            .collect();
+        assert_eq!(
+            heard,
+            [
+                ("m0", Health::Unhealthy, false),
+                ("m1", Health::Unhealthy, true)
+            ]
+        );
     }
 
     #[test]

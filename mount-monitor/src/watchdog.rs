@@ -235,6 +235,8 @@ pub struct MountChange {
     /// `Unknown` when the mount is no longer monitored.
     pub health: Health,
     pub failure_count: u32,
+    /// Counts in no verdict over all mounts: the watchdog ignores it, Docker actions do not.
+    pub optional: bool,
 }
 
 /// Runs the watchdog for a serving monitor until it has nothing left to do, or until
@@ -404,6 +406,10 @@ impl Watchdog {
                 }
                 change = changes.recv() => {
                     let Some(change) = change else { return Verdict::Idle };
+                    // An optional mount is never a reason to restart the pod.
+                    if change.optional {
+                        continue;
+                    }
                     let reaction = machine.observe(
                         change.id,
                         &change.mount,

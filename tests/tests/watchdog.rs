@@ -837,6 +837,55 @@ fn a_pod_created_seconds_ago_is_deleted_at_once_when_its_healthy_mount_dies() {
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
 }
 
+/// An optional mount counts in no verdict: its failure deletes nothing, while a required mount's
+/// failure, afterwards, still deletes the pod.
+#[test]
+fn an_optional_mount_failing_does_not_get_the_pod_deleted() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+    let media = CanaryDir::new();
+    let extra = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path()), ("extra", extra.path())],
+        json!({"enabled": true}),
+    );
+    // The same config with `extra` optional.
+    let mut written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    written["mounts"][1]["optional"] = json!(true);
+    std::fs::write(&config, written.to_string()).unwrap();
+    let monitor = start(&config, cwd.path(), &double, &account);
+    armed_and_ready(&monitor);
+    extra.fail();
+    let started = Instant::now();
+    loop {
+        let (_, body) = monitor.get_json("/healthz/status");
+        if mount_json(&body, "extra")["status"] == "unhealthy" {
+            break;
+        }
+        assert!(
+            started.elapsed() < TRIGGER_LIMIT + Duration::from_secs(5),
+            "extra not unhealthy: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Long enough for a required mount's failure to have deleted the pod.
+    std::thread::sleep(TRIGGER_LIMIT);
+    assert_eq!(
+        double.lines(),
+        ["POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews"],
+        "only the access review: {}",
+        monitor.log()
+    );
+    monitor.wait_for("/healthz/ready", 200, Duration::from_secs(1));
+    assert_eq!(watchdog_of(&monitor)["state"], "armed");
+    media.fail();
+    let requests = double.wait_for_requests(4, TRIGGER_LIMIT + Duration::from_secs(5));
+    assert_restart_sequence(&requests[1..], TOKEN, media.path());
+}
+
 /// The storm guard: a pod that starts on a dead mount is not deleted (its successor would start
 /// on the same dead mount); it stays unready and says why. Once the mount has been healthy, its
 /// failure restarts the pod.

@@ -53,9 +53,9 @@ fn main() -> ExitCode {
 
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url.clone().unwrap_or_else(|| {
-            let listen = config::load(&overrides)
-                .map(|(s, _)| s.listen)
-                .unwrap_or_else(|_| Settings::default().listen);
+            let listen = server_settings(&overrides)
+                .map(|s| s.listen)
+                .unwrap_or_else(|| Settings::default().listen);
             let first = listen
                 .first()
                 .copied()
@@ -126,6 +126,32 @@ fn main() -> ExitCode {
     // A probe stuck in the kernel must not hold up the exit.
     runtime.shutdown_background();
     code
+}
+
+/// The settings of the server a health check asks about. In a container that is the serving
+/// mount-monitor at PID 1 (or under its init), read as it read them at its start: its command
+/// line, its environment, its working directory for a relative `--config` or `./config.json`.
+/// Elsewhere, this process's own options (`own`).
+fn server_settings(own: &config::Overrides) -> Option<Settings> {
+    let serving = healthcheck::candidates(std::path::Path::new("/proc"))
+        .into_iter()
+        .find_map(|process| {
+            let ignored: Vec<String> =
+                service_links::find(process.environment.clone(), &Cli::environment_variables())
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .collect();
+            let cli = Cli::parse_process(process.args, &process.environment, &ignored).ok()?;
+            let serves = matches!(cli.command, None | Some(Command::Serve))
+                && !cli.options.settings.init_container_mode;
+            serves.then_some((cli.options.settings, process.cwd))
+        });
+    match serving {
+        Some((overrides, cwd)) if std::env::set_current_dir(&cwd).is_ok() => {
+            config::load(&overrides).ok().map(|(settings, _)| settings)
+        }
+        _ => config::load(own).ok().map(|(settings, _)| settings),
+    }
 }
 
 /// The address to reach a server listening on `listen` from this host. An unspecified address

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mount_monitor::cli::{self, Cli, Command, Format};
-use mount_monitor::config::{self, Settings};
+use mount_monitor::config::{self, Origin, Settings};
 use mount_monitor::limits::ConnectionLimits;
 use mount_monitor::monitor;
 use mount_monitor::snapshot::{self, Shared};
@@ -15,9 +15,17 @@ use mount_monitor::{VERSION, healthcheck, http, logging, report, server, service
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
-/// Exit codes: 0 fine, 1 unhealthy or failed, 2 bad configuration (1 in init-container mode,
-/// as debrid-mount-monitor exits).
-const EXIT_BAD_CONFIG: u8 = 2;
+/// The exit code for a configuration error (README, Exit codes): serving exits 1 for the config
+/// file's and 2 for the command line's, as debrid-mount-monitor and its flag parser do; its
+/// init-container mode 1 for both; `check` 2 for both, since its 1 says a mount is unhealthy.
+fn bad_config(command: &Option<Command>, init_container_mode: bool, origin: Origin) -> ExitCode {
+    match (command, origin) {
+        (Some(Command::Check { .. }), _) => ExitCode::from(2),
+        _ if init_container_mode => ExitCode::FAILURE,
+        (_, Origin::File) => ExitCode::FAILURE,
+        (_, Origin::CommandLine) => ExitCode::from(2),
+    }
+}
 
 fn main() -> ExitCode {
     let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());
@@ -36,7 +44,7 @@ fn main() -> ExitCode {
             return if bad_value && cli::asks_for_init_container_mode(std::env::args_os()) {
                 ExitCode::FAILURE
             } else {
-                ExitCode::from(EXIT_BAD_CONFIG)
+                ExitCode::from(2)
             };
         }
     };
@@ -45,11 +53,7 @@ fn main() -> ExitCode {
     let init_container_mode =
         overrides.init_container_mode && matches!(cli.command, None | Some(Command::Serve));
     overrides.init_container_mode = init_container_mode;
-    let bad_config = if init_container_mode {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::from(EXIT_BAD_CONFIG)
-    };
+    let bad_config = |origin| bad_config(&cli.command, init_container_mode, origin);
 
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url.clone().unwrap_or_else(|| {
@@ -75,7 +79,7 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("mount-monitor: {e}");
-            return bad_config;
+            return bad_config(e.origin);
         }
     };
     if cli.options.strict_config && !warnings.is_empty() {
@@ -83,13 +87,13 @@ fn main() -> ExitCode {
             "mount-monitor: --strict-config: {}; fix this, or leave out --strict-config",
             warnings.join("; ")
         );
-        return bad_config;
+        return bad_config(Origin::File);
     }
     if init_container_mode && settings.mounts.is_empty() {
         eprintln!(
             "mount-monitor: at least one mount is required in init-container mode; list them under `mounts` in the config file or give --mount"
         );
-        return bad_config;
+        return bad_config(Origin::File);
     }
     logging::init(&settings);
     for (key, value) in &links {
@@ -118,7 +122,7 @@ fn main() -> ExitCode {
             if let Err(e) = settings.check_serve() {
                 // One line, as every other configuration error.
                 eprintln!("mount-monitor: {e}");
-                return ExitCode::from(EXIT_BAD_CONFIG);
+                return bad_config(Origin::File);
             }
             runtime.block_on(serve(settings))
         }

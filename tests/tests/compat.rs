@@ -447,7 +447,7 @@ fn config_json_is_read_as_go_reads_it() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let refused = run_briefly(dir.path(), &["--strict-config"], Duration::from_secs(5));
     assert!(
-        matches!(&refused, Some((2, err)) if err.contains("$schema")),
+        matches!(&refused, Some((1, err)) if err.contains("$schema")),
         "serve --strict-config: {refused:?}"
     );
     // TOML stays strict.
@@ -549,8 +549,13 @@ fn init_container_mode_behaves_as_there() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--log-level"), "{err}");
-    // `check` without mounts still discovers them and prints its table.
+    // A config file without mounts is an error for `check` too (exit 2); without a config
+    // file, `check` discovers the mounts and prints its table.
     std::fs::write(empty.path().join("config.json"), "{}").unwrap();
+    let (code, _, err) = run_in(empty.path(), ["check"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at least one mount is required"), "{err}");
+    std::fs::remove_file(empty.path().join("config.json")).unwrap();
     let (_, out, _) = run_in(empty.path(), ["check"], &[]);
     assert!(out.starts_with("MOUNT "), "{out}");
 }

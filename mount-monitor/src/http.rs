@@ -70,7 +70,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         shared,
         cache: Arc::default(),
     };
-    routes().with_state(api)
+    // The redirect comes before routing, so it wraps a router that holds the routes.
+    Router::new()
+        .fallback_service(routes().fallback(go_mux::not_found).with_state(api))
+        .layer(axum::middleware::from_fn(go_mux::redirect_unclean))
 }
 
 /// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.
@@ -648,6 +651,8 @@ impl QueryOptions {
         Ok(options)
     }
 }
+
+mod go_mux;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,153 @@
+//! What Go's `http.ServeMux` (debrid-mount-monitor's router, Go 1.21) does around the routes, so
+//! that clients see the same answers: an unclean path (`//healthz/ready`, `/healthz/./ready`) is
+//! redirected to its clean form with the query kept, and an unknown path is Go's plain 404.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+/// What Go's `url.URL.String` leaves unescaped in a path (`shouldEscape`, `encodePath`).
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b'/')
+    .remove(b':')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
+
+/// Middleware before routing: a 301 to the clean path when the decoded path is not clean, as
+/// the mux answers for every method.
+pub async fn redirect_unclean(request: Request, next: Next) -> Response {
+    let raw = request.uri().path();
+    // A path that does not decode to UTF-8 has no clean form Go would agree on: routing 404s it.
+    let Ok(decoded) = percent_decode_str(raw).decode_utf8() else {
+        return next.run(request).await;
+    };
+    let clean = clean_path(&decoded);
+    if clean == decoded {
+        return next.run(request).await;
+    }
+    let mut location = utf8_percent_encode(&clean, PATH).to_string();
+    if let Some(query) = request.uri().query().filter(|q| !q.is_empty()) {
+        location.push('?');
+        location.push_str(query);
+    }
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return next.run(request).await;
+    };
+    let status = StatusCode::MOVED_PERMANENTLY;
+    let mut response = if request.method() == axum::http::Method::GET {
+        // Go's `http.Redirect`: a short HTML body for old user agents, on GET only.
+        let body = format!(
+            "<a href=\"{}\">Moved Permanently</a>.\n\n",
+            html_escape(&location)
+        );
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    } else if request.method() == axum::http::Method::HEAD {
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")]).into_response()
+    } else {
+        status.into_response()
+    };
+    response.headers_mut().insert(header::LOCATION, value);
+    response
+}
+
+/// Go's `http.NotFound`.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "404 page not found\n",
+    )
+        .into_response()
+}
+
+/// Go's `cleanPath` in net/http: `path.Clean` on a rooted path (no `.`, `..` or empty
+/// segments; `..` stops at the root), keeping a trailing slash.
+pub fn clean_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    let mut clean = format!("/{}", segments.join("/"));
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    clean
+}
+
+/// Go's `htmlEscape` in net/http (`html.EscapeString`'s replacements).
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&#34;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cases from Go's `path.Clean` and `cleanPath` tests.
+    #[test]
+    fn paths_are_cleaned_as_go_cleans_them() {
+        for (path, clean) in [
+            ("/", "/"),
+            ("", "/"),
+            ("/healthz/ready", "/healthz/ready"),
+            ("//healthz/ready", "/healthz/ready"),
+            ("/healthz//ready", "/healthz/ready"),
+            ("/healthz/./ready", "/healthz/ready"),
+            ("/healthz/../healthz/ready", "/healthz/ready"),
+            ("/../healthz/ready", "/healthz/ready"),
+            ("/healthz/ready/", "/healthz/ready/"),
+            ("/healthz/ready/.", "/healthz/ready"),
+            ("/healthz/ready//", "/healthz/ready/"),
+            ("/a/b/../..", "/"),
+            ("/a/b/../../", "/"),
+            ("/abc/def/../../..", "/"),
+            ("/abc/./../def", "/def"),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn html_in_a_location_is_escaped() {
+        assert_eq!(
+            html_escape("/a?x=1&y=\"'<>"),
+            "/a?x=1&amp;y=&#34;&#39;&lt;&gt;"
+        );
+    }
+}

@@ -126,6 +126,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Connections one client address may hold at once.
     pub max_connections_per_peer: usize,
+    /// The default canary file name, relative to each mount (`canaryFile`).
+    pub canary_file: String,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -195,6 +197,7 @@ impl Default for Settings {
             metrics_detail: MetricsDetail::Basic,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_peer: crate::limits::DEFAULT_PER_PEER,
+            canary_file: DEFAULT_CANARY_FILE.to_owned(),
             mounts: Vec::new(),
             config_file: None,
             watchdog: WatchdogSettings::default(),
@@ -830,6 +833,7 @@ fn resolve(
         }
     }
     s.mounts = mounts;
+    s.canary_file = default_canary;
     Ok(s)
 }
 

@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn environ_and_cmdline_are_split_on_nul() {
         assert_eq!(
-            nul_separated(b"/mount-monitor\0--http-port\019191\0"),
+            nul_separated(b"/mount-monitor\0--http-port\x0019191\0"),
             ["/mount-monitor", "--http-port", "19191"]
         );
         assert_eq!(

@@ -249,6 +249,35 @@ async fn serve(settings: Settings) -> ExitCode {
         settings.max_connections_per_peer,
     );
     let settings = Arc::new(settings);
+    let go = mount_monitor::duration::format_go;
+    // debrid-mount-monitor's first two lines, which its users' log queries may look for.
+    tracing::info!(
+        source = %settings.config_file.as_deref().map_or("environment".into(), |p| p.display().to_string()),
+        mounts = settings.mounts.len(),
+        "configuration loaded"
+    );
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    tracing::info!(
+        version = VERSION,
+        check_interval = go(settings.check_interval),
+        read_timeout = go(settings.timeout),
+        shutdown_timeout = go(settings.shutdown_timeout),
+        failure_threshold = settings.failure_threshold,
+        http_port = port,
+        log_level = format!("{:?}", settings.log_level).to_lowercase(),
+        log_format = format!(
+            "{:?}",
+            settings.log_format.unwrap_or(config::LogFormat::Json)
+        )
+        .to_lowercase(),
+        canary_file = settings.canary_file,
+        watchdog_enabled = settings.watchdog.enabled,
+        watchdog_restart_delay = go(settings.watchdog.restart_delay),
+        "starting mount monitor"
+    );
     tracing::info!(
         version = VERSION,
         listen = %addresses,
@@ -263,11 +292,11 @@ async fn serve(settings: Settings) -> ExitCode {
         "mount-monitor started"
     );
     for spec in &settings.mounts {
-        let check_type = match &spec.check {
-            config::DataCheck::Canary(_) => "canary",
-            config::DataCheck::Directory => "directory",
-            config::DataCheck::List => "list",
-            config::DataCheck::None => "none",
+        let (check_type, canary) = match &spec.check {
+            config::DataCheck::Canary(file) => ("canary", Some(file.display().to_string())),
+            config::DataCheck::Directory => ("directory", None),
+            config::DataCheck::List => ("list", None),
+            config::DataCheck::None => ("none", None),
         };
         tracing::info!(
             name = spec.name.as_deref().unwrap_or(""),
@@ -276,7 +305,18 @@ async fn serve(settings: Settings) -> ExitCode {
             failureThreshold = spec.failure_threshold,
             mount = spec.label(),
             readyz = http::readyz_path(&spec.label()),
+            canary,
             "mount registered"
+        );
+    }
+    let pod_name_set = std::env::var_os("POD_NAME").is_some_and(|v| !v.is_empty());
+    let pod_namespace_set = std::env::var_os("POD_NAMESPACE").is_some_and(|v| !v.is_empty());
+    if settings.watchdog.enabled && !(pod_name_set && pod_namespace_set) {
+        tracing::warn!(
+            pod_name_set,
+            pod_namespace_set,
+            hint = "set POD_NAME and POD_NAMESPACE env vars via Downward API",
+            "watchdog enabled but pod identity not configured"
         );
     }
     let shared = Shared::new(Arc::clone(&settings));
@@ -290,6 +330,7 @@ async fn serve(settings: Settings) -> ExitCode {
         stopping,
     ));
     monitor::start(Arc::clone(&shared));
+    tracing::info!(port, "http server started");
     let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = {
         let gave_up = Arc::clone(&gave_up);
@@ -300,6 +341,7 @@ async fn serve(settings: Settings) -> ExitCode {
                     gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            tracing::info!("monitor shutting down");
             let _ = stopping_tx.send(true);
         }
     };
@@ -312,6 +354,7 @@ async fn serve(settings: Settings) -> ExitCode {
     )
     .await;
     tracing::info!("mount-monitor stopped");
+    tracing::info!("shutdown complete");
     // The watchdog could not delete the pod: restarting this container is what is left.
     if gave_up.load(std::sync::atomic::Ordering::Relaxed) {
         return ExitCode::FAILURE;
@@ -328,11 +371,12 @@ async fn shutdown_signal() {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
+    // Go's names of the signals, as debrid-mount-monitor logs them.
     let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
     };
-    tracing::info!(signal = name, "shutting down");
+    tracing::info!(signal = name, "received shutdown signal");
 }
 
 /// Many idle clients must not exhaust the default soft limit of 1024 descriptors.

@@ -307,7 +307,8 @@ fn exit_codes_follow_the_table() {
         ),
     ];
     let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let command_line_errors: Vec<(Vec<String>, &[(&str, &str)], &str)> = vec![
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let command_line_errors: Vec<(Vec<String>, Env, &str)> = vec![
         (args(&["--listen", "nowhere"]), &[], "--listen"),
         (
             args(&["--failure-threshold", "0"]),

@@ -136,6 +136,7 @@ fn apply(
             let _ = changes.send(MountChange {
                 id,
                 mount: view.label(),
+                path: view.spec.shown_path.clone(),
                 health: view.state.health,
                 failure_count: view.state.failure_count,
             });

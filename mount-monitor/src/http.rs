@@ -70,10 +70,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         shared,
         cache: Arc::default(),
     };
-    // The redirect comes before routing, so it wraps a router that holds the routes.
-    Router::new()
-        .fallback_service(routes().fallback(go_mux::not_found).with_state(api))
-        .layer(axum::middleware::from_fn(go_mux::redirect_unclean))
+    routes().fallback(go_mux::fallback).with_state(api)
 }
 
 /// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.
@@ -496,7 +493,12 @@ async fn readyz_one(
     State(shared): State<Arc<Shared>>,
     Path(mount): Path<String>,
     RawQuery(query): RawQuery,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
 ) -> Response {
+    if let Some(redirect) = go_mux::redirect_unclean(&method, &uri) {
+        return redirect;
+    }
     let options = match QueryOptions::parse(query.as_deref()) {
         Ok(options) => options,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),

@@ -2,9 +2,7 @@
 //! that clients see the same answers: an unclean path (`//healthz/ready`, `/healthz/./ready`) is
 //! redirected to its clean form with the query kept, and an unknown path is Go's plain 404.
 
-use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -24,28 +22,25 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'=')
     .remove(b'@');
 
-/// Middleware before routing: a 301 to the clean path when the decoded path is not clean, as
-/// the mux answers for every method.
-pub async fn redirect_unclean(request: Request, next: Next) -> Response {
-    let raw = request.uri().path();
-    // A path that does not decode to UTF-8 has no clean form Go would agree on: routing 404s it.
-    let Ok(decoded) = percent_decode_str(raw).decode_utf8() else {
-        return next.run(request).await;
-    };
+/// The mux's 301 when the decoded path of `uri` is not clean, for every method; `None` when it
+/// is. Asked where routing ends without a route (the fallback, and `/readyz/{*mount}`, whose
+/// wildcard takes `./x`), which is where an unclean path lands: a smaller binary than a
+/// middleware in front of the router.
+pub fn redirect_unclean(method: &Method, uri: &Uri) -> Option<Response> {
+    // A path that does not decode to UTF-8 has no clean form Go would agree on: 404 it.
+    let decoded = percent_decode_str(uri.path()).decode_utf8().ok()?;
     let clean = clean_path(&decoded);
     if clean == decoded {
-        return next.run(request).await;
+        return None;
     }
     let mut location = utf8_percent_encode(&clean, PATH).to_string();
-    if let Some(query) = request.uri().query().filter(|q| !q.is_empty()) {
+    if let Some(query) = uri.query().filter(|q| !q.is_empty()) {
         location.push('?');
         location.push_str(query);
     }
-    let Ok(value) = HeaderValue::from_str(&location) else {
-        return next.run(request).await;
-    };
+    let value = HeaderValue::from_str(&location).ok()?;
     let status = StatusCode::MOVED_PERMANENTLY;
-    let mut response = if request.method() == axum::http::Method::GET {
+    let mut response = if method == Method::GET {
         // Go's `http.Redirect`: a short HTML body for old user agents, on GET only.
         let body = format!(
             "<a href=\"{}\">Moved Permanently</a>.\n\n",
@@ -57,17 +52,22 @@ pub async fn redirect_unclean(request: Request, next: Next) -> Response {
             body,
         )
             .into_response()
-    } else if request.method() == axum::http::Method::HEAD {
+    } else if method == Method::HEAD {
         (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")]).into_response()
     } else {
         status.into_response()
     };
     response.headers_mut().insert(header::LOCATION, value);
-    response
+    Some(response)
+}
+
+/// No route: the mux's 301 for an unclean path, else its 404.
+pub async fn fallback(method: Method, uri: Uri) -> Response {
+    redirect_unclean(&method, &uri).unwrap_or_else(not_found)
 }
 
 /// Go's `http.NotFound`.
-pub async fn not_found() -> Response {
+pub fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         [

@@ -493,7 +493,12 @@ async fn readyz_one(
     State(shared): State<Arc<Shared>>,
     Path(mount): Path<String>,
     RawQuery(query): RawQuery,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
 ) -> Response {
+    if let Some(redirect) = go_mux::redirect_unclean(&method, &uri) {
+        return redirect;
+    }
     let options = match QueryOptions::parse(query.as_deref()) {
         Ok(options) => options,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),

@@ -608,6 +608,7 @@ async fn unclean_paths_redirect_to_the_clean_one_with_the_query() {
         ("/healthz/../healthz/ready", "/healthz/ready"),
         ("/healthz//ready?x=1&y", "/healthz/ready?x=1&y"),
         ("/healthz/%2E/ready", "/healthz/ready"),
+        ("/readyz/./media", "/readyz/media"),
         ("//nope/", "/nope/"),
     ] {
         let response = response(&app, Method::GET, uri).await;

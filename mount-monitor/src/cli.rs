@@ -1,6 +1,8 @@
 //! The command line. Every option also reads a `MOUNT_MONITOR_…` environment variable; flags
 //! win over the environment, which wins over the config file.
 
+use std::ffi::OsString;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
@@ -66,12 +68,42 @@ impl Cli {
     /// The command line and the environment, leaving out the variables in `ignored` (service
     /// links, see [`crate::service_links`]) as if they were not set.
     pub fn parse_ignoring(ignored: &[String]) -> Result<Cli, clap::Error> {
+        let environment: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        Cli::parse_process(std::env::args_os().collect(), &environment, ignored)
+    }
+
+    /// The options a process with this command line and this environment runs with: this
+    /// process's own, or the server's that `healthcheck` follows (read from `/proc/PID`), so
+    /// that both are read by the one parser. clap reads variables only from this process's own
+    /// environment, so each variable the command line leaves unset becomes `--flag=value` after
+    /// it: a flag still wins over its variable, and a bad value names the flag as clap does.
+    pub fn parse_process(
+        args: Vec<OsString>,
+        environment: &[(OsString, OsString)],
+        ignored: &[String],
+    ) -> Result<Cli, clap::Error> {
+        use clap::parser::ValueSource;
         use clap::{CommandFactory, FromArgMatches};
-        let command = Cli::command().mut_args(|arg| match arg.get_env() {
-            Some(var) if ignored.iter().any(|i| var == i.as_str()) => arg.env(None::<&str>),
-            _ => arg,
-        });
-        let mut matches = command.try_get_matches()?;
+        let with_variables = Cli::command();
+        let without = with_variables.clone().mut_args(|arg| arg.env(None::<&str>));
+        let given = without.clone().try_get_matches_from(&args)?;
+        let mut args = args;
+        for arg in with_variables.get_arguments() {
+            let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if ignored.iter().any(|i| var == i.as_str())
+                || given.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+            {
+                continue;
+            }
+            if let Some((_, value)) = environment.iter().find(|(key, _)| key == var) {
+                let mut flag = OsString::from(format!("--{long}="));
+                flag.push(value);
+                args.push(flag);
+            }
+        }
+        let mut matches = without.try_get_matches_from(args)?;
         Cli::from_arg_matches_mut(&mut matches)
     }
 }
@@ -190,6 +222,45 @@ mod tests {
         assert!(
             vars.iter().all(|v| v.starts_with("MOUNT_MONITOR_")),
             "{vars:?}"
+        );
+    }
+
+    #[test]
+    fn another_process_is_read_with_its_own_environment() {
+        let environment: Vec<(OsString, OsString)> = [
+            ("MOUNT_MONITOR_HTTP_PORT", "9000"),
+            ("MOUNT_MONITOR_LISTEN", "127.0.0.1:1,[::1]:2"),
+            ("MOUNT_MONITOR_CONFIG", "/etc/mm/config.json"),
+            ("MOUNT_MONITOR_MOUNTS", "tcp://10.0.0.1:80"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let parse = |args: &[&str]| {
+            let args = std::iter::once("mount-monitor")
+                .chain(args.iter().copied())
+                .map(OsString::from)
+                .collect();
+            Cli::parse_process(args, &environment, &["MOUNT_MONITOR_MOUNTS".to_owned()])
+                .map_err(|e| one_line(&e))
+        };
+        let cli = parse(&["serve", "--http-port", "19191"]).unwrap();
+        let settings = &cli.options.settings;
+        assert_eq!(settings.http_port, Some(19191), "the flag wins");
+        assert_eq!(settings.listen.len(), 2, "{:?}", settings.listen);
+        assert_eq!(
+            settings.config.as_deref(),
+            Some(std::path::Path::new("/etc/mm/config.json"))
+        );
+        assert!(settings.mounts.is_empty(), "an ignored variable is unset");
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.options.settings.http_port, Some(9000));
+        let bad = [("MOUNT_MONITOR_HTTP_PORT".into(), "x".into())];
+        let error = Cli::parse_process(vec!["mount-monitor".into()], &bad, &[]).unwrap_err();
+        assert!(
+            one_line(&error).contains("--http-port"),
+            "{}",
+            one_line(&error)
         );
     }
 

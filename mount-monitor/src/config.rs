@@ -130,6 +130,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Connections one client address may hold at once.
     pub max_connections_per_peer: usize,
+    /// The default canary file name, relative to each mount (`canaryFile`).
+    pub canary_file: String,
     /// Empty: discover every real mount each round.
     pub mounts: Vec<MountSpec>,
     /// Where the settings came from, for the startup log line.
@@ -208,6 +210,7 @@ impl Default for Settings {
             metrics_detail: MetricsDetail::Basic,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_peer: crate::limits::DEFAULT_PER_PEER,
+            canary_file: DEFAULT_CANARY_FILE.to_owned(),
             mounts: Vec::new(),
             config_file: None,
             watchdog: WatchdogSettings::default(),
@@ -439,19 +442,66 @@ struct FileWatchdog {
     min_pod_age: Option<GoDuration>,
 }
 
+/// Where a configuration error was written, which decides the exit code (README, Exit codes):
+/// debrid-mount-monitor exits 1 for its config file's errors, and its flag parser 2 for a bad
+/// command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file, or the file together with the flags (a flag's timeout above the file's
+    /// interval): the file is what the user edits to fix it.
+    File,
+    /// The flags or the environment alone.
+    CommandLine,
+}
+
+/// A configuration error and where it was written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{error}")]
+pub struct LoadError {
+    pub error: ConfigError,
+    pub origin: Origin,
+}
+
 /// Loads and validates the configuration.
-pub fn load(overrides: &Overrides) -> Result<(Settings, Warnings), ConfigError> {
+pub fn load(overrides: &Overrides) -> Result<(Settings, Warnings), LoadError> {
+    let in_file = |error| LoadError {
+        error,
+        origin: Origin::File,
+    };
     let mut warnings = Warnings::new();
     let (mut file, file_path) = match &overrides.config {
-        Some(path) => (read_file(path, &mut warnings)?, Some(path.clone())),
+        Some(path) => (
+            read_file(path, &mut warnings).map_err(in_file)?,
+            Some(path.clone()),
+        ),
         None if Path::new("config.json").is_file() => {
             let path = PathBuf::from("config.json");
-            (read_file(&path, &mut warnings)?, Some(path))
+            (
+                read_file(&path, &mut warnings).map_err(in_file)?,
+                Some(path),
+            )
         }
         None => (FileConfig::default(), None),
     };
     warnings.append(&mut file.ignored);
-    let mut settings = resolve(file, file_path.as_deref(), overrides)?;
+    let mut settings = resolve(file, file_path.as_deref(), overrides).map_err(|error| {
+        // An error the flags make without any file is theirs.
+        let origin = match resolve(FileConfig::default(), None, overrides) {
+            Err(_) => Origin::CommandLine,
+            Ok(_) => Origin::File,
+        };
+        LoadError { error, origin }
+    })?;
+    // Discovery is for running without a config file, as in debrid-mount-monitor, which
+    // requires mounts in its file: a file without any is a mistake, not a wish to watch all.
+    if let Some(path) = &file_path
+        && settings.mounts.is_empty()
+    {
+        return Err(in_file(ConfigError(format!(
+            "config file {}: at least one mount is required; list them under `mounts`, give --mount, or leave out the config file to monitor every mount",
+            path.display()
+        ))));
+    }
     warnings.extend(duplicate_names(&settings.mounts));
     settings.config_file = file_path;
     Ok((settings, warnings))
@@ -826,6 +876,7 @@ fn resolve(
         }
     }
     s.mounts = mounts;
+    s.canary_file = default_canary;
     Ok(s)
 }
 

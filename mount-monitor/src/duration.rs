@@ -139,6 +139,41 @@ fn leading_fraction(s: &[u8]) -> (u64, f64, &[u8]) {
     (x, scale, &s[digits..])
 }
 
+/// A duration as Go's `Duration.String` writes it (`"30s"`, `"500ms"`, `"1m30s"`, `"1h0m0s"`,
+/// `"0s"`): debrid-mount-monitor's log lines carry durations in this form.
+pub fn format_go(duration: std::time::Duration) -> String {
+    /// `whole.fraction` of `nanos` in `unit`, without trailing zeros.
+    fn decimal(nanos: u128, unit: u128, digits: usize) -> String {
+        let (whole, fraction) = (nanos / unit, nanos % unit);
+        if fraction == 0 {
+            whole.to_string()
+        } else {
+            let fraction = format!("{fraction:0digits$}");
+            format!("{whole}.{}", fraction.trim_end_matches('0'))
+        }
+    }
+    let nanos = duration.as_nanos();
+    match nanos {
+        0 => "0s".to_owned(),
+        1..1_000 => format!("{nanos}ns"),
+        1_000..1_000_000 => format!("{}\u{b5}s", decimal(nanos, 1_000, 3)),
+        1_000_000..1_000_000_000 => format!("{}ms", decimal(nanos, 1_000_000, 6)),
+        _ => {
+            let secs = duration.as_secs();
+            let seconds = decimal(
+                u128::from(secs % 60) * 1_000_000_000 + u128::from(duration.subsec_nanos()),
+                1_000_000_000,
+                9,
+            );
+            match (secs / 3600, secs / 60 % 60) {
+                (0, 0) => format!("{seconds}s"),
+                (0, minutes) => format!("{minutes}m{seconds}s"),
+                (hours, minutes) => format!("{hours}h{minutes}m{seconds}s"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +237,29 @@ mod tests {
             parse_go("1d").unwrap_err().to_string(),
             "time: unknown unit \"d\" in duration \"1d\""
         );
+    }
+
+    /// Go's own `Duration.String` examples.
+    #[test]
+    fn formats_as_go_does() {
+        use std::time::Duration;
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(1_100), "1.1\u{b5}s"),
+            (Duration::from_micros(2_200), "2.2ms"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(3_300), "3.3s"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_millis(4 * 60_000 + 5_001), "4m5.001s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (
+                Duration::from_millis(5 * 3_600_000 + 6 * 60_000 + 7_001),
+                "5h6m7.001s",
+            ),
+        ] {
+            assert_eq!(format_go(duration), text, "{duration:?}");
+        }
     }
 }

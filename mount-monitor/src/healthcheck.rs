@@ -1,9 +1,77 @@
 //! `mount-monitor healthcheck`: a tiny HTTP/1.1 client for container `HEALTHCHECK`s in a scratch
 //! image, where there is no shell and no curl.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A process running this same binary, as `/proc` shows it: what the server that a container's
+/// `HEALTHCHECK` asks about was started with, whatever `docker run` gave it.
+#[derive(Debug)]
+pub struct Process {
+    pub args: Vec<OsString>,
+    pub environment: Vec<(OsString, OsString)>,
+    /// `/proc/PID/cwd`: entering it works across mount namespaces, unlike the path it names.
+    pub cwd: PathBuf,
+}
+
+/// In a container, the server is PID 1, or a child of PID 1 when an init runs first
+/// (`docker run --init`): the processes of this binary among them, in that order. Outside a
+/// container PID 1 is the host's init, and it and its children are another binary or not
+/// readable (another user's `/proc/PID/environ`): none.
+pub fn candidates(proc: &Path) -> Vec<Process> {
+    let Ok(ours) = proc.join("self/exe").metadata() else {
+        return Vec::new();
+    };
+    let mut pids = vec!["1".to_owned()];
+    if let Ok(tasks) = std::fs::read_dir(proc.join("1/task")) {
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                pids.extend(children.split_whitespace().map(str::to_owned));
+            }
+        }
+    }
+    pids.iter()
+        .filter_map(|pid| {
+            let dir = proc.join(pid);
+            let exe = dir.join("exe").metadata().ok()?;
+            if (exe.dev(), exe.ino()) != (ours.dev(), ours.ino()) {
+                return None;
+            }
+            Some(Process {
+                args: nul_separated(&std::fs::read(dir.join("cmdline")).ok()?),
+                environment: nul_separated(&std::fs::read(dir.join("environ")).ok()?)
+                    .into_iter()
+                    .filter_map(|entry| {
+                        let entry = entry.into_vec();
+                        let eq = entry.iter().position(|&b| b == b'=')?;
+                        Some((
+                            OsString::from_vec(entry[..eq].to_vec()),
+                            OsString::from_vec(entry[eq + 1..].to_vec()),
+                        ))
+                    })
+                    .collect(),
+                cwd: dir.join("cwd"),
+            })
+        })
+        .collect()
+}
+
+/// `/proc/PID/cmdline` and `environ`: each entry ends with a NUL; an empty argument is one.
+fn nul_separated(bytes: &[u8]) -> Vec<OsString> {
+    match bytes.strip_suffix(&[0]) {
+        None if bytes.is_empty() => Vec::new(),
+        rest => rest
+            .unwrap_or(bytes)
+            .split(|&b| b == 0)
+            .map(|part| OsString::from_vec(part.to_vec()))
+            .collect(),
+    }
+}
 
 /// Exit 0 on HTTP 200, 1 otherwise; the whole exchange is bounded by `limit`.
 pub fn run(url: &str, limit: Duration) -> Result<(), String> {
@@ -104,6 +172,26 @@ mod tests {
             Some(503)
         );
         assert_eq!(parse_status_line(b"SSH-2.0\r\n"), None);
+    }
+
+    #[test]
+    fn environ_and_cmdline_are_split_on_nul() {
+        assert_eq!(
+            nul_separated(b"/mount-monitor\0--http-port\x0019191\0"),
+            ["/mount-monitor", "--http-port", "19191"]
+        );
+        assert_eq!(
+            nul_separated(b"/mount-monitor\0--config\0\0"),
+            ["/mount-monitor", "--config", ""]
+        );
+        assert!(nul_separated(b"").is_empty());
+    }
+
+    /// This test binary is no mount-monitor: PID 1 of this machine or container is not one of
+    /// its processes, so the health check keeps its own settings.
+    #[test]
+    fn another_binary_is_no_candidate() {
+        assert!(candidates(Path::new("/proc")).is_empty());
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         shared,
         cache: Arc::default(),
     };
-    routes().with_state(api)
+    routes().fallback(go_mux::fallback).with_state(api)
 }
 
 /// GET (and HEAD) only; anything else is 405 with debrid-mount-monitor's body.
@@ -516,7 +516,12 @@ async fn readyz_one(
     State(shared): State<Arc<Shared>>,
     Path(mount): Path<String>,
     RawQuery(query): RawQuery,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
 ) -> Response {
+    if let Some(redirect) = go_mux::redirect_unclean(&method, &uri) {
+        return redirect;
+    }
     let options = match QueryOptions::parse(query.as_deref()) {
         Ok(options) => options,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
@@ -673,6 +678,8 @@ impl QueryOptions {
         Ok(options)
     }
 }
+
+mod go_mux;
 
 #[cfg(test)]
 mod tests;

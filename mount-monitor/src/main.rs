@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mount_monitor::cli::{self, Cli, Command, Format};
-use mount_monitor::config::{self, Settings};
+use mount_monitor::config::{self, Origin, Settings};
 use mount_monitor::limits::ConnectionLimits;
 use mount_monitor::monitor;
 use mount_monitor::snapshot::{self, Shared};
@@ -17,9 +17,17 @@ use mount_monitor::{
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
-/// Exit codes: 0 fine, 1 unhealthy or failed, 2 bad configuration (1 in init-container mode,
-/// as debrid-mount-monitor exits).
-const EXIT_BAD_CONFIG: u8 = 2;
+/// The exit code for a configuration error (README, Exit codes): serving exits 1 for the config
+/// file's and 2 for the command line's, as debrid-mount-monitor and its flag parser do; its
+/// init-container mode 1 for both; `check` 2 for both, since its 1 says a mount is unhealthy.
+fn bad_config(command: &Option<Command>, init_container_mode: bool, origin: Origin) -> ExitCode {
+    match (command, origin) {
+        (Some(Command::Check { .. }), _) => ExitCode::from(2),
+        _ if init_container_mode => ExitCode::FAILURE,
+        (_, Origin::File) => ExitCode::FAILURE,
+        (_, Origin::CommandLine) => ExitCode::from(2),
+    }
+}
 
 fn main() -> ExitCode {
     let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());
@@ -38,7 +46,7 @@ fn main() -> ExitCode {
             return if bad_value && cli::asks_for_init_container_mode(std::env::args_os()) {
                 ExitCode::FAILURE
             } else {
-                ExitCode::from(EXIT_BAD_CONFIG)
+                ExitCode::from(2)
             };
         }
     };
@@ -47,17 +55,13 @@ fn main() -> ExitCode {
     let init_container_mode =
         overrides.init_container_mode && matches!(cli.command, None | Some(Command::Serve));
     overrides.init_container_mode = init_container_mode;
-    let bad_config = if init_container_mode {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::from(EXIT_BAD_CONFIG)
-    };
+    let bad_config = |origin| bad_config(&cli.command, init_container_mode, origin);
 
     if let Some(Command::Healthcheck { url }) = &cli.command {
         let url = url.clone().unwrap_or_else(|| {
-            let listen = config::load(&overrides)
-                .map(|(s, _)| s.listen)
-                .unwrap_or_else(|_| Settings::default().listen);
+            let listen = server_settings(&overrides)
+                .map(|s| s.listen)
+                .unwrap_or_else(|| Settings::default().listen);
             let first = listen
                 .first()
                 .copied()
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("mount-monitor: {e}");
-            return bad_config;
+            return bad_config(e.origin);
         }
     };
     if cli.options.strict_config && !warnings.is_empty() {
@@ -85,13 +89,13 @@ fn main() -> ExitCode {
             "mount-monitor: --strict-config: {}; fix this, or leave out --strict-config",
             warnings.join("; ")
         );
-        return bad_config;
+        return bad_config(Origin::File);
     }
     if init_container_mode && settings.mounts.is_empty() {
         eprintln!(
             "mount-monitor: at least one mount is required in init-container mode; list them under `mounts` in the config file or give --mount"
         );
-        return bad_config;
+        return bad_config(Origin::File);
     }
     logging::init(&settings);
     for (key, value) in &links {
@@ -126,7 +130,7 @@ fn main() -> ExitCode {
             if let Err(e) = settings.check_serve() {
                 // One line, as every other configuration error.
                 eprintln!("mount-monitor: {e}");
-                return ExitCode::from(EXIT_BAD_CONFIG);
+                return bad_config(Origin::File);
             }
             let docker = if settings.docker_actions {
                 let host = std::env::var("DOCKER_HOST").ok();
@@ -134,7 +138,7 @@ fn main() -> ExitCode {
                     Ok(socket) => Some(docker::engine::Engine::new(socket)),
                     Err(e) => {
                         eprintln!("mount-monitor: {e}");
-                        return ExitCode::from(EXIT_BAD_CONFIG);
+                        return bad_config(Origin::CommandLine);
                     }
                 }
             } else {
@@ -146,6 +150,32 @@ fn main() -> ExitCode {
     // A probe stuck in the kernel must not hold up the exit.
     runtime.shutdown_background();
     code
+}
+
+/// The settings of the server a health check asks about. In a container that is the serving
+/// mount-monitor at PID 1 (or under its init), read as it read them at its start: its command
+/// line, its environment, its working directory for a relative `--config` or `./config.json`.
+/// Elsewhere, this process's own options (`own`).
+fn server_settings(own: &config::Overrides) -> Option<Settings> {
+    let serving = healthcheck::candidates(std::path::Path::new("/proc"))
+        .into_iter()
+        .find_map(|process| {
+            let ignored: Vec<String> =
+                service_links::find(process.environment.clone(), &Cli::environment_variables())
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .collect();
+            let cli = Cli::parse_process(process.args, &process.environment, &ignored).ok()?;
+            let serves = matches!(cli.command, None | Some(Command::Serve))
+                && !cli.options.settings.init_container_mode;
+            serves.then_some((cli.options.settings, process.cwd))
+        });
+    match serving {
+        Some((overrides, cwd)) if std::env::set_current_dir(&cwd).is_ok() => {
+            config::load(&overrides).ok().map(|(settings, _)| settings)
+        }
+        _ => config::load(own).ok().map(|(settings, _)| settings),
+    }
 }
 
 /// The address to reach a server listening on `listen` from this host. An unspecified address
@@ -245,6 +275,35 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         settings.max_connections_per_peer,
     );
     let settings = Arc::new(settings);
+    let go = mount_monitor::duration::format_go;
+    // debrid-mount-monitor's first two lines, which its users' log queries may look for.
+    tracing::info!(
+        source = %settings.config_file.as_deref().map_or("environment".into(), |p| p.display().to_string()),
+        mounts = settings.mounts.len(),
+        "configuration loaded"
+    );
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port());
+    tracing::info!(
+        version = VERSION,
+        check_interval = go(settings.check_interval),
+        read_timeout = go(settings.timeout),
+        shutdown_timeout = go(settings.shutdown_timeout),
+        failure_threshold = settings.failure_threshold,
+        http_port = port,
+        log_level = format!("{:?}", settings.log_level).to_lowercase(),
+        log_format = format!(
+            "{:?}",
+            settings.log_format.unwrap_or(config::LogFormat::Json)
+        )
+        .to_lowercase(),
+        canary_file = settings.canary_file,
+        watchdog_enabled = settings.watchdog.enabled,
+        watchdog_restart_delay = go(settings.watchdog.restart_delay),
+        "starting mount monitor"
+    );
     tracing::info!(
         version = VERSION,
         listen = %addresses,
@@ -259,11 +318,11 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         "mount-monitor started"
     );
     for spec in &settings.mounts {
-        let check_type = match &spec.check {
-            config::DataCheck::Canary(_) => "canary",
-            config::DataCheck::Directory => "directory",
-            config::DataCheck::List => "list",
-            config::DataCheck::None => "none",
+        let (check_type, canary) = match &spec.check {
+            config::DataCheck::Canary(file) => ("canary", Some(file.display().to_string())),
+            config::DataCheck::Directory => ("directory", None),
+            config::DataCheck::List => ("list", None),
+            config::DataCheck::None => ("none", None),
         };
         tracing::info!(
             name = spec.name.as_deref().unwrap_or(""),
@@ -272,7 +331,18 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
             failureThreshold = spec.failure_threshold,
             mount = spec.label(),
             readyz = http::readyz_path(&spec.label()),
+            canary,
             "mount registered"
+        );
+    }
+    let pod_name_set = std::env::var_os("POD_NAME").is_some_and(|v| !v.is_empty());
+    let pod_namespace_set = std::env::var_os("POD_NAMESPACE").is_some_and(|v| !v.is_empty());
+    if settings.watchdog.enabled && !(pod_name_set && pod_namespace_set) {
+        tracing::warn!(
+            pod_name_set,
+            pod_namespace_set,
+            hint = "set POD_NAME and POD_NAMESPACE env vars via Downward API",
+            "watchdog enabled but pod identity not configured"
         );
     }
     let shared = Shared::new(Arc::clone(&settings));
@@ -294,6 +364,7 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         stopping,
     ));
     monitor::start(Arc::clone(&shared));
+    tracing::info!(port, "http server started");
     let gave_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop = {
         let gave_up = Arc::clone(&gave_up);
@@ -304,6 +375,7 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
                     gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            tracing::info!("monitor shutting down");
             let _ = stopping_tx.send(true);
         }
     };
@@ -316,6 +388,7 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
     )
     .await;
     tracing::info!("mount-monitor stopped");
+    tracing::info!("shutdown complete");
     // The watchdog could not delete the pod: restarting this container is what is left.
     if gave_up.load(std::sync::atomic::Ordering::Relaxed) {
         return ExitCode::FAILURE;
@@ -351,11 +424,12 @@ async fn shutdown_signal() {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };
+    // Go's names of the signals, as debrid-mount-monitor logs them.
     let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
     };
-    tracing::info!(signal = name, "shutting down");
+    tracing::info!(signal = name, "received shutdown signal");
 }
 
 /// Many idle clients must not exhaust the default soft limit of 1024 descriptors.

@@ -13,6 +13,7 @@
 
 pub mod machine;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -260,6 +261,7 @@ pub async fn run(
         status: Arc::clone(status),
         target,
         stopping,
+        paths: Mutex::default(),
     }
     .watch(changes)
     .await
@@ -370,6 +372,9 @@ struct Watchdog {
     status: Arc<Status>,
     target: Target,
     stopping: watch::Receiver<bool>,
+    /// Each mount's path as configured, by the monitor's id: debrid-mount-monitor's watchdog
+    /// lines carry it as `mount_path`.
+    paths: Mutex<HashMap<u64, String>>,
 }
 
 /// How a restart sequence ended.
@@ -391,7 +396,7 @@ impl Watchdog {
         let mut stopping = self.stopping.clone();
         let mut machine = Machine::new(self.settings.restart_delay);
         let reaction = machine.arm();
-        self.react(reaction);
+        self.react(reaction, "");
         loop {
             let due = machine.due();
             tokio::select! {
@@ -410,6 +415,10 @@ impl Watchdog {
                     if change.optional {
                         continue;
                     }
+                    self.paths
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(change.id, change.path.clone());
                     let reaction = machine.observe(
                         change.id,
                         &change.mount,
@@ -418,7 +427,7 @@ impl Watchdog {
                         change.failure_count,
                         Instant::now(),
                     );
-                    self.react(reaction);
+                    self.react(reaction, &change.path);
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     let Some(trigger) = machine.begin() else { continue };
@@ -433,7 +442,18 @@ impl Watchdog {
         }
     }
 
-    fn react(&self, reaction: Reaction) {
+    fn mount_path(&self, trigger: &Trigger) -> String {
+        let paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths.get(&trigger.id).cloned().unwrap_or_default()
+    }
+
+    /// Since when the trigger's mount has been unhealthy: a restart is due `restartDelay` after.
+    fn unhealthy_duration(&self, trigger: &Trigger) -> Duration {
+        (Instant::now() + self.settings.restart_delay).saturating_duration_since(trigger.due)
+    }
+
+    /// `path`: the path of the mount whose change caused `reaction`.
+    fn react(&self, reaction: Reaction, path: &str) {
         match reaction {
             Reaction::Nothing => {}
             Reaction::Pending(trigger) => self.pending(&trigger),
@@ -446,7 +466,7 @@ impl Watchdog {
                 });
             }
             Reaction::Cancelled { mount, next } => {
-                tracing::info!(mount = %mount, reason = "mount_recovered", "watchdog restart cancelled");
+                tracing::info!(mount = %mount, mount_path = path, reason = "mount_recovered", "watchdog restart cancelled");
                 self.status().count(Outcome::Cancelled);
                 match next {
                     Some(trigger) => self.pending(&trigger),
@@ -461,7 +481,7 @@ impl Watchdog {
 
     fn pending(&self, trigger: &Trigger) {
         let delay = trigger.due.saturating_duration_since(Instant::now());
-        tracing::warn!(mount = %trigger.mount, failure_count = trigger.failures, delay = ?delay, "watchdog restart pending");
+        tracing::warn!(mount = %trigger.mount, mount_path = self.mount_path(trigger), failure_count = trigger.failures, delay = ?delay, "watchdog restart pending");
         self.set_pending(
             trigger,
             format!(
@@ -482,7 +502,7 @@ impl Watchdog {
     }
 
     fn abort(&self, trigger: &Trigger) {
-        tracing::info!(mount = %trigger.mount, "watchdog restart aborted due to shutdown");
+        tracing::info!(mount = %trigger.mount, mount_path = self.mount_path(trigger), "watchdog restart aborted due to shutdown");
         self.status().count(Outcome::Aborted);
         self.status().set(
             State::Armed,
@@ -538,7 +558,14 @@ impl Watchdog {
             "Mount {} unhealthy after {} consecutive failures, triggering pod restart",
             trigger.path, trigger.failures
         );
-        tracing::warn!(mount = %trigger.mount, failure_count = trigger.failures, pod = %pod, "watchdog restart triggered");
+        tracing::warn!(
+            mount = %trigger.mount,
+            mount_path = self.mount_path(trigger),
+            failure_count = trigger.failures,
+            unhealthy_duration = ?self.unhealthy_duration(trigger),
+            pod = %pod,
+            "watchdog restart triggered"
+        );
         self.event("WatchdogRestart", message, uid).await;
 
         if self.shutting_down() {

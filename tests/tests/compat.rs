@@ -442,7 +442,7 @@ fn config_json_is_read_as_go_reads_it() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let refused = run_briefly(dir.path(), &["--strict-config"], Duration::from_secs(5));
     assert!(
-        matches!(&refused, Some((2, err)) if err.contains("$schema")),
+        matches!(&refused, Some((1, err)) if err.contains("$schema")),
         "serve --strict-config: {refused:?}"
     );
     // TOML stays strict.
@@ -544,8 +544,13 @@ fn init_container_mode_behaves_as_there() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--log-level"), "{err}");
-    // `check` without mounts still discovers them and prints its table.
+    // A config file without mounts is an error for `check` too (exit 2); without a config
+    // file, `check` discovers the mounts and prints its table.
     std::fs::write(empty.path().join("config.json"), "{}").unwrap();
+    let (code, _, err) = run_in(empty.path(), ["check"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at least one mount is required"), "{err}");
+    std::fs::remove_file(empty.path().join("config.json")).unwrap();
     let (_, out, _) = run_in(empty.path(), ["check"], &[]);
     assert!(out.starts_with("MOUNT "), "{out}");
 }
@@ -729,4 +734,259 @@ fn path_is_shown_as_written() {
     assert!(body.ends_with("}\n"), "{body:?}");
     let json: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(mount_json(&json, "local")["path"], "./data/local");
+}
+
+/// `logFormat: text` is slog's TextHandler: every line, on both streams, reads back with a
+/// strict logfmt parser, starts with `time`, `level`, `msg`, and carries debrid-mount-monitor's
+/// life-cycle lines and keys across a start, a failure, a recovery and SIGTERM.
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn text_logs_are_logfmt_as_slog_writes_them() {
+    needs_root();
+    let (dir, a, _b) = workdir(
+        r#"{"logFormat": "text", "checkInterval": "1s", "readTimeout": "500ms",
+            "failureThreshold": 1, "mounts": [{"name": "media", "path": "{a}"}]}"#,
+    );
+    let canary = a.path.join(".health-check");
+    std::fs::write(&canary, "ok").unwrap();
+    let stdout = dir.path().join("stdout.log");
+    let stderr = dir.path().join("stderr.log");
+    let mut child = Command::new(tests::binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("MOUNT_MONITOR_LISTEN")
+        .env_remove("MOUNT_MONITOR_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start mount-monitor");
+    let lines = |path: &Path| -> Vec<Line> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| logfmt(line).unwrap_or_else(|e| panic!("not logfmt: {e}: {line}")))
+            .collect()
+    };
+    let value = |line: &[(String, String)], key: &str| {
+        line.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let wait_for = |what: &str, found: &dyn Fn(&[Line]) -> bool| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            let mut all = lines(&stdout);
+            all.extend(lines(&stderr));
+            if found(&all) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "no {what} in 20 s:\n{}{}",
+            std::fs::read_to_string(&stdout).unwrap_or_default(),
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+    };
+    let changed_to = |state: &'static str, trigger: &'static str| {
+        move |all: &[Line]| {
+            all.iter().any(|l| {
+                value(l, "msg") == "mount state changed"
+                    && value(l, "new_state") == state
+                    && value(l, "trigger") == trigger
+            })
+        }
+    };
+    wait_for("healthy", &changed_to("healthy", "check_passed"));
+    std::fs::remove_file(&canary).unwrap();
+    wait_for("unhealthy", &changed_to("unhealthy", "check_failed"));
+    std::fs::write(&canary, "ok").unwrap();
+    wait_for("recovery", &changed_to("healthy", "recovered"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+
+    let out = lines(&stdout);
+    let err = lines(&stderr);
+    for line in out.iter().chain(&err) {
+        let keys: Vec<&str> = line.iter().take(3).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["time", "level", "msg"], "{line:?}");
+        let time = &line[0].1;
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && humantime::parse_rfc3339(time).is_ok(),
+            "slog's time, milliseconds in UTC: {time}"
+        );
+    }
+    for line in &out {
+        assert!(["INFO", "DEBUG"].contains(&line[1].1.as_str()), "{line:?}");
+    }
+    for line in &err {
+        assert!(["WARN", "ERROR"].contains(&line[1].1.as_str()), "{line:?}");
+    }
+    // debrid-mount-monitor's life-cycle, in its order, among our own lines.
+    let messages: Vec<String> = out.iter().map(|l| value(l, "msg")).collect();
+    let mut at = 0;
+    for expected in [
+        "configuration loaded",
+        "starting mount monitor",
+        "mount registered",
+        "http server started",
+        "mount state changed",
+        "mount state changed",
+        "mount state changed",
+        "received shutdown signal",
+        "monitor shutting down",
+        "shutdown complete",
+    ] {
+        at += messages[at..]
+            .iter()
+            .position(|m| m == expected)
+            .unwrap_or_else(|| panic!("no {expected:?} after line {at}: {messages:?}"))
+            + 1;
+    }
+    let line = |msg: &str| {
+        out.iter()
+            .find(|l| value(l, "msg") == msg)
+            .unwrap_or_else(|| panic!("no {msg:?}"))
+    };
+    assert_eq!(value(line("configuration loaded"), "source"), "config.json");
+    assert_eq!(value(line("configuration loaded"), "mounts"), "1");
+    let starting = line("starting mount monitor");
+    assert_eq!(value(starting, "check_interval"), "1s");
+    assert_eq!(value(starting, "read_timeout"), "500ms");
+    assert_eq!(value(starting, "log_format"), "text");
+    assert_eq!(value(starting, "watchdog_enabled"), "false");
+    let registered = line("mount registered");
+    assert_eq!(value(registered, "name"), "media");
+    assert_eq!(value(registered, "canary"), canary.display().to_string());
+    let port = value(line("http server started"), "port");
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{port}");
+    assert_eq!(
+        value(line("received shutdown signal"), "signal"),
+        "terminated"
+    );
+    let failed = err
+        .iter()
+        .find(|l| value(l, "msg") == "health check failed")
+        .expect("a WARN health check failed on stderr");
+    assert_eq!(value(failed, "level"), "WARN");
+    assert_eq!(value(failed, "name"), "media");
+    assert!(
+        value(failed, "error").contains(".health-check"),
+        "{failed:?}"
+    );
+}
+
+/// A log line's `key=value` pairs, in order.
+type Line = Vec<(String, String)>;
+
+/// A strict logfmt reader for slog's TextHandler lines: `key=value` pairs separated by one
+/// space; a value is bare (no space, `=` or `"`) or Go-quoted with Go's escapes.
+fn logfmt(line: &str) -> Result<Line, String> {
+    let mut pairs = Vec::new();
+    let mut rest = line;
+    while !rest.is_empty() {
+        let eq = rest.find('=').ok_or("a key without =")?;
+        let key = &rest[..eq];
+        if key.is_empty() || key.contains([' ', '"']) {
+            return Err(format!("bad key {key:?}"));
+        }
+        rest = &rest[eq + 1..];
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                let (i, c) = chars.next().ok_or("an unterminated quote")?;
+                match c {
+                    '"' => break i + 1,
+                    '\\' => {
+                        let (_, escape) = chars.next().ok_or("a dangling backslash")?;
+                        match escape {
+                            '"' => value.push('"'),
+                            '\\' => value.push('\\'),
+                            'n' => value.push('\n'),
+                            't' => value.push('\t'),
+                            'r' => value.push('\r'),
+                            'x' | 'u' | 'U' => {
+                                let digits = match escape {
+                                    'x' => 2,
+                                    'u' => 4,
+                                    _ => 8,
+                                };
+                                let hex: String = (0..digits)
+                                    .filter_map(|_| chars.next().map(|(_, c)| c))
+                                    .collect();
+                                let code = u32::from_str_radix(&hex, 16)
+                                    .map_err(|e| format!("bad escape {hex:?}: {e}"))?;
+                                value.push(char::from_u32(code).ok_or("not a character")?);
+                            }
+                            other => return Err(format!("unknown escape \\{other}")),
+                        }
+                    }
+                    c if c.is_control() => return Err("a raw control character".into()),
+                    c => value.push(c),
+                }
+            };
+            rest = &quoted[end..];
+            value
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            let bare = &rest[..end];
+            if bare.is_empty() || bare.contains(['=', '"']) {
+                return Err(format!("bad bare value {bare:?} of {key}"));
+            }
+            rest = &rest[end..];
+            bare.to_owned()
+        };
+        pairs.push((key.to_owned(), value));
+        if let Some(next) = rest.strip_prefix(' ') {
+            if next.is_empty() || next.starts_with(' ') {
+                return Err("stray spaces".into());
+            }
+            rest = next;
+        } else if !rest.is_empty() {
+            return Err(format!("no space before {rest:?}"));
+        }
+    }
+    Ok(pairs)
+}
+
+#[test]
+fn the_logfmt_reader_is_strict() {
+    assert_eq!(
+        logfmt(r#"time=1 msg="a \"b\"\n" k=v"#).unwrap(),
+        [
+            ("time".to_owned(), "1".to_owned()),
+            ("msg".to_owned(), "a \"b\"\n".to_owned()),
+            ("k".to_owned(), "v".to_owned())
+        ]
+    );
+    for bad in [
+        "k",
+        "k=",
+        "k=a b",
+        "k=\"a",
+        "k=a  j=b",
+        "k=a=b",
+        "k=\"x\"y=1",
+        "k=a ",
+    ] {
+        assert!(logfmt(bad).is_err(), "{bad}");
+    }
 }

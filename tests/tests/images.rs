@@ -226,6 +226,144 @@ fn pull_each_platform_and_run(registry: &Registry, name: &str, reference: &str) 
     }
 }
 
+/// The image's `HEALTHCHECK` asks the port the server listens on however it was configured: a
+/// config file given by `--config` whose `httpPort` is not 8080, `--http-port` on the command
+/// line, and the same under an init (`docker run --init`, where the server is PID 1's child).
+/// dockerd reports each healthy, which it never did while the health check read only its own
+/// environment.
+#[test]
+#[ignore = "needs root and dockerd: cargo xtask test, as root"]
+fn healthcheck_follows_the_server_however_it_was_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "healthcheck_follows_the_server_however_it_was_configured";
+    require_dockerd(test);
+    let dist = dist();
+    let docker = docker();
+    let arch = Arch::host().expect("the tests run on amd64 or arm64");
+    let image = format!("mount-monitor-e2e:healthcheck-{}", std::process::id());
+    xtask_docker(
+        &[
+            "--engine",
+            "docker",
+            "--platform",
+            &format!("linux/{arch}"),
+            "--load",
+            "--tag",
+            &image,
+        ],
+        &[("DOCKER", &docker)],
+    );
+    let _cleanup = Cleanup::new(vec![vec![docker.clone(), "rmi".into(), image.clone()]]);
+    let inspect = json(&run_ok(&docker, &["image", "inspect", &image]));
+    check_image(&inspect[0], arch, &dist.version);
+
+    let shared = SharedDir::new();
+    let media = shared.path().join("media");
+    std::fs::create_dir(&media).unwrap();
+    mount_tmpfs(&media);
+    std::fs::write(media.join(".health-check"), "ok").unwrap();
+    let volume = format!("{}:/mnt:rslave", shared.path().display());
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(config_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file_port = free_port();
+    let config = config_dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"httpPort": {file_port}, "checkInterval": "1s", "readTimeout": "500ms",
+                "mounts": [{{"name": "media", "path": "/mnt/media"}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config_volume = format!("{}:/etc/mm:ro", config_dir.path().display());
+    let flag_port = free_port();
+    let init_port = free_port();
+    let flag_port_text = flag_port.to_string();
+    let init_port_text = init_port.to_string();
+    let by_flag = [
+        "--http-port",
+        flag_port_text.as_str(),
+        "--mount",
+        "media=/mnt/media",
+        "--check-interval",
+        "1s",
+        "--timeout",
+        "500ms",
+    ];
+    let by_flag_under_init = [
+        "--http-port",
+        init_port_text.as_str(),
+        "--mount",
+        "media=/mnt/media",
+        "--check-interval",
+        "1s",
+        "--timeout",
+        "500ms",
+    ];
+    let cases: [(&str, Vec<&str>, &[&str], u16); 3] = [
+        (
+            "--config with httpPort",
+            vec!["--volume", &config_volume],
+            &["--config", "/etc/mm/config.json"],
+            file_port,
+        ),
+        ("--http-port", vec![], &by_flag, flag_port),
+        (
+            "--http-port under --init",
+            vec!["--init"],
+            &by_flag_under_init,
+            init_port,
+        ),
+    ];
+    let containers: Vec<(&str, Container, u16)> = cases
+        .iter()
+        .map(|(case, engine_args, args, port)| {
+            let mut run = vec![
+                "run",
+                "--detach",
+                "--network",
+                "host",
+                "--read-only",
+                "--cap-drop",
+                "ALL",
+                "--volume",
+                &volume,
+                // The image's HEALTHCHECK command, checked more often than its 30s.
+                "--health-interval",
+                "1s",
+                "--health-start-period",
+                "1s",
+                "--health-retries",
+                "3",
+            ];
+            run.extend(engine_args.iter().copied());
+            run.push(&image);
+            run.extend(args.iter().copied());
+            let id = run_ok(&docker, &run);
+            let container = Container {
+                docker: docker.clone(),
+                id: id.trim().to_owned(),
+            };
+            (*case, container, *port)
+        })
+        .collect();
+    for (case, container, port) in &containers {
+        let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
+        container.wait_for(addr, "/readyz", 200, READY_WITHIN);
+        container.wait_for_health("healthy");
+        eprintln!("{case}: ready on {port} and healthy");
+    }
+    // The health check follows readiness on that port: unhealthy once the mount is gone.
+    umount(&media);
+    for (case, container, port) in &containers {
+        let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
+        container.wait_for(addr, "/readyz", 503, Duration::from_secs(10));
+        container.wait_for_health("unhealthy");
+        eprintln!("{case}: unready and unhealthy once the mount is gone");
+    }
+}
+
 /// Runs `image` with a tmpfs from the host bind-mounted in (`rslave`, so later mounts and unmounts
 /// on the host reach it), read-only and without capabilities, and follows the mount: ready and
 /// healthy while it is there, 503 and unhealthy when it is gone, ready again when it is back.
@@ -305,6 +443,22 @@ fn prerequisites(test: &str) {
     require_root(test);
     require_tool(test, "podman");
     require_tool(test, "docker-registry");
+    require_dockerd(test);
+    let binfmt =
+        std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
+    // F: the kernel opens QEMU when the entry is registered, so it works inside containers too.
+    assert!(
+        binfmt.starts_with("enabled")
+            && binfmt
+                .lines()
+                .any(|line| line.starts_with("flags:") && line.contains('F')),
+        "{test}: arm64 images need qemu-user-static's binfmt entry (flag F): run `.ci/setup` as root"
+    );
+}
+
+/// Panics unless dockerd answers (`.ci/setup` starts it).
+fn require_dockerd(test: &str) {
+    require_root(test);
     let docker = docker();
     let daemon = Command::new(&docker)
         .args(["info", "--format", "{{.ServerVersion}}"])
@@ -315,16 +469,6 @@ fn prerequisites(test: &str) {
     assert!(
         daemon,
         "{test}: `{docker} info` fails: install docker.io and start dockerd (`.ci/setup`, which `cargo xtask test` as root runs, does both)"
-    );
-    let binfmt =
-        std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64").unwrap_or_default();
-    // F: the kernel opens QEMU when the entry is registered, so it works inside containers too.
-    assert!(
-        binfmt.starts_with("enabled")
-            && binfmt
-                .lines()
-                .any(|line| line.starts_with("flags:") && line.contains('F')),
-        "{test}: arm64 images need qemu-user-static's binfmt entry (flag F): run `.ci/setup` as root"
     );
 }
 

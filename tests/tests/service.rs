@@ -268,45 +268,96 @@ fn healthcheck_follows_readiness() {
     assert_eq!(run(["healthcheck", "--url", &url]).0, 1);
 }
 
+/// The README's exit-code table, every row and column: serving exits 1 for a config file's
+/// error and 2 for the command line's or the environment's (debrid-mount-monitor and its flag
+/// parser), init-container mode 1 for everything, `check` 2 for any configuration error and 1
+/// for an unhealthy mount. Each error is one line naming what was wrong.
 #[test]
-fn bad_configuration_exits_2_with_one_line() {
+fn exit_codes_follow_the_table() {
     // No root needed: nothing is mounted.
     let dir = tempfile::tempdir().unwrap();
     let bad_json = write_config(dir.path(), "bad.json", "{\"checkInterval\": ");
+    let bad_value = write_config(
+        dir.path(),
+        "value.json",
+        "{\"logLevel\": \"loud\", \"mounts\": [{\"path\": \"/\"}]}",
+    );
     let unknown = write_config(
         dir.path(),
         "unknown.json",
         "{\"mounts\":[{\"path\":\"/x\",\"bogus\":1}]}",
     );
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let no_mounts = write_config(dir.path(), "none.json", "{\"httpPort\": 9000}");
+    let null_mounts = write_config(dir.path(), "null.json", "{\"mounts\": null}");
+    let empty_mounts = write_config(dir.path(), "empty.json", "{\"mounts\": []}");
+    let config = |path: &std::path::Path| vec!["--config".to_owned(), path.display().to_string()];
+    let file_errors: Vec<(Vec<String>, &str)> = vec![
+        (config(&bad_json), "bad.json"),
+        (config(&bad_value), "logLevel"),
         (
-            vec!["--config".into(), bad_json.display().to_string()],
-            "bad.json",
-        ),
-        (
-            vec![
-                "--config".into(),
-                unknown.display().to_string(),
-                "--strict-config".into(),
-            ],
+            [config(&unknown), vec!["--strict-config".into()]].concat(),
             "bogus",
         ),
+        (config(&no_mounts), "at least one mount is required"),
+        (config(&null_mounts), "at least one mount is required"),
+        (config(&empty_mounts), "at least one mount is required"),
         (
-            vec!["--config".into(), "/nonexistent/config.json".into()],
-            "/nonexistent/config.json",
+            config(std::path::Path::new("/nonexistent/c.json")),
+            "/nonexistent/c.json",
         ),
-        (vec!["--listen".into(), "nowhere".into()], "--listen"),
+    ];
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let command_line_errors: Vec<(Vec<String>, Env, &str)> = vec![
+        (args(&["--listen", "nowhere"]), &[], "--listen"),
         (
-            vec!["--failure-threshold".into(), "0".into()],
+            args(&["--failure-threshold", "0"]),
+            &[],
             "--failure-threshold",
         ),
-        (vec!["--timeout".into(), "fast".into()], "--timeout"),
+        (args(&["--timeout", "fast"]), &[], "--timeout"),
+        (args(&["--mount", "/x,min-free=lots"]), &[], "--mount"),
+        (vec![], &[("MOUNT_MONITOR_HTTP_PORT", "x")], "--http-port"),
+        (
+            vec![],
+            &[("MOUNT_MONITOR_CHECK_INTERVAL", "soon")],
+            "--check-interval",
+        ),
     ];
-    for (args, needle) in cases {
-        let (code, _, err) = run(&args);
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{err}");
+    let workdir = tests::empty_workdir();
+    let expect =
+        |mode: &[&str], extra: &[String], env: &[(&str, &str)], code: i32, needle: &str| {
+            let all: Vec<String> = args(mode)
+                .into_iter()
+                .chain(extra.iter().cloned())
+                .collect();
+            let (got, _, err) = tests::run_in(workdir.path(), &all, env);
+            assert_eq!(got, code, "{all:?} {env:?}: {err}");
+            assert!(err.contains(needle), "{all:?} {env:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{all:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        };
+    // Serving with an error never gets to listen: no --listen needed.
+    for (extra, needle) in &file_errors {
+        expect(&[], extra, &[], 1, needle);
+        expect(&["--init-container-mode"], extra, &[], 1, needle);
+        expect(&["check"], extra, &[], 2, needle);
     }
+    for (extra, env, needle) in &command_line_errors {
+        expect(&[], extra, env, 2, needle);
+        expect(&["--init-container-mode"], extra, env, 1, needle);
+        expect(&["check"], extra, env, 2, needle);
+    }
+    // A mount unhealthy (its path is missing): 1 in both one-round modes.
+    let missing = ["--mount", "gone=/nonexistent/mount"];
+    let (code, out, err) = tests::run_in(
+        workdir.path(),
+        [&["--init-container-mode"][..], &missing].concat(),
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("mount check failed"), "{out}{err}");
+    let (code, out, err) = tests::run_in(workdir.path(), [&["check"][..], &missing].concat(), &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("gone"), "{out}");
 }

@@ -340,6 +340,20 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     let triggered = log_lines(&monitor, "watchdog restart triggered");
     assert_eq!(triggered.len(), 1, "{}", monitor.log());
     assert_eq!(triggered[0]["mount"], "media");
+    // debrid-mount-monitor's keys: the path, and how long the mount had been unhealthy.
+    assert_eq!(
+        triggered[0]["mount_path"],
+        media.path().display().to_string(),
+        "{}",
+        triggered[0]
+    );
+    assert!(
+        triggered[0]["unhealthy_duration"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('s')),
+        "{}",
+        triggered[0]
+    );
     assert_eq!(log_lines(&monitor, "pod deletion successful").len(), 1);
 
     // Kubernetes stops the pod now; until then, nothing more is sent and the monitor serves.
@@ -974,7 +988,8 @@ fn backoff_settings_are_checked_when_serving_only() {
     );
     let config = config.display().to_string();
     let (code, _, stderr) = tests::run(["--config", &config, "--listen", "127.0.0.1:0"]);
-    assert_eq!(code, 2, "{stderr}");
+    // A config file's error, which serving exits 1 for (README, Exit codes).
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(
             "`watchdog.retryBackoffMax`: 10s is below `watchdog.retryBackoffInitial` (20s)"
@@ -1137,4 +1152,55 @@ fn the_watchdog_manifest_grants_exactly_the_four_permissions() {
         config.contains("[watchdog]\nenabled = true\n"),
         "the watchdog is on:\n{config}"
     );
+}
+
+/// debrid-mount-monitor's WARN when the watchdog is on and the Downward API variables are not
+/// set; none when they are.
+#[test]
+fn a_watchdog_without_pod_identity_is_warned_about() {
+    let double = KubeDouble::start(Api::default());
+    let account = ServiceAccount::empty();
+    let media = CanaryDir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let config = write_config(
+        cwd.path(),
+        &[("media", media.path())],
+        json!({"enabled": true}),
+    );
+    let without = Monitor::start_with([Path::new("--config"), &config], cwd.path(), |command| {
+        command.env_remove("POD_NAME").env_remove("POD_NAMESPACE");
+    });
+    monitor_started(&without);
+    monitor_started(&without);
+    let warned = log_lines(&without, "watchdog enabled but pod identity not configured");
+    assert_eq!(warned.len(), 1, "{}", without.log());
+    assert_eq!(warned[0]["level"], "WARN");
+    assert_eq!(warned[0]["pod_name_set"], false);
+    assert_eq!(warned[0]["pod_namespace_set"], false);
+    assert!(
+        warned[0]["hint"].as_str().unwrap().contains("Downward API"),
+        "{}",
+        warned[0]
+    );
+    let with = start(&config, cwd.path(), &double, &account);
+    monitor_started(&with);
+    assert_eq!(
+        log_lines(&with, "watchdog enabled but pod identity not configured").len(),
+        0,
+        "{}",
+        with.log()
+    );
+}
+
+/// Waits for `http server started`, logged after the WARN: once it is there, so would the WARN be.
+fn monitor_started(monitor: &Monitor) {
+    let started = Instant::now();
+    while log_lines(monitor, "http server started").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no `http server started`: {}",
+            monitor.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

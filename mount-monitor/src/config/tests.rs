@@ -573,7 +573,8 @@ fn file_errors() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(e.0.contains("missing.json"), "{}", e.0);
+    assert!(e.error.0.contains("missing.json"), "{e}");
+    assert_eq!(e.origin, Origin::File);
 
     let big = dir.path().join("big.json");
     std::fs::write(&big, vec![b' '; 1024 * 1024 + 1]).unwrap();
@@ -582,11 +583,11 @@ fn file_errors() {
         ..Default::default()
     })
     .unwrap_err();
-    assert!(e.0.contains("1 MiB"), "{}", e.0);
+    assert!(e.error.0.contains("1 MiB"), "{e}");
 
     use std::os::unix::fs::PermissionsExt;
     let open = dir.path().join("open.json");
-    std::fs::write(&open, "{}").unwrap();
+    std::fs::write(&open, r#"{"mounts": [{"path": "/"}]}"#).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (_, warnings) = load(&Overrides {
         config: Some(open),
@@ -594,6 +595,71 @@ fn file_errors() {
     })
     .unwrap();
     assert!(warnings[0].contains("world-writable"));
+}
+
+/// debrid-mount-monitor requires mounts in its file; discovery is for running without one.
+#[test]
+fn a_config_file_needs_a_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, json) in [
+        ("missing.json", r#"{"httpPort": 9000}"#),
+        ("null.json", r#"{"mounts": null}"#),
+        ("empty.json", r#"{"mounts": []}"#),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        let overrides = Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = load(&overrides).unwrap_err();
+        assert!(
+            e.error.0.contains(name) && e.error.0.contains("at least one mount is required"),
+            "{e}"
+        );
+        assert_eq!(e.origin, Origin::File);
+        let with_flag = Overrides {
+            mounts: vec!["/".to_owned()],
+            ..overrides
+        };
+        let (s, _) = load(&with_flag).unwrap();
+        assert_eq!(s.mounts.len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn errors_say_where_they_were_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.json");
+    std::fs::write(
+        &path,
+        r#"{"checkInterval": "1s", "mounts": [{"path": "/"}]}"#,
+    )
+    .unwrap();
+    let origin = |overrides: Overrides| {
+        load(&Overrides {
+            config: Some(path.clone()),
+            ..overrides
+        })
+        .unwrap_err()
+        .origin
+    };
+    let flag = Overrides {
+        failure_threshold: Some(-1),
+        ..Default::default()
+    };
+    assert_eq!(origin(flag), Origin::CommandLine);
+    let bad_mount = Overrides {
+        mounts: vec!["/x,min-free=lots".to_owned()],
+        ..Default::default()
+    };
+    assert_eq!(origin(bad_mount), Origin::CommandLine);
+    // 2s is a fine timeout alone; over the file's 1s interval the file is what to change.
+    let timeout = Overrides {
+        timeout: Some("2s".parse().unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(origin(timeout), Origin::File);
 }
 
 #[test]

@@ -630,3 +630,67 @@ async fn optional_mounts_are_reported_but_decide_no_aggregate() {
         );
     }
 }
+
+async fn response(app: &Router, method: Method, uri: &str) -> Response {
+    app.clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Go's mux answers, as debrid-mount-monitor's clients see them.
+#[tokio::test]
+async fn unknown_paths_are_go_s_404() {
+    let app = app(vec![view("media", Health::Healthy)]);
+    for (method, uri) in [
+        (Method::GET, "/nope"),
+        (Method::POST, "/nope"),
+        (Method::GET, "/healthz/ready/"),
+        (Method::GET, "/healthz"),
+    ] {
+        let response = response(&app, method.clone(), uri).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"404 page not found\n", "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn unclean_paths_redirect_to_the_clean_one_with_the_query() {
+    let app = app(vec![view("media", Health::Healthy)]);
+    for (uri, location) in [
+        ("//healthz/ready", "/healthz/ready"),
+        ("/healthz/./ready", "/healthz/ready"),
+        ("/healthz/../healthz/ready", "/healthz/ready"),
+        ("/healthz//ready?x=1&y", "/healthz/ready?x=1&y"),
+        ("/healthz/%2E/ready", "/healthz/ready"),
+        ("/readyz/./media", "/readyz/media"),
+        ("//nope/", "/nope/"),
+    ] {
+        let response = response(&app, Method::GET, uri).await;
+        assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY, "{uri}");
+        assert_eq!(response.headers()[header::LOCATION], location, "{uri}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let href = location.replace('&', "&amp;");
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("<a href=\"{href}\">Moved Permanently</a>.\n\n"),
+            "{uri}"
+        );
+    }
+    let post = response(&app, Method::POST, "//healthz/ready").await;
+    assert_eq!(post.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(post.headers()[header::LOCATION], "/healthz/ready");
+    // A clean path is served as it is.
+    assert_eq!(get(&app, "/healthz/ready?x=1").await.0, StatusCode::OK);
+}

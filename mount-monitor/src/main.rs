@@ -19,6 +19,10 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 /// as debrid-mount-monitor exits).
 const EXIT_BAD_CONFIG: u8 = 2;
 
+/// tokio's blocking threads, which read mountinfo and render /metrics (never a mount: checks run
+/// in `probe_pool`); past this, such work waits its turn.
+const BLOCKING_THREADS: usize = 4;
+
 fn main() -> ExitCode {
     let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());
     let ignored: Vec<String> = links.iter().map(|(key, _)| key.clone()).collect();
@@ -100,9 +104,12 @@ fn main() -> ExitCode {
     }
     raise_open_file_limit();
 
+    // Threads fixed by design, whatever the node: the workers, a few for reading mountinfo and
+    // rendering /metrics, and the checks' own pool (`probe_pool`, bounded by maxBlockedChecks).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(1024)
+        .worker_threads(settings.worker_threads)
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,
@@ -230,6 +237,7 @@ async fn serve(settings: Settings) -> ExitCode {
         shutdown_timeout = ?settings.shutdown_timeout,
         max_connections = limits.total(),
         max_connections_per_peer = limits.per_peer(),
+        worker_threads = settings.worker_threads,
         "mount-monitor started"
     );
     for spec in &settings.mounts {

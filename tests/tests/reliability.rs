@@ -1300,6 +1300,118 @@ fn discovery_picks_up_and_drops_mounts_without_a_restart() {
 // ---------------------------------------------------------------------------------------------
 // 7. Soak.
 
+/// The threads of `pid` at their highest over `span`, sampled every 100 ms.
+fn peak_threads(pid: u32, span: Duration) -> u64 {
+    let until = Instant::now() + span;
+    let mut peak = 0;
+    while Instant::now() < until {
+        peak = peak.max(process::usage(pid).threads);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    peak
+}
+
+#[test]
+#[ignore = "needs root, /dev/fuse and the musl target `cargo xtask dist` builds with: cargo xtask test, as root"]
+fn threads_stay_few_on_any_node_after_a_slow_first_round() {
+    let test = "threads_stay_few_on_any_node_after_a_slow_first_round";
+    require_fuse(test);
+    tests::require_tool(test, "taskset");
+    let _serial = serial();
+    const MOUNTS: usize = 50;
+    // Checks of these hang through the first rounds: 20 threads held at once, more than the 8
+    // quick checks the monitor runs together.
+    const SLOW: usize = 20;
+    let mut slow: Vec<HangFs> = (0..SLOW).map(|_| HangFs::mount()).collect();
+    let healthy: Vec<Tmpfs> = (SLOW..MOUNTS).map(|_| Tmpfs::new("size=1m")).collect();
+    let names: Vec<String> = (0..MOUNTS).map(|i| format!("m{i}")).collect();
+    let paths = slow
+        .iter()
+        .map(HangFs::path)
+        .chain(healthy.iter().map(Tmpfs::path));
+    let mounts: Vec<(&str, &Path)> = names.iter().map(String::as_str).zip(paths).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "threads.toml",
+        &format!(
+            "checkInterval = \"1s\"\nreadTimeout = \"500ms\"\n{}",
+            mounts_toml(&mounts)
+        ),
+    );
+    let binary = tests::shipped_binary().to_str().unwrap().to_owned();
+    let mut runs = Vec::new();
+    // Every CPU, then one: an affinity mask can only lower the count tokio sees, and the
+    // default must not depend on it (64 cores would otherwise mean 64 workers).
+    for cpus in [None, Some("0")] {
+        for fs in &mut slow {
+            fs.hang();
+        }
+        let mut args = Vec::new();
+        let program = match cpus {
+            Some(list) => {
+                args.extend(["-c".to_owned(), list.to_owned(), binary.clone()]);
+                Path::new("taskset")
+            }
+            None => Path::new(&binary),
+        };
+        args.extend(["--config".to_owned(), config.to_str().unwrap().to_owned()]);
+        let monitor = Monitor::start_program(program, &args);
+        let pid = monitor.pid();
+        // The first rounds: every slow check blocked at once, each on a thread of its own.
+        let started = Instant::now();
+        while process::thread_states(pid)
+            .iter()
+            .filter(|(_, wchan)| wchan == "request_wait_answer")
+            .count()
+            < SLOW
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the {SLOW} slow checks did not all start: {:?}",
+                process::thread_states(pid)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let first_round = process::usage(pid).threads;
+        for fs in &mut slow {
+            fs.release();
+        }
+        poll_until(&monitor, Duration::from_secs(10), "all healthy", |body| {
+            body["status"] == "healthy"
+        });
+        // Threads idle for 10 s end: wait for it, then the count holds.
+        let settle = Instant::now();
+        while process::usage(pid).threads > THREADS_LIMIT {
+            assert!(
+                settle.elapsed() < Duration::from_secs(60),
+                "still {} threads {:?} after the slow round ended (at most {THREADS_LIMIT})",
+                process::usage(pid).threads,
+                settle.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let steady = peak_threads(pid, Duration::from_secs(20));
+        assert!(
+            steady <= THREADS_LIMIT,
+            "{steady} threads with {MOUNTS} healthy mounts (CPUs: {}); at most {THREADS_LIMIT}",
+            cpus.unwrap_or("all")
+        );
+        let (status, body) = monitor.get_json("/healthz/status");
+        assert_eq!(status, 200, "{body}");
+        runs.push(json!({
+            "cpus": cpus.map_or_else(|| std::thread::available_parallelism().map_or(0, usize::from).to_string(), str::to_owned),
+            "first_round_threads": first_round,
+            "settled_after_s": secs(settle.elapsed()),
+            "steady_peak_threads": steady,
+        }));
+    }
+    figures::record(
+        "threads",
+        json!({ "mounts": MOUNTS, "slow_first_round": SLOW, "runs": runs }),
+    );
+}
+
 /// Counts the opens of each canary file and checked directory: one per check, seen by the kernel.
 struct CheckCounter {
     inotify: nix::sys::inotify::Inotify,

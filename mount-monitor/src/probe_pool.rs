@@ -13,8 +13,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,8 +49,17 @@ struct State {
 
 struct Idle {
     id: u64,
-    work: Sender<(Job, OwnedSemaphorePermit)>,
+    handoff: Arc<Handoff>,
 }
+
+/// Where a thread waits for its next job. (A channel would do, at 60 KiB of binary.)
+#[derive(Default)]
+struct Handoff {
+    work: Mutex<Option<Work>>,
+    given: Condvar,
+}
+
+type Work = (Job, OwnedSemaphorePermit);
 
 /// No thread became free before the deadline: every one is held by a call that has not returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +129,7 @@ impl ProbePool {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -130,30 +138,19 @@ impl Inner {
     fn start(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) -> Result<(), ()> {
         let mut state = self.lock();
         if let Some(idle) = state.idle.pop() {
-            // The thread ends only after taking itself off `idle` under this lock: it is there
-            // to receive.
-            if let Err(mpsc::SendError(work)) = idle.work.send((job, permit)) {
-                state.threads -= 1;
-                drop(state);
-                return self.spawn(work.0, work.1);
-            }
+            // Under the state lock: a thread ends only after taking itself off `idle` under it.
+            *lock(&idle.handoff.work) = Some((job, permit));
+            idle.handoff.given.notify_one();
             return Ok(());
         }
+        state.threads += 1;
+        state.next_id += 1;
+        let id = state.next_id;
         drop(state);
-        self.spawn(job, permit)
-    }
-
-    fn spawn(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) -> Result<(), ()> {
-        let id = {
-            let mut state = self.lock();
-            state.threads += 1;
-            state.next_id += 1;
-            state.next_id
-        };
         let inner = Arc::clone(self);
         let started = std::thread::Builder::new()
             .name("mount-check".into())
-            .spawn(move || inner.work(id, job, permit));
+            .spawn(move || inner.work(id, (job, permit)));
         match started {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -165,40 +162,41 @@ impl Inner {
     }
 
     /// A thread's life: run the job, offer itself for the next, end when none comes in time.
-    fn work(&self, id: u64, job: Job, permit: OwnedSemaphorePermit) {
-        let (tx, rx): (_, Receiver<(Job, OwnedSemaphorePermit)>) = mpsc::channel();
-        let (mut job, mut permit) = (job, permit);
-        loop {
+    fn work(&self, id: u64, first: Work) {
+        let handoff = Arc::new(Handoff::default());
+        let mut next = Some(first);
+        while let Some((job, permit)) = next.take() {
             job();
             self.lock().idle.push(Idle {
                 id,
-                work: tx.clone(),
+                handoff: Arc::clone(&handoff),
             });
             // Only now: a caller that got this permit finds this thread idle.
             drop(permit);
-            (job, permit) = match rx.recv_timeout(self.keep_alive) {
-                Ok(work) => work,
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    let mut state = self.lock();
-                    match state.idle.iter().position(|idle| idle.id == id) {
-                        Some(at) => {
-                            state.idle.remove(at);
-                            state.threads -= 1;
-                            return;
-                        }
-                        // Taken off `idle` by a caller just now: its job was sent under the lock.
-                        None => match rx.try_recv() {
-                            Ok(work) => work,
-                            Err(_) => {
-                                state.threads -= 1;
-                                return;
-                            }
-                        },
+            let work = lock(&handoff.work);
+            let (mut work, _) = handoff
+                .given
+                .wait_timeout_while(work, self.keep_alive, |work| work.is_none())
+                .unwrap_or_else(|e| e.into_inner());
+            next = work.take();
+            if next.is_none() {
+                drop(work);
+                let mut state = self.lock();
+                match state.idle.iter().position(|idle| idle.id == id) {
+                    Some(at) => {
+                        state.idle.remove(at);
+                        state.threads -= 1;
                     }
+                    // Taken off `idle` just now: the job was handed over under the state lock.
+                    None => next = lock(&handoff.work).take(),
                 }
-            };
+            }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A call running on the pool.
@@ -234,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_calls_and_reports_panics() {
-        let pool = ProbePool::new(2);
+        let pool = ProbePool::new(1);
         assert_eq!(pool.run(soon(), || 7).await.unwrap().await, Ok(7));
         let crashed = pool
             .run(soon(), || -> u32 { panic!("boom") })

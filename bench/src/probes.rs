@@ -60,7 +60,7 @@ struct Figures {
 
 impl Probes {
     pub fn run(self) -> anyhow::Result<()> {
-        if !nix::unistd::geteuid().is_root() {
+        if !crate::perf::system::is_root() {
             bail!("bench probes mounts tmpfs: run it as root (`sudo -E cargo xtask bench probes`)");
         }
         let load_threads = self.load_threads.unwrap_or(4 * cores());
@@ -87,7 +87,7 @@ impl Probes {
             });
         }
         let mounts: Vec<Tmpfs> = (0..self.mounts).map(|_| Tmpfs::new("size=1m")).collect();
-        let dir = tempfile::tempdir().context("creating a directory for the config")?;
+        let dir = tests::empty_workdir();
         let config = dir.path().join("probes.toml");
         let mut text = String::from("checkInterval = \"200ms\"\nreadTimeout = \"100ms\"\n");
         for (i, m) in mounts.iter().enumerate() {

@@ -748,26 +748,22 @@ pub async fn check_once(settings: &Settings) -> Vec<MountView> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + settings.timeout);
     let pool = probe_pool(settings);
-    let handles: Vec<_> = specs
-        .into_iter()
-        .map(|spec| {
-            let spec = Arc::new(spec);
-            let (probed, table) = (Arc::clone(&spec), Arc::clone(&table));
-            let handle = tokio::spawn(async move {
-                spawn_probe(pool, deadline, &probed, &table, None, &InFlight::new()).await
-            });
-            (spec, handle)
-        })
-        .collect();
+    // Started one after the other: one waits only for a thread, which the earlier ones, running
+    // meanwhile, give back.
+    let mut handles = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let spec = Arc::new(spec);
+        let call = spawn_probe(pool, deadline, &spec, &table, None, &InFlight::new()).await;
+        handles.push((spec, call));
+    }
     let mut views = Vec::with_capacity(handles.len());
-    for (spec, handle) in handles {
-        let outcome = match handle.await {
-            Ok(Ok(call)) => match tokio::time::timeout_at(deadline, call).await {
+    for (spec, call) in handles {
+        let outcome = match call {
+            Ok(call) => match tokio::time::timeout_at(deadline, call).await {
                 Ok(joined) => finished(joined),
                 Err(_) => timed_out(started.elapsed(), settings.timeout),
             },
-            Ok(Err(Busy { threads })) => no_thread(settings, threads),
-            Err(e) => finished(Err(Panicked(panic_message(e)))),
+            Err(Busy { threads }) => no_thread(settings, threads),
         };
         let mut state = MountState::default();
         // One round decides: a single failure is reported as unhealthy.

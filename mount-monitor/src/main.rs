@@ -19,9 +19,10 @@ static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 /// as debrid-mount-monitor exits).
 const EXIT_BAD_CONFIG: u8 = 2;
 
-/// tokio's blocking threads, which read mountinfo and render /metrics (never a mount: checks run
-/// in `probe_pool`); past this, such work waits its turn.
-const BLOCKING_THREADS: usize = 4;
+/// tokio's blocking threads, which read mountinfo and render the status and /metrics bodies
+/// (never a mount: checks run in `probe_pool`); past this, such work waits its turn. Renders of
+/// one body are shared by every request that wants it, so two keep up.
+const BLOCKING_THREADS: usize = 2;
 
 fn main() -> ExitCode {
     let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());

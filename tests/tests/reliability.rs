@@ -1400,7 +1400,10 @@ fn threads_stay_few_on_any_node_after_a_slow_first_round() {
         let (status, body) = monitor.get_json("/healthz/status");
         assert_eq!(status, 200, "{body}");
         runs.push(json!({
-            "cpus": cpus.map_or_else(|| std::thread::available_parallelism().map_or(0, usize::from).to_string(), str::to_owned),
+            "cpus": match cpus {
+                None => std::thread::available_parallelism().map_or(0, usize::from).to_string(),
+                Some(list) => format!("1 (taskset -c {list})"),
+            },
             "first_round_threads": first_round,
             "settled_after_s": secs(settle.elapsed()),
             "steady_peak_threads": steady,
@@ -1520,6 +1523,24 @@ fn soak_keeps_memory_and_descriptors_flat() {
     let end = process::settled_usage(pid, 10, Duration::from_millis(50));
     let elapsed = started.elapsed();
     let probes = prober.stop();
+    // Recorded before the verdict: a failed run's figures show what grew.
+    figures::record(
+        "soak",
+        json!({
+            "binary": "static musl release (cargo xtask dist)",
+            "mounts": MOUNTS,
+            "checks": checks,
+            "peak_threads": peak_threads,
+            "rounds_per_mount": checks / MOUNTS as u64,
+            "seconds": secs(elapsed),
+            "at_start": at_start.json(),
+            "after_warm_up": warm.json(),
+            "warm_up_checks": warm_checks,
+            "end": end.json(),
+            "timeline": samples.iter().map(|(at, n, u)| json!({"s": at.as_secs(), "checks": n, "usage": u.json()})).collect::<Vec<_>>(),
+            "probes": probes.json(),
+        }),
+    );
     let (_, body) = monitor.get_json("/healthz/status");
     assert_eq!(body["status"], "healthy", "{body}");
     assert!(probes.failures.is_empty(), "{:?}", probes.failures);
@@ -1548,22 +1569,5 @@ fn soak_keeps_memory_and_descriptors_flat() {
         warm.rss_kib,
         end.rss_kib,
         samples
-    );
-    figures::record(
-        "soak",
-        json!({
-            "binary": "static musl release (cargo xtask dist)",
-            "mounts": MOUNTS,
-            "checks": checks,
-            "peak_threads": peak_threads,
-            "rounds_per_mount": checks / MOUNTS as u64,
-            "seconds": secs(elapsed),
-            "at_start": at_start.json(),
-            "after_warm_up": warm.json(),
-            "warm_up_checks": warm_checks,
-            "end": end.json(),
-            "timeline": samples.iter().map(|(at, n, u)| json!({"s": at.as_secs(), "checks": n, "usage": u.json()})).collect::<Vec<_>>(),
-            "probes": probes.json(),
-        }),
     );
 }

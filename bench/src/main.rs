@@ -5,6 +5,7 @@ mod dist;
 mod docker;
 mod measure;
 mod perf;
+mod probes;
 mod reliability;
 mod report;
 
@@ -28,6 +29,7 @@ enum Command {
     Dist(dist::Dist),
     Docker(docker::Docker),
     Reliability(reliability::Reliability),
+    Probes(probes::Probes),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +51,6 @@ fn try_main() -> anyhow::Result<()> {
         Command::Dist(cmd) => cmd.run(&sh),
         Command::Docker(cmd) => cmd.run(&sh),
         Command::Reliability(cmd) => cmd.run(),
+        Command::Probes(cmd) => cmd.run(),
     }
 }

@@ -9,7 +9,7 @@
 
 mod report;
 mod servers;
-mod system;
+pub(crate) mod system;
 mod wrk;
 
 use std::fmt::Write as _;

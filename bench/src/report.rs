@@ -1,5 +1,5 @@
 //! Writing figures into the documents that hold them: a section of BENCHMARKS.md per tool, the
-//! whole of RELIABILITY.md but for its hand-written sections, which a rewrite keeps.
+//! whole of RELIABILITY.md (nothing in it is written by hand, so nothing in it goes stale).
 
 use anyhow::Context;
 use camino::Utf8PathBuf;
@@ -39,17 +39,9 @@ impl Document {
         self.write_file(&replace_section(&old, heading, section))
     }
 
-    /// Replaces the whole file with `text`, but keeps the `## ` sections of the old file that
-    /// `text` has no heading for (hand-written ones, such as RELIABILITY.md's "Abusive clients"):
-    /// they follow `text`'s sections, in their old order. See [`keep_other_sections`].
+    /// Replaces the whole file with `text`.
     pub fn write(&self, text: &str) -> anyhow::Result<()> {
-        let file = self.path();
-        let text = match std::fs::read_to_string(&file) {
-            Ok(old) => keep_other_sections(&old, text),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => text.to_owned(),
-            Err(err) => return Err(err).with_context(|| format!("reading {file}")),
-        };
-        self.write_file(&text)
+        self.write_file(text)
     }
 
     fn write_file(&self, text: &str) -> anyhow::Result<()> {
@@ -86,57 +78,6 @@ pub fn replace_section(doc: &str, heading: &str, section: &str) -> String {
         }
         None => format!("{}\n\n{section}\n", doc.trim_end()),
     }
-}
-
-/// `generated`, followed by every `## ` section of `old` whose heading line `generated` does not
-/// have, in `old`'s order. A section runs from its heading to the next `# ` or `## ` heading
-/// outside a fenced code block; what `old` has before its first `## ` (the title and
-/// introduction) is `generated`'s to write. Rerunnable: a second rewrite with the same
-/// `generated` changes nothing. A section the generator used to write under a heading it no
-/// longer writes is kept too: delete it by hand.
-pub fn keep_other_sections(old: &str, generated: &str) -> String {
-    let generated_headings: Vec<&str> = level_2_sections(generated)
-        .into_iter()
-        .map(|section| section[0].trim_end())
-        .collect();
-    let mut out = generated.trim_end().to_owned();
-    for section in level_2_sections(old) {
-        if generated_headings.contains(&section[0].trim_end()) {
-            continue;
-        }
-        let text = section.join("\n");
-        out.push_str("\n\n");
-        out.push_str(text.trim_end());
-    }
-    out.push('\n');
-    out
-}
-
-/// The `## ` sections of `doc`, each as its lines from its heading up to the next `# ` or `## `
-/// heading outside a fenced code block.
-fn level_2_sections(doc: &str) -> Vec<Vec<&str>> {
-    let mut sections: Vec<Vec<&str>> = Vec::new();
-    let mut in_section = false;
-    let mut fence: Option<&str> = None;
-    for line in doc.lines() {
-        let trimmed = line.trim_start();
-        if let Some(marker) = fence {
-            if trimmed.starts_with(marker) {
-                fence = None;
-            }
-        } else if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            fence = Some(&trimmed[..3]);
-        } else if line.starts_with("## ") {
-            sections.push(Vec::new());
-            in_section = true;
-        } else if line.starts_with("# ") {
-            in_section = false;
-        }
-        if in_section {
-            sections.last_mut().expect("a section began").push(line);
-        }
-    }
-    sections
 }
 
 #[cfg(test)]
@@ -176,38 +117,5 @@ mod tests {
             "## Container images\n\nnew\n",
         );
         assert_eq!(at_end, "# B\n\n## Container images\n\nnew\n");
-    }
-
-    #[test]
-    fn a_rewrite_keeps_the_sections_it_does_not_write() {
-        let old = "# Reliability\n\nold intro\n\n## Summary\n\nold\n\n## 1. Hung mount\n\nold 1\n\n### detail\n\nold too\n\n## By hand\n\nkept\n\n```console\n# not a heading\n## nor this\n```\n\nstill kept\n\n## 2. Dead daemon\n\nold 2\n\n## Also by hand\n\nkept too\n\n";
-        let generated = "# Reliability\n\nnew intro\n\n## Summary\n\nnew\n\n## 1. Hung mount\n\nnew 1\n\n## 2. Dead daemon\n\nnew 2\n";
-        let new = keep_other_sections(old, generated);
-        assert_eq!(
-            new,
-            "# Reliability\n\nnew intro\n\n## Summary\n\nnew\n\n## 1. Hung mount\n\nnew 1\n\n## 2. Dead daemon\n\nnew 2\n\n## By hand\n\nkept\n\n```console\n# not a heading\n## nor this\n```\n\nstill kept\n\n## Also by hand\n\nkept too\n"
-        );
-        assert_eq!(keep_other_sections(&new, generated), new, "rerunnable");
-    }
-
-    #[test]
-    fn a_rewrite_drops_what_it_writes_and_what_has_no_section() {
-        // The generated sections replace theirs wherever they were, even under another title.
-        assert_eq!(
-            keep_other_sections(
-                "# Old title\n\nintro\n\n## Summary\n\nold\n",
-                "# Reliability\n\n## Summary\n\nnew\n"
-            ),
-            "# Reliability\n\n## Summary\n\nnew\n"
-        );
-        // A `# ` heading ends a section; what follows it belongs to no `## ` section.
-        assert_eq!(
-            keep_other_sections(
-                "# R\n\n## Notes\n\nkept\n\n# Appendix\n\ndropped\n",
-                "# R\n\nnew\n"
-            ),
-            "# R\n\nnew\n\n## Notes\n\nkept\n"
-        );
-        assert_eq!(keep_other_sections("", "# R\n\nnew"), "# R\n\nnew\n");
     }
 }

@@ -25,6 +25,12 @@ pub const DEFAULT_CANARY_FILE: &str = ".health-check";
 /// Each hung mount holds one thread until its check returns; remounting it, or a mount that comes
 /// back in discovery mode, may leave one more each time. This many at most.
 pub const DEFAULT_MAX_BLOCKED_CHECKS: usize = 64;
+/// Runtime worker threads: what serves the HTTP endpoints and schedules the checks (each check
+/// runs on a thread of its own, see `probe_pool`). Not one per CPU: a sidecar serving a few probes
+/// a second needs no more on a 64-core node than on a 2-core one.
+pub const DEFAULT_WORKER_THREADS: usize = 2;
+/// More would only cost memory: the checks do not run on these threads.
+pub const MAX_WORKER_THREADS: usize = 64;
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The shortest check interval. debrid-mount-monitor refused anything under 1s; accepting less
 /// keeps every config it accepted valid, and lets soak tests run many rounds in little time.
@@ -124,6 +130,8 @@ pub struct Settings {
     /// Checks left blocked in the kernel (a thread each) at most; past it, a mount whose earlier
     /// check is still blocked starts no new one.
     pub max_blocked_checks: usize,
+    /// Runtime worker threads (`workerThreads`, `--worker-threads`).
+    pub worker_threads: usize,
     /// How much `/metrics` tells about each mount (`metricsDetail`, `--metrics-detail`).
     pub metrics_detail: MetricsDetail,
     /// Connections served at once, over all clients (then capped by the open-file limit).
@@ -207,6 +215,7 @@ impl Default for Settings {
             log_level: LogLevel::Info,
             log_format: None,
             max_blocked_checks: DEFAULT_MAX_BLOCKED_CHECKS,
+            worker_threads: DEFAULT_WORKER_THREADS,
             metrics_detail: MetricsDetail::Basic,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_peer: crate::limits::DEFAULT_PER_PEER,
@@ -311,6 +320,15 @@ pub struct Overrides {
         value_name = "N"
     )]
     pub max_blocked_checks: Option<usize>,
+    /// Runtime threads that serve HTTP and schedule checks (checks run on threads of their own)
+    /// [default: 2, whatever the number of CPUs]
+    #[arg(
+        long,
+        global = true,
+        env = "MOUNT_MONITOR_WORKER_THREADS",
+        value_name = "N"
+    )]
+    pub worker_threads: Option<usize>,
     /// Connections served at once, over all clients (at most three quarters of the open-file
     /// limit) [default: 1365, what 32 MiB of memory holds]
     #[arg(
@@ -404,6 +422,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     canary_file: Option<String>,
     max_blocked_checks: Option<usize>,
+    worker_threads: Option<usize>,
     metrics_detail: Option<MetricsDetail>,
     max_connections: Option<usize>,
     max_connections_per_peer: Option<usize>,
@@ -659,6 +678,7 @@ struct Layer {
     log_level: Option<LogLevel>,
     log_format: Option<LogFormat>,
     max_blocked_checks: Option<usize>,
+    worker_threads: Option<usize>,
     metrics_detail: Option<MetricsDetail>,
     max_connections: Option<usize>,
     max_connections_per_peer: Option<usize>,
@@ -702,6 +722,7 @@ impl Layer {
             log_level: file.log_level,
             log_format: file.log_format,
             max_blocked_checks: file.max_blocked_checks,
+            worker_threads: worker_threads(file.worker_threads, &origin("workerThreads"))?,
             metrics_detail: file.metrics_detail,
             max_connections: connections(file.max_connections, &origin("maxConnections"))?,
             max_connections_per_peer: connections(
@@ -741,6 +762,7 @@ impl Layer {
             log_level: cli.log_level,
             log_format: cli.log_format,
             max_blocked_checks: cli.max_blocked_checks,
+            worker_threads: worker_threads(cli.worker_threads, "--worker-threads")?,
             metrics_detail: cli.metrics_detail,
             max_connections: connections(cli.max_connections, "--max-connections")?,
             max_connections_per_peer: connections(
@@ -777,6 +799,7 @@ impl Layer {
             log_level: self.log_level.or(below.log_level),
             log_format: self.log_format.or(below.log_format),
             max_blocked_checks: self.max_blocked_checks.or(below.max_blocked_checks),
+            worker_threads: self.worker_threads.or(below.worker_threads),
             metrics_detail: self.metrics_detail.or(below.metrics_detail),
             max_connections: self.max_connections.or(below.max_connections),
             max_connections_per_peer: self
@@ -826,6 +849,7 @@ impl Layer {
             log_level: self.log_level.unwrap_or(d.log_level),
             log_format: self.log_format,
             max_blocked_checks: self.max_blocked_checks.unwrap_or(d.max_blocked_checks),
+            worker_threads: self.worker_threads.unwrap_or(d.worker_threads),
             metrics_detail: self.metrics_detail.unwrap_or(d.metrics_detail),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_peer: self
@@ -1181,6 +1205,18 @@ fn connections(value: Option<usize>, what: &str) -> Result<Option<usize>, Config
     match value {
         Some(0) => err(format!(
             "{what}: 0 would refuse every client; set it to 1 or more"
+        )),
+        other => Ok(other),
+    }
+}
+
+fn worker_threads(value: Option<usize>, what: &str) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(0) => err(format!(
+            "{what}: 0 would leave nothing to serve requests; set it to 1 or more (default {DEFAULT_WORKER_THREADS})"
+        )),
+        Some(n) if n > MAX_WORKER_THREADS => err(format!(
+            "{what}: {n} is more than {MAX_WORKER_THREADS}, the most that can help (checks run on threads of their own); set it to {MAX_WORKER_THREADS} or less"
         )),
         other => Ok(other),
     }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod mountinfo;
 pub mod probe;
+pub mod probe_pool;
 pub mod reason;
 pub mod report;
 pub mod server;

@@ -29,6 +29,11 @@ fn bad_config(command: &Option<Command>, init_container_mode: bool, origin: Orig
     }
 }
 
+/// tokio's blocking threads, which read mountinfo and render the status and /metrics bodies
+/// (never a mount: checks run in `probe_pool`); past this, such work waits its turn. Renders of
+/// one body are shared by every request that wants it, so two keep up.
+const BLOCKING_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     let links = service_links::find(std::env::vars_os(), &Cli::environment_variables());
     let ignored: Vec<String> = links.iter().map(|(key, _)| key.clone()).collect();
@@ -112,9 +117,12 @@ fn main() -> ExitCode {
     }
     raise_open_file_limit();
 
+    // Threads fixed by design, whatever the node: the workers, a few for reading mountinfo and
+    // rendering /metrics, and the checks' own pool (`probe_pool`, bounded by maxBlockedChecks).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(1024)
+        .worker_threads(settings.worker_threads)
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,
@@ -315,6 +323,7 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         shutdown_timeout = ?settings.shutdown_timeout,
         max_connections = limits.total(),
         max_connections_per_peer = limits.per_peer(),
+        worker_threads = settings.worker_threads,
         "mount-monitor started"
     );
     for spec in &settings.mounts {

@@ -14,6 +14,7 @@ use crate::config::{MountSpec, Settings, WAIT_RETRY};
 use crate::discovery;
 use crate::mountinfo::{MountTable, display_path};
 use crate::probe::{self, Failure, Identity, Outcome};
+use crate::probe_pool::{Busy, Call, Panicked, ProbePool};
 use crate::reason::Reason;
 use crate::snapshot::{HEARTBEAT, MountView, Shared, Snapshot};
 use crate::state::{Health, MountState, Transition};
@@ -37,6 +38,7 @@ enum Event {
 /// Starts the monitor on the current tokio runtime. Returns at once; the loop runs until the
 /// runtime stops.
 pub fn start(shared: Arc<Shared>) {
+    probe_pool(&shared.settings);
     let (tx, rx) = mpsc::unbounded_channel();
     let table = Arc::new(MountTable::new());
     let settings = Arc::clone(&shared.settings);
@@ -254,15 +256,20 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
-/// Checks running at once, over all mounts. Each takes a blocking thread, and the runtime keeps
-/// every thread it ever started while it reuses them in turn: 50 mounts checked together at start
-/// used to leave 35–50 threads behind for good. A check holds its slot only while it is quick
-/// ([`SLOW_CHECK`]): a slow or hung one gives it back at once, so any number of hung mounts
-/// never holds up the checks of the others.
-const PARALLEL_CHECKS: usize = 8;
+/// Checks running at once, over all mounts, each on a thread of the [`probe_pool`]. A check holds
+/// its slot only while it is quick ([`SLOW_CHECK`]): a slow or hung one gives it back at once, so
+/// hung mounts never hold up the checks of the others.
+pub const PARALLEL_CHECKS: usize = 8;
 static CHECK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARALLEL_CHECKS);
 /// A healthy local check takes microseconds, a healthy network share milliseconds.
 const SLOW_CHECK: Duration = Duration::from_millis(100);
+
+/// The threads checks run on: one per slot for the quick ones, plus `maxBlockedChecks` for the
+/// slow and blocked ones, at most; fixed by the first settings that ask (a process has one).
+fn probe_pool(settings: &Settings) -> &'static ProbePool {
+    static POOL: std::sync::OnceLock<ProbePool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| ProbePool::new(PARALLEL_CHECKS + settings.max_blocked_checks))
+}
 
 /// Checks past their deadline that have not returned: threads blocked in the kernel.
 static BLOCKED: AtomicUsize = AtomicUsize::new(0);
@@ -358,7 +365,7 @@ impl PathChecks {
 
 /// A check past its deadline, still waited for.
 struct Stuck {
-    handle: JoinHandle<Outcome>,
+    handle: Call<Outcome>,
     started: Instant,
     check: Arc<InFlight>,
 }
@@ -472,11 +479,24 @@ async fn watch(
                     None,
                 )
             }
-            None => {
-                let slot = CHECK_SLOTS.acquire().await.ok();
+            None => 'check: {
+                // Bounded like the check: a check that cannot start in time is not one that passed.
+                let wait = tokio::time::Instant::now() + settings.timeout;
+                let slot = match tokio::time::timeout_at(wait, CHECK_SLOTS.acquire()).await {
+                    Ok(slot) => slot.ok(),
+                    Err(_) => break 'check (no_thread(&settings, PARALLEL_CHECKS), None),
+                };
                 let check = InFlight::new();
                 history.register(&check);
-                let mut handle = spawn_probe(&spec, &table, expected.clone(), &check);
+                let pool = probe_pool(&settings);
+                let mut handle =
+                    match spawn_probe(pool, wait, &spec, &table, expected.clone(), &check).await {
+                        Ok(handle) => handle,
+                        Err(Busy { threads }) => {
+                            check.finish();
+                            break 'check (no_thread(&settings, threads), None);
+                        }
+                    };
                 let started = Instant::now();
                 let quick = tokio::time::timeout(SLOW_CHECK, &mut handle).await;
                 drop(slot);
@@ -568,21 +588,38 @@ async fn replaced(spec: &Arc<MountSpec>, table: &Arc<MountTable>, check: &InFlig
     now.is_some_and(|now| now != blocked_on)
 }
 
-fn spawn_probe(
+/// Starts the probe on a thread of the pool, once one is free before `wait`.
+async fn spawn_probe(
+    pool: &ProbePool,
+    wait: tokio::time::Instant,
     spec: &Arc<MountSpec>,
     table: &Arc<MountTable>,
     expected: Option<Identity>,
     check: &Arc<InFlight>,
-) -> JoinHandle<Outcome> {
+) -> Result<Call<Outcome>, Busy> {
     let spec = Arc::clone(spec);
     let table = Arc::clone(table);
     let check = Arc::clone(check);
-    tokio::task::spawn_blocking(move || {
+    pool.run(wait, move || {
         let _finish = FinishOnDrop(Arc::clone(&check));
         probe::probe(&spec, &table, expected.as_ref(), |mount_id| {
             check.mount_id.store(u64::from(mount_id), Ordering::Release)
         })
     })
+    .await
+}
+
+/// A check that could not start within the timeout: every thread (or slot) it could run on is
+/// held by checks that have not returned.
+fn no_thread(settings: &Settings, threads: usize) -> Outcome {
+    Outcome::failed(Failure::new(
+        Reason::Timeout,
+        format!(
+            "no check could start within the timeout ({:?}): all {threads} threads checks run on are held by checks that have not returned ({} blocked in the kernel; the limit is {PARALLEL_CHECKS} + maxBlockedChecks)",
+            settings.timeout,
+            blocked_checks()
+        ),
+    ))
 }
 
 /// A check that has not returned within `timeout`.
@@ -596,13 +633,13 @@ fn timed_out(stuck_for: Duration, timeout: Duration) -> Outcome {
     ))
 }
 
-/// What a check's task ended with: the probe's outcome, or the panic that ended it.
-fn finished(joined: Result<Outcome, tokio::task::JoinError>) -> Outcome {
+/// What a check's call ended with: the probe's outcome, or the panic that ended it.
+fn finished(joined: Result<Outcome, Panicked>) -> Outcome {
     match joined {
         Ok(outcome) => outcome,
-        Err(e) => Outcome::failed(Failure::new(
+        Err(Panicked(message)) => Outcome::failed(Failure::new(
             Reason::Error,
-            format!("check crashed: {}", panic_message(e)),
+            format!("check crashed: {message}"),
         )),
     }
 }
@@ -722,29 +759,39 @@ pub async fn check_until_healthy(
     } else {
         settings.mounts.iter().cloned().map(Arc::new).collect()
     };
+    let pool = probe_pool(settings);
     // Each mount's check in flight and when it started.
-    let mut pending: Vec<Option<(JoinHandle<Outcome>, Instant)>> =
-        specs.iter().map(|_| None).collect();
+    let mut pending: Vec<Option<(Call<Outcome>, Instant)>> = specs.iter().map(|_| None).collect();
     loop {
         let round_started = Instant::now();
-        for (spec, slot) in specs.iter().zip(&mut pending) {
+        let wait = tokio::time::Instant::from_std(round_started + settings.timeout);
+        // Started one after the other: one waits only for a thread, which the earlier ones,
+        // running meanwhile, give back. A mount whose check is still blocked starts none.
+        let mut busy: Vec<Option<usize>> = vec![None; specs.len()];
+        for ((spec, slot), busy) in specs.iter().zip(&mut pending).zip(&mut busy) {
             if slot.is_none() {
-                let handle = spawn_probe(spec, &table, None, &InFlight::new());
-                *slot = Some((handle, Instant::now()));
+                match spawn_probe(pool, wait, spec, &table, None, &InFlight::new()).await {
+                    Ok(call) => *slot = Some((call, Instant::now())),
+                    Err(Busy { threads }) => *busy = Some(threads),
+                }
             }
         }
         let mut views = Vec::with_capacity(specs.len());
-        for (spec, slot) in specs.iter().zip(&mut pending) {
-            let Some((handle, started)) = slot else {
-                continue;
-            };
-            let deadline = tokio::time::Instant::from_std(*started + settings.timeout);
-            let outcome = match tokio::time::timeout_at(deadline, &mut *handle).await {
-                Ok(joined) => {
-                    *slot = None;
-                    finished(joined)
+        for ((spec, slot), busy) in specs.iter().zip(&mut pending).zip(&busy) {
+            let outcome = match (busy, slot.as_mut()) {
+                (Some(threads), _) => no_thread(settings, *threads),
+                (None, Some((call, started))) => {
+                    let started = *started;
+                    let deadline = tokio::time::Instant::from_std(started + settings.timeout);
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(joined) => {
+                            *slot = None;
+                            finished(joined)
+                        }
+                        Err(_) => timed_out(started.elapsed(), settings.timeout),
+                    }
                 }
-                Err(_) => timed_out(started.elapsed(), settings.timeout),
+                (None, None) => continue,
             };
             let mut state = MountState::default();
             // One round decides: a single failure is reported as unhealthy.

@@ -69,6 +69,36 @@ pub fn binary() -> &'static Path {
     })
 }
 
+/// The binary users run: the static musl release binary `cargo xtask dist` builds for this
+/// machine's architecture into `<target>/dist`, built once per test process
+/// (`MOUNT_MONITOR_SHIPPED_BIN` overrides).
+pub fn shipped_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("MOUNT_MONITOR_SHIPPED_BIN") {
+            return PathBuf::from(bin);
+        }
+        let arch = xtask::targets::Arch::host().expect("the tests run on amd64 or arm64");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = workspace_root();
+        let output = Command::new(cargo)
+            .current_dir(&root)
+            .args(["xtask", "dist", "--arch", arch.docker_arch()])
+            .output()
+            .expect("run cargo xtask dist");
+        assert!(
+            output.status.success(),
+            "cargo xtask dist --arch {} failed:\n{}",
+            arch.docker_arch(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        root.join(target).join("dist").join(arch.artifact_name())
+    })
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -196,6 +226,19 @@ impl Monitor {
         monitor
     }
 
+    /// As [`Monitor::start`], running `program` instead of the debug build (for instance
+    /// [`shipped_binary`]).
+    pub fn start_program<I, S>(program: &Path, args: I) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let workdir = empty_workdir();
+        let mut monitor = Self::launch(program, args, workdir.path(), Some("127.0.0.1:0"), |_| {});
+        monitor._workdir = Some(workdir);
+        monitor
+    }
+
     pub fn start_in<I, S>(args: I, cwd: &Path) -> Monitor
     where
         I: IntoIterator<Item = S>,
@@ -226,7 +269,21 @@ impl Monitor {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut command = Command::new(binary());
+        Self::launch(binary(), args, cwd, listen, adjust)
+    }
+
+    fn launch<I, S>(
+        program: &Path,
+        args: I,
+        cwd: &Path,
+        listen: Option<&str>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Monitor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(program);
         adjust(&mut command);
         let mut child = command
             .args(args)

@@ -187,6 +187,7 @@ fn one_address_at_its_limit_cannot_starve_the_probes() {
         "probes_from_127.0.0.1": samples.json(),
     });
     eprintln!("one address at its limit: {figures:#}");
+    tests::figures::record("abuse_one_address", figures.clone());
     assert_eq!(extra_answered, 0, "the hog got more connections: {figures}");
     assert!(
         served.iter().all(|&n| n > 0),
@@ -290,6 +291,7 @@ fn a_full_cap_of_keep_alive_clients_stays_under_48_mib() {
         "per_connection_kib_busy": (busy.peak_rss_kib.saturating_sub(before.rss_kib)) as f64 / cap as f64,
     });
     eprintln!("full cap of keep-alive clients: {figures:#}");
+    tests::figures::record("abuse_full_cap", figures.clone());
     assert!(one_more, "a connection over the cap was served: {figures}");
     assert_eq!(
         answers,
@@ -360,6 +362,7 @@ fn a_trickle_reader_is_cut_at_the_total_deadline() {
         "cut_after_s": cut_after.as_secs_f64(),
     });
     eprintln!("trickle reader: {figures:#}");
+    tests::figures::record("abuse_trickle_reader", figures.clone());
     assert!(
         received < metrics.len() / 2,
         "most of the answer was read: {figures}"
@@ -562,6 +565,8 @@ fn a_stuck_mount_under_a_metrics_flood_costs_no_more_per_request() {
             "probes": samples.json(),
         });
         eprintln!("metrics flood at {MOUNTS} mounts: {figures:#}");
+        let scenario = if stuck { "stuck" } else { "calm" };
+        tests::figures::record(&format!("abuse_metrics_flood_{scenario}"), figures.clone());
         assert_probes(
             &samples,
             if stuck {
@@ -687,6 +692,7 @@ fn exclude_floods_at_5000_mounts_are_cheap_or_refused() {
         "livez": samples.json(),
     });
     eprintln!("exclude floods at {MOUNTS} mounts: {figures:#}");
+    tests::figures::record("abuse_exclude_floods", figures.clone());
     assert!(
         samples.failures.is_empty() && samples.statuses.keys().all(|s| *s == 200),
         "/livez failed: {figures}"
@@ -804,4 +810,5 @@ fn a_mount_source_with_credentials_appears_in_no_endpoint() {
     mount("user:other-secret@host:/y");
     scan("replaced", "mount_changed");
     eprintln!("mount source with credentials: {:#}", json!(seen));
+    tests::figures::record("abuse_credentials", json!(seen));
 }

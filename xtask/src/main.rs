@@ -24,7 +24,7 @@ enum Command {
     Test(Test),
 }
 
-/// Run a measurement tool: `cargo run -p bench -- <ARGS>` (perf, dist, docker, reliability)
+/// Run a measurement tool: `cargo run -p bench -- <ARGS>` (perf, dist, docker, reliability, probes)
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 struct Bench {

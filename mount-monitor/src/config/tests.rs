@@ -54,6 +54,40 @@ fn metrics_detail_from_file_and_flag() {
 }
 
 #[test]
+fn worker_threads_from_file_and_flags() {
+    let s = from_json("{}", Overrides::default()).unwrap();
+    assert_eq!(s.worker_threads, DEFAULT_WORKER_THREADS);
+    let s = from_json(r#"{"workerThreads":8}"#, Overrides::default()).unwrap();
+    assert_eq!(s.worker_threads, 8);
+    let cli = Overrides {
+        worker_threads: Some(4),
+        ..Default::default()
+    };
+    assert_eq!(
+        from_json(r#"{"workerThreads":8}"#, cli)
+            .unwrap()
+            .worker_threads,
+        4
+    );
+    let error = from_json(r#"{"workerThreads":65}"#, Overrides::default())
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        error,
+        "config file config.json: `workerThreads`: 65 is more than 64, the most that can help (checks run on threads of their own); set it to 64 or less"
+    );
+    let cli = Overrides {
+        worker_threads: Some(0),
+        ..Default::default()
+    };
+    let error = from_json("{}", cli).unwrap_err().0;
+    assert!(
+        error.starts_with("--worker-threads: 0 would leave"),
+        "{error}"
+    );
+}
+
+#[test]
 fn connection_limits_from_file_and_flags() {
     let s = from_json("{}", Overrides::default()).unwrap();
     assert_eq!(s.max_connections_per_peer, crate::limits::DEFAULT_PER_PEER);

@@ -389,3 +389,27 @@ fn slugs_follow_github() {
         ]
     );
 }
+
+#[test]
+fn references_are_found_in_comments() {
+    let text = "// see docs/checks.md#hung-mounts, README.md#reason-codes and docs/logs.md.\n\
+                # Every key is in docs/configuration.md\n\
+                // README.md and RELIABILITY.md name no section";
+    assert_eq!(
+        references(text),
+        vec![
+            "docs/checks.md#hung-mounts",
+            "README.md#reason-codes",
+            "docs/logs.md",
+            "docs/configuration.md"
+        ]
+    );
+    let root = workspace_root();
+    assert_eq!(
+        broken(&root, Path::new("."), "README.md#reason-codes"),
+        None
+    );
+    assert!(broken(&root, Path::new("."), "README.md#no-such-section").is_some());
+    assert!(broken(&root, Path::new("."), "docs/no-such-page.md").is_some());
+    assert!(broken(&root, Path::new("docs/logs.md"), "../../outside.md").is_some());
+}

@@ -268,10 +268,10 @@ fn healthcheck_follows_readiness() {
     assert_eq!(run(["healthcheck", "--url", &url]).0, 1);
 }
 
-/// The README's exit-code table, every row and column: serving exits 1 for a config file's
-/// error and 2 for the command line's or the environment's (debrid-mount-monitor and its flag
-/// parser), init-container mode 1 for everything, `check` 2 for any configuration error and 1
-/// for an unhealthy mount. Each error is one line naming what was wrong.
+/// The exit-code table of docs/configuration.md, every row and column: serving exits 1 for a
+/// config file's error and 2 for the command line's or the environment's (debrid-mount-monitor and
+/// its flag parser), init-container mode 1 for everything, `check` 2 for any configuration error
+/// and 1 for an unhealthy mount. Each error is one line naming what was wrong.
 #[test]
 fn exit_codes_follow_the_table() {
     // No root needed: nothing is mounted.

@@ -988,7 +988,7 @@ fn backoff_settings_are_checked_when_serving_only() {
     );
     let config = config.display().to_string();
     let (code, _, stderr) = tests::run(["--config", &config, "--listen", "127.0.0.1:0"]);
-    // A config file's error, which serving exits 1 for (README, Exit codes).
+    // A config file's error, which serving exits 1 for (docs/configuration.md, Exit codes).
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(

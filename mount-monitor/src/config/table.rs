@@ -95,7 +95,7 @@ macro_rules! settings_table {
                 Ok(Values {
                     $( $name: match &cli.$name {
                         Some(value) => {
-                            let flag = format!("--{}", stringify!($name).replace('_', "-"));
+                            let flag = $crate::config::table::flag_of(stringify!($name));
                             $check(value, &flag, false)?
                         }
                         None => None,
@@ -126,6 +126,11 @@ macro_rules! settings_table {
 }
 
 pub(super) use settings_table;
+
+/// The flag of a table field, as clap names it: `--worker-threads` for `worker_threads`.
+pub(super) fn flag_of(field: &str) -> String {
+    format!("--{}", field.replace('_', "-"))
+}
 
 // The checks the table names: `(value as read, where it was written, under Go's rules)` to the
 // setting, `None` for "not set" (Go's zero), or an error naming where it was written.

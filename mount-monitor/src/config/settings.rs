@@ -159,7 +159,7 @@ settings_table! {
     // The order of the entries is the order of their flags in `--help` and the order their
     // errors are found in.
     table {
-        /// How long a stopping monitor waits for requests in flight (`shutdownTimeout`; no flag)
+        /// How long in-flight requests may take on SIGTERM (`shutdownTimeout`; no flag)
         shutdown_timeout: Duration = Duration::from_secs(30),
             file "shutdownTimeout", flag [skip],
             read GoDuration, check duration;

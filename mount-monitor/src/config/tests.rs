@@ -1,5 +1,6 @@
 use super::*;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 fn from_json(json: &str, cli: Overrides) -> Result<Settings, ConfigError> {
     let file = parse_file(json, Path::new("config.json"))?;
@@ -762,5 +763,36 @@ fn wait_timeout_from_file_flag_and_zero() {
     assert!(
         message.starts_with("config file config.json: `waitTimeout`: \"-1s\" is negative"),
         "{message}"
+    );
+}
+
+/// The field table names each setting's file key and, through the field name, its flag: both must
+/// be what the file and clap read, or an error would name a key or flag that does not exist.
+#[test]
+fn field_table_keys_and_flags_are_the_files_and_claps() {
+    use clap::Args;
+    let command = Overrides::augment_args(clap::Command::new("mount-monitor"));
+    for (name, key) in settings::TABLE {
+        let file = parse_file(&format!("{{{key:?}: null}}"), Path::new("config.json")).unwrap();
+        assert_eq!(
+            file.ignored,
+            Vec::<String>::new(),
+            "`{key}` is a config.json key"
+        );
+        let toml = format!("{key} = {:?}", "x");
+        let error = parse_file(&toml, Path::new("c.toml")).unwrap_err().0;
+        assert!(
+            !error.contains("unknown field"),
+            "`{key}` is a TOML key: {error}"
+        );
+        // A setting only the file sets has no flag (`#[arg(skip)]`).
+        if let Some(arg) = command.get_arguments().find(|a| a.get_id() == *name) {
+            let flag = name.replace('_', "-");
+            assert_eq!(arg.get_long(), Some(flag.as_str()), "the flag of `{name}`");
+        }
+    }
+    assert!(
+        settings::TABLE.len() >= 10,
+        "every setting of the table is checked"
     );
 }

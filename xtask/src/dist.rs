@@ -530,7 +530,11 @@ mod tests {
 
     #[test]
     fn binaries_over_the_size_budget_are_refused() {
-        assert_eq!(over_budget(4_460_136), None, "amd64 with the Docker actions");
+        assert_eq!(
+            over_budget(4_460_136),
+            None,
+            "amd64 with the Docker actions"
+        );
         assert_eq!(over_budget(SIZE_BUDGET), None);
         let problem = over_budget(SIZE_BUDGET + 1).unwrap();
         assert!(

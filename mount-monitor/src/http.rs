@@ -134,16 +134,16 @@ pub struct StatusBody<'a> {
     pub blocked_checks: usize,
     /// `/healthz/status` only: the pod-restart watchdog.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub watchdog: Option<crate::watchdog::View>,
+    pub watchdog: Option<crate::status::watchdog::View>,
     /// `/healthz/status` only: the Docker actions.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub docker: Option<crate::docker::View>,
+    pub docker: Option<crate::status::docker::View>,
 }
 
 /// What the actors publish, in `/healthz/status` after the mounts.
 pub struct Actors {
-    pub watchdog: crate::watchdog::View,
-    pub docker: crate::docker::View,
+    pub watchdog: crate::status::watchdog::View,
+    pub docker: crate::status::docker::View,
 }
 
 impl<'a> StatusBody<'a> {

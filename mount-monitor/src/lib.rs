@@ -32,6 +32,7 @@ pub mod server;
 pub mod service_links;
 pub mod snapshot;
 pub mod state;
+pub mod status;
 pub mod watchdog;
 
 /// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.

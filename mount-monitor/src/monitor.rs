@@ -16,9 +16,9 @@ use crate::mountinfo::{MountTable, display_path};
 use crate::probe::{self, Failure, Identity, Outcome};
 use crate::probe_pool::{Busy, Call, Panicked, ProbePool};
 use crate::reason::Reason;
+use crate::snapshot::MountChange;
 use crate::snapshot::{HEARTBEAT, MountView, Shared, Snapshot};
 use crate::state::{Health, MountState, Transition};
-use crate::watchdog::MountChange;
 
 enum Event {
     /// Every mount known at start has been added.

@@ -408,13 +408,13 @@ async fn status_body_is_what_status_body_serializes() {
     let (_, body) = get(&app, "/healthz/status").await;
     let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false, 0);
-    expected.watchdog = Some(crate::watchdog::View {
+    expected.watchdog = Some(crate::status::watchdog::View {
         since: served["watchdog"]["since"].as_str().unwrap().to_owned(),
-        ..crate::watchdog::Status::new(&Default::default()).view()
+        ..crate::status::watchdog::Status::new(&Default::default()).view()
     });
-    expected.docker = Some(crate::docker::View {
+    expected.docker = Some(crate::status::docker::View {
         since: served["docker"]["since"].as_str().unwrap().to_owned(),
-        ..crate::docker::Status::new(false).view()
+        ..crate::status::docker::Status::new(false).view()
     });
     let mut expected = serde_json::to_value(&expected).unwrap();
     for json in [&mut served, &mut expected] {

@@ -396,7 +396,7 @@ fn created_follows_escaped_mount_names() {
 
 #[test]
 fn watchdog_state_and_restarts_by_outcome() {
-    use crate::watchdog::{Outcome, State, Status};
+    use crate::status::watchdog::{Outcome, State, Status};
     let status = Status::new(&crate::config::WatchdogSettings::default());
     let text = render_watchdog(&status, Format::Prometheus);
     assert_eq!(

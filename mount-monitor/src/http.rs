@@ -562,7 +562,7 @@ fn label(view: &MountView) -> Cow<'_, str> {
     match (&view.spec.name, view.spec.path.to_str()) {
         (Some(name), _) => Cow::Borrowed(name),
         (None, Some(path)) => Cow::Borrowed(path),
-        (None, None) => Cow::Owned(crate::mountinfo::display_path(&view.spec.path)),
+        (None, None) => Cow::Owned(crate::paths::display_path(&view.spec.path)),
     }
 }
 

@@ -24,6 +24,8 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod mountinfo;
+pub mod outcome;
+pub mod paths;
 pub mod probe;
 pub mod probe_pool;
 pub mod reason;

@@ -22,7 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::probe::Stats;
+use crate::outcome::Stats;
 use crate::reason::Reason;
 use crate::snapshot::{MountView, Snapshot};
 use crate::state::{BASIC_DURATION_BUCKETS, Health};
@@ -360,7 +360,7 @@ impl Collector for SnapshotCollector {
             .map(|view| Labelled {
                 view,
                 mount: view.label(),
-                path: crate::mountinfo::display_path(&view.spec.path),
+                path: crate::paths::display_path(&view.spec.path),
             })
             .collect();
 

@@ -12,10 +12,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MountSpec, Settings, WAIT_RETRY};
 use crate::discovery;
-use crate::mountinfo::{MountTable, display_path};
-use crate::probe::{self, Failure, Identity, Outcome};
+use crate::mountinfo::MountTable;
+use crate::outcome::{Identity, Outcome};
+use crate::paths::display_path;
+use crate::probe;
 use crate::probe_pool::{Busy, Call, Panicked, ProbePool};
-use crate::reason::Reason;
+use crate::reason::{Failure, Reason};
 use crate::snapshot::MountChange;
 use crate::snapshot::{HEARTBEAT, MountView, Shared, Snapshot};
 use crate::state::{Health, MountState, Transition};

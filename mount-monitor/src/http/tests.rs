@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{MountSpec, Settings};
-use crate::probe::Failure;
+use crate::reason::Failure;
 use crate::reason::Reason;
 use crate::state::MountState;
 use axum::body::Body;
@@ -72,7 +72,7 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn figures_come_only_from_the_latest_check() {
     let mut gone = (*view("media", Health::Healthy)).clone();
-    let stats = crate::probe::Stats {
+    let stats = crate::outcome::Stats {
         fs_type: Some("fuse.rclone".into()),
         size_bytes: 100,
         ..Default::default()
@@ -85,7 +85,7 @@ async fn figures_come_only_from_the_latest_check() {
     // The next check found nothing mounted: no figures, rather than the old ones as if
     // they were current.
     gone.state.record(
-        Err(crate::probe::Failure::new(
+        Err(crate::reason::Failure::new(
             crate::reason::Reason::NotMounted,
             "gone",
         )),

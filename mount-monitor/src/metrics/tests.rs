@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{MountSpec, Settings};
-use crate::probe::Failure;
+use crate::reason::Failure;
 use crate::state::{DURATION_BUCKETS, MountState};
 use std::time::{Duration, SystemTime};
 

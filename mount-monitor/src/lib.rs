@@ -12,7 +12,6 @@ pub mod api_client;
 pub mod cli;
 pub mod config;
 pub mod deadline;
-pub mod discovery;
 pub mod docker;
 pub mod duration;
 pub mod gojson;

@@ -1,12 +1,15 @@
+use super::cache::render_instant;
 use super::*;
 use crate::config::{MountSpec, Settings};
 use crate::reason::Failure;
 use crate::reason::Reason;
+use crate::snapshot::Snapshot;
 use crate::state::MountState;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
 use tower::ServiceExt;
 
 fn view(name: &str, health: Health) -> Arc<MountView> {

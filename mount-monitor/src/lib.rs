@@ -107,6 +107,78 @@ mod layout {
         graph
     }
 
+    /// Every module `module` depends on, directly or through others.
+    fn reached(graph: &BTreeMap<String, BTreeSet<String>>, module: &str) -> BTreeSet<String> {
+        let mut reached = BTreeSet::new();
+        let mut next = vec![module.to_owned()];
+        while let Some(at) = next.pop() {
+            for dependency in graph.get(&at).into_iter().flatten() {
+                if reached.insert(dependency.clone()) {
+                    next.push(dependency.clone());
+                }
+            }
+        }
+        reached
+    }
+
+    /// The chain of modules from `from` to `to`, to say how a forbidden dependency came about.
+    fn chain(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> Vec<String> {
+        let mut came_from: BTreeMap<String, String> = BTreeMap::new();
+        let mut next = std::collections::VecDeque::from([from.to_owned()]);
+        while let Some(at) = next.pop_front() {
+            if at == to {
+                let mut path = vec![at];
+                while let Some(before) = came_from.get(path.last().expect("not empty")) {
+                    path.push(before.clone());
+                }
+                path.reverse();
+                return path;
+            }
+            for dependency in graph.get(&at).into_iter().flatten() {
+                if dependency != from && !came_from.contains_key(dependency) {
+                    came_from.insert(dependency.clone(), at.clone());
+                    next.push_back(dependency.clone());
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// The published data is read by everyone, so it depends on data only: never on the
+    /// runner that talks to the Kubernetes API.
+    #[test]
+    fn the_snapshot_never_reaches_the_kubernetes_client() {
+        let graph = dependencies();
+        assert!(
+            graph["watchdog"].contains("kube"),
+            "the graph sees the watchdog's client"
+        );
+        for module in ["snapshot", "status"] {
+            assert!(
+                !reached(&graph, module).contains("kube"),
+                "{module} reaches the Kubernetes client: {}",
+                chain(&graph, module, "kube").join(" -> ")
+            );
+        }
+    }
+
+    /// Handlers never touch a filesystem: the serving side cannot even name the probe.
+    #[test]
+    fn the_http_side_never_reaches_the_probe() {
+        let graph = dependencies();
+        assert!(
+            graph["monitor"].contains("probe"),
+            "the graph sees the monitor's probe"
+        );
+        for module in ["http", "metrics"] {
+            assert!(
+                !reached(&graph, module).contains("probe"),
+                "{module} reaches the probe: {}",
+                chain(&graph, module, "probe").join(" -> ")
+            );
+        }
+    }
+
     #[test]
     fn modules_depend_on_each_other_without_cycles() {
         let graph = dependencies();

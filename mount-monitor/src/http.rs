@@ -1,9 +1,9 @@
 //! The HTTP API. Handlers only read the latest [`Snapshot`](crate::snapshot::Snapshot); they never
 //! touch a filesystem.
 //!
-//! This file holds the routes; [`body`] the JSON bodies, [`cache`] the bodies kept per snapshot,
-//! [`metrics_body`] the assembly of `/metrics`, [`readyz`] the addressing and query of
-//! `/readyz`, and [`go_mux`] Go's `ServeMux` behaviours that clients rely on.
+//! This file holds the routes; `body` the JSON bodies, `cache` the bodies kept per snapshot,
+//! `metrics_body` the assembly of `/metrics`, `readyz` the addressing and query of
+//! `/readyz`, and `go_mux` Go's `ServeMux` behaviours that clients rely on.
 
 mod body;
 mod cache;

@@ -1,39 +1,52 @@
 //! mount-monitor: checks that mounts are really there and usable, and says so over HTTP.
 //!
-//! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
-//! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
-//! machine), [`monitor`] (the loop) and [`snapshot`] (what it publishes: plain data, with the
-//! verdicts), [`http`] and [`server`] (the API; [`limits`] on who may
-//! connect, [`deadline`] on writing), [`metrics`] (`/metrics`), [`report`] and [`healthcheck`]
-//! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
-//! client).
+//! One module per concept (ARCHITECTURE.md at the repository's root draws the whole):
+//!
+//! - What to watch: [`config`] (settings from the file, the environment and the flags), [`cli`]
+//!   (the command line), [`duration`] and `gojson` (reading `config.json` as Go does).
+//! - The checks: [`mountinfo`] (what is mounted), `probe` (one check of one mount), `probe_pool`
+//!   (the threads checks run on), [`monitor`] (one task per mount, the collector, discovery,
+//!   the one-shot rounds).
+//! - The vocabulary both sides share: [`reason`] (why a check failed), [`outcome`] (what a check
+//!   found), `paths` (how a path is shown).
+//! - What is published: [`state`] (the state machine), [`snapshot`] (plain data, with the
+//!   verdicts), `status` (what the actors publish).
+//! - Serving: [`http`] (the routes, bodies and render cache), [`metrics`] (`/metrics`),
+//!   [`server`] (connections; [`limits`] on who may connect, `deadline` on writing), [`logging`]
+//!   (debrid-mount-monitor's log lines), [`service_links`] (Kubernetes' `*_PORT` variables).
+//! - The other modes: [`report`] (`check` and the init container), [`healthcheck`] (the
+//!   container `HEALTHCHECK` client).
+//! - The actors: [`watchdog`] (pod restarts) with `kube` (its Kubernetes API client), [`docker`]
+//!   (Docker actions by label), both over `api_client` (one HTTP/1 connection).
+//!
+//! Modules are public only where the binary, the examples or the end-to-end tests use them.
 
-pub mod api_client;
+mod api_client;
 pub mod cli;
 pub mod config;
-pub mod deadline;
+mod deadline;
 pub mod docker;
 pub mod duration;
-pub mod gojson;
+mod gojson;
 pub mod healthcheck;
 pub mod http;
-pub mod kube;
+mod kube;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod mountinfo;
 pub mod outcome;
-pub mod paths;
-pub mod probe;
-pub mod probe_pool;
+mod paths;
+mod probe;
+mod probe_pool;
 pub mod reason;
 pub mod report;
 pub mod server;
 pub mod service_links;
 pub mod snapshot;
 pub mod state;
-pub mod status;
+mod status;
 pub mod watchdog;
 
 /// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.

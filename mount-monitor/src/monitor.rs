@@ -1,9 +1,9 @@
 //! The monitor loop: one task per mount, at most one blocking probe in flight per mount, a single
 //! collector that owns the state machines and publishes an immutable [`Snapshot`] for readers.
 //!
-//! [`collector`] owns the state machines and publishes; [`task`] checks one mount on its
-//! interval; [`blocked`] bounds the checks (the slots, the probe pool, the count of checks
-//! blocked in the kernel); [`discovery`] finds the mounts when none are configured; [`rounds`]
+//! `collector` owns the state machines and publishes; `task` checks one mount on its
+//! interval; `blocked` bounds the checks (the slots, the probe pool, the count of checks
+//! blocked in the kernel); `discovery` finds the mounts when none are configured; `rounds`
 //! are the one-shot rounds of `check` and the init container.
 
 mod blocked;

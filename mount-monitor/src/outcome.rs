@@ -1,4 +1,4 @@
-//! What one check found, in the words both sides use: the checks ([`probe`](crate::probe),
+//! What one check found, in the words both sides use: the checks (`probe`,
 //! [`monitor`](crate::monitor)) write an [`Outcome`], the state machine, `/healthz/status`,
 //! `/metrics` and `check`'s report read it, without depending on the probe.
 

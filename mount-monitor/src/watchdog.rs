@@ -3,15 +3,15 @@
 //!
 //! Restarting one container does not help a dead FUSE mount: the volume, the daemon beside it
 //! and the pod's mounts stay as they were. Deleting the pod recreates all of them. The contract
-//! is debrid-mount-monitor's (COMPAT "Watchdog"): arming that is never fatal, a
+//! is debrid-mount-monitor's watchdog behaviour: arming that is never fatal, a
 //! `SelfSubjectAccessReview`, a trigger on a transition into unhealthy, `restartDelay` with a
 //! cancel on recovery, the already-terminating check, a `WatchdogRestart` event, the DELETE with
 //! retries, and exit 1 as the last resort. Ours adds the restart-storm guard (a mount never healthy
 //! in this pod restarts nothing; `minPodAge`, opt-in) and makes the state visible in `/healthz/status` and `/metrics`.
 //!
-//! The decisions are in [`machine`], without I/O; this file runs them against the API.
+//! The decisions are in `machine`, without I/O; this file runs them against the API.
 
-pub mod machine;
+mod machine;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -14,8 +14,8 @@ use crate::probe;
 use crate::probe_pool::{Busy, Call, Panicked, ProbePool};
 use crate::reason::{Failure, Reason};
 
-/// Checks running at once, over all mounts, each on a thread of the [`probe_pool`]. A check holds
-/// its slot only while it is quick ([`SLOW_CHECK`]): a slow or hung one gives it back at once, so
+/// Checks running at once, over all mounts, each on a thread of the `probe_pool`. A check holds
+/// its slot only while it is quick (`SLOW_CHECK`): a slow or hung one gives it back at once, so
 /// hung mounts never hold up the checks of the others.
 pub const PARALLEL_CHECKS: usize = 8;
 pub(super) static CHECK_SLOTS: tokio::sync::Semaphore =

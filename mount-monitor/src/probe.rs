@@ -95,7 +95,8 @@ pub struct Located<'a> {
     pub entry: Option<&'a MountEntry>,
     /// The path is off any mount (a directory of the root filesystem, of another local
     /// filesystem, or in a bind of a plain directory) and the user's data check may still
-    /// prove it (COMPAT.md, Checks): this failure stands unless the check does.
+    /// prove it (debrid-mount-monitor's checks accept it): this failure stands unless the check
+    /// does.
     pub off_mount: Option<Failure>,
     /// With `off_mount`: the path is no longer on the mount it was on when last healthy. It
     /// fails even when the data check passes (the canary now read is the one on the
@@ -201,7 +202,7 @@ pub fn locate<'a>(
         }
     } else if let Some(failure) = off_any_mount(spec, entry, &looked_up) {
         // The user's canary or `directory` check is a signal of content debrid-mount-monitor
-        // trusts (COMPAT.md, Checks); `requireMountpoint: true` says a mount is wanted, and our
+        // trusts (its checks pass on it); `requireMountpoint: true` says a mount is wanted, and our
         // statfs-only checks have no other signal.
         let provable = matches!(spec.check, DataCheck::Canary(_) | DataCheck::Directory);
         if spec.placement == Placement::MountPoint || !provable {

@@ -1,5 +1,6 @@
 //! The monitor loop: one task per mount, at most one blocking probe in flight per mount, a single
-//! collector that owns the state machines and publishes an immutable [`Snapshot`] for readers.
+//! collector that owns the state machines and publishes an immutable
+//! [`Snapshot`](crate::snapshot::Snapshot) for readers.
 //!
 //! `collector` owns the state machines and publishes; `task` checks one mount on its
 //! interval; `blocked` bounds the checks (the slots, the probe pool, the count of checks
@@ -21,8 +22,6 @@ use crate::config::MountSpec;
 use crate::mountinfo::MountTable;
 use crate::outcome::Outcome;
 use crate::snapshot::Shared;
-#[cfg(doc)]
-use crate::snapshot::Snapshot;
 use blocked::PathChecks;
 use task::Task;
 

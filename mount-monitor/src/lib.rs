@@ -192,6 +192,32 @@ mod layout {
         }
     }
 
+    /// The most lines a source file holds before its tests: past that, a file holds more than
+    /// one concern, and a newcomer cannot find one by the file's name.
+    const MAX_LINES: usize = 700;
+
+    #[test]
+    fn no_source_file_is_crowded() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        assert!(files.len() > 20, "the sources are found: {files:?}");
+        let crowded: Vec<String> = files
+            .iter()
+            .filter_map(|path| {
+                let text = std::fs::read_to_string(path).expect("a source file");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                let lines = code.lines().count();
+                let path = path.strip_prefix(&src).unwrap_or(path);
+                (lines > MAX_LINES).then(|| format!("src/{} ({lines} lines)", path.display()))
+            })
+            .collect();
+        assert!(
+            crowded.is_empty(),
+            "over {MAX_LINES} lines before the tests; split by concern: {crowded:?}"
+        );
+    }
+
     #[test]
     fn modules_depend_on_each_other_without_cycles() {
         let graph = dependencies();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mount_monitor::config::{MountSpec, Settings};
 use mount_monitor::metrics::{Format, MetricsDetail, render};
-use mount_monitor::probe::Stats;
+use mount_monitor::outcome::Stats;
 use mount_monitor::snapshot::{MountView, Snapshot};
 use mount_monitor::state::MountState;
 

@@ -1,37 +1,52 @@
 //! mount-monitor: checks that mounts are really there and usable, and says so over HTTP.
 //!
-//! One module per concept: [`config`] (what to watch), [`mountinfo`] (what is mounted),
-//! [`probe`] (one check of one mount), [`reason`] (why a check failed), [`state`] (the state
-//! machine), [`monitor`] (the loop) and [`snapshot`] (what it publishes: plain data, with the
-//! verdicts), [`http`] and [`server`] (the API; [`limits`] on who may
-//! connect, [`deadline`] on writing), [`metrics`] (`/metrics`), [`report`] and [`healthcheck`]
-//! (the other modes), [`watchdog`] and [`kube`] (the pod-restart watchdog and its Kubernetes API
-//! client).
+//! One module per concept (ARCHITECTURE.md at the repository's root draws the whole):
+//!
+//! - What to watch: [`config`] (settings from the file, the environment and the flags), [`cli`]
+//!   (the command line), [`duration`] and `gojson` (reading `config.json` as Go does).
+//! - The checks: [`mountinfo`] (what is mounted), `probe` (one check of one mount), `probe_pool`
+//!   (the threads checks run on), [`monitor`] (one task per mount, the collector, discovery,
+//!   the one-shot rounds).
+//! - The vocabulary both sides share: [`reason`] (why a check failed), [`outcome`] (what a check
+//!   found), `paths` (how a path is shown).
+//! - What is published: [`state`] (the state machine), [`snapshot`] (plain data, with the
+//!   verdicts), `status` (what the actors publish).
+//! - Serving: [`http`] (the routes, bodies and render cache), [`metrics`] (`/metrics`),
+//!   [`server`] (connections; [`limits`] on who may connect, `deadline` on writing), [`logging`]
+//!   (debrid-mount-monitor's log lines), [`service_links`] (Kubernetes' `*_PORT` variables).
+//! - The other modes: [`report`] (`check` and the init container), [`healthcheck`] (the
+//!   container `HEALTHCHECK` client).
+//! - The actors: [`watchdog`] (pod restarts) with `kube` (its Kubernetes API client), [`docker`]
+//!   (Docker actions by label), both over `api_client` (one HTTP/1 connection).
+//!
+//! Modules are public only where the binary, the examples or the end-to-end tests use them.
 
-pub mod api_client;
+mod api_client;
 pub mod cli;
 pub mod config;
-pub mod deadline;
-pub mod discovery;
+mod deadline;
 pub mod docker;
 pub mod duration;
-pub mod gojson;
+mod gojson;
 pub mod healthcheck;
 pub mod http;
-pub mod kube;
+mod kube;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod mountinfo;
-pub mod probe;
-pub mod probe_pool;
+pub mod outcome;
+mod paths;
+mod probe;
+mod probe_pool;
 pub mod reason;
 pub mod report;
 pub mod server;
 pub mod service_links;
 pub mod snapshot;
 pub mod state;
+mod status;
 pub mod watchdog;
 
 /// The version: set by `cargo xtask dist` through `MOUNT_MONITOR_VERSION`, else the crate's.
@@ -103,6 +118,104 @@ mod layout {
             graph.entry(module).or_default().extend(used);
         }
         graph
+    }
+
+    /// Every module `module` depends on, directly or through others.
+    fn reached(graph: &BTreeMap<String, BTreeSet<String>>, module: &str) -> BTreeSet<String> {
+        let mut reached = BTreeSet::new();
+        let mut next = vec![module.to_owned()];
+        while let Some(at) = next.pop() {
+            for dependency in graph.get(&at).into_iter().flatten() {
+                if reached.insert(dependency.clone()) {
+                    next.push(dependency.clone());
+                }
+            }
+        }
+        reached
+    }
+
+    /// The chain of modules from `from` to `to`, to say how a forbidden dependency came about.
+    fn chain(graph: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> Vec<String> {
+        let mut came_from: BTreeMap<String, String> = BTreeMap::new();
+        let mut next = std::collections::VecDeque::from([from.to_owned()]);
+        while let Some(at) = next.pop_front() {
+            if at == to {
+                let mut path = vec![at];
+                while let Some(before) = came_from.get(path.last().expect("not empty")) {
+                    path.push(before.clone());
+                }
+                path.reverse();
+                return path;
+            }
+            for dependency in graph.get(&at).into_iter().flatten() {
+                if dependency != from && !came_from.contains_key(dependency) {
+                    came_from.insert(dependency.clone(), at.clone());
+                    next.push_back(dependency.clone());
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// The published data is read by everyone, so it depends on data only: never on the
+    /// runner that talks to the Kubernetes API.
+    #[test]
+    fn the_snapshot_never_reaches_the_kubernetes_client() {
+        let graph = dependencies();
+        assert!(
+            graph["watchdog"].contains("kube"),
+            "the graph sees the watchdog's client"
+        );
+        for module in ["snapshot", "status"] {
+            assert!(
+                !reached(&graph, module).contains("kube"),
+                "{module} reaches the Kubernetes client: {}",
+                chain(&graph, module, "kube").join(" -> ")
+            );
+        }
+    }
+
+    /// Handlers never touch a filesystem: the serving side cannot even name the probe.
+    #[test]
+    fn the_http_side_never_reaches_the_probe() {
+        let graph = dependencies();
+        assert!(
+            graph["monitor"].contains("probe"),
+            "the graph sees the monitor's probe"
+        );
+        for module in ["http", "metrics"] {
+            assert!(
+                !reached(&graph, module).contains("probe"),
+                "{module} reaches the probe: {}",
+                chain(&graph, module, "probe").join(" -> ")
+            );
+        }
+    }
+
+    /// The most lines a source file holds before its tests: past that, a file holds more than
+    /// one concern, and a newcomer cannot find one by the file's name.
+    const MAX_LINES: usize = 700;
+
+    #[test]
+    fn no_source_file_is_crowded() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        assert!(files.len() > 20, "the sources are found: {files:?}");
+        let crowded: Vec<String> = files
+            .iter()
+            .filter_map(|path| {
+                let text = std::fs::read_to_string(path).expect("a source file");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                let lines = code.lines().count();
+                let path = path.strip_prefix(&src).unwrap_or(path);
+                (lines > MAX_LINES).then(|| format!("src/{} ({lines} lines)", path.display()))
+            })
+            .collect();
+        assert!(
+            crowded.is_empty(),
+            "over {MAX_LINES} lines before the tests; split by concern: {crowded:?}"
+        );
     }
 
     #[test]

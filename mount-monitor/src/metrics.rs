@@ -22,7 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::probe::Stats;
+use crate::outcome::Stats;
 use crate::reason::Reason;
 use crate::snapshot::{MountView, Snapshot};
 use crate::state::{BASIC_DURATION_BUCKETS, Health};
@@ -217,7 +217,7 @@ fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// `watchdog_restarts_total` by outcome. Rendered apart from [`render`], whose output is kept
 /// per snapshot, because the watchdog's state changes between snapshots.
 /// In OpenMetrics, without `# EOF`: the caller puts these families before it.
-pub fn render_watchdog(status: &crate::watchdog::Status, format: Format) -> String {
+pub fn render_watchdog(status: &crate::status::watchdog::Status, format: Format) -> String {
     render_collector(
         WatchdogCollector {
             state: status.view().state,
@@ -246,8 +246,8 @@ fn render_collector(collector: impl Collector + 'static, format: Format) -> Stri
 
 #[derive(Debug)]
 struct WatchdogCollector {
-    state: crate::watchdog::State,
-    outcomes: Vec<(crate::watchdog::Outcome, u64)>,
+    state: crate::status::watchdog::State,
+    outcomes: Vec<(crate::status::watchdog::Outcome, u64)>,
 }
 
 impl Collector for WatchdogCollector {
@@ -258,7 +258,7 @@ impl Collector for WatchdogCollector {
             None,
             MetricType::Gauge,
         )?;
-        for each in crate::watchdog::State::ALL {
+        for each in crate::status::watchdog::State::ALL {
             state
                 .encode_family(&[("state", each.as_str())])?
                 .encode_gauge(&i64::from(each == self.state))?;
@@ -282,7 +282,7 @@ impl Collector for WatchdogCollector {
 /// The Docker actions' families (with `--docker-actions` only): `docker_connected` and
 /// `docker_actions_total` by action and outcome, every combination from 0. Rendered per scrape
 /// as the watchdog's are.
-pub fn render_docker(status: &crate::docker::Status, format: Format) -> String {
+pub fn render_docker(status: &crate::status::docker::Status, format: Format) -> String {
     render_collector(
         DockerCollector {
             connected: status.view().connected,
@@ -296,8 +296,8 @@ pub fn render_docker(status: &crate::docker::Status, format: Format) -> String {
 struct DockerCollector {
     connected: bool,
     counts: Vec<(
-        crate::docker::policy::Action,
-        crate::docker::policy::Outcome,
+        crate::status::docker::Action,
+        crate::status::docker::Outcome,
         u64,
     )>,
 }
@@ -360,7 +360,7 @@ impl Collector for SnapshotCollector {
             .map(|view| Labelled {
                 view,
                 mount: view.label(),
-                path: crate::mountinfo::display_path(&view.spec.path),
+                path: crate::paths::display_path(&view.spec.path),
             })
             .collect();
 

@@ -12,6 +12,9 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Kept here for the settings, which show paths this way too.
+pub use crate::paths::display_path;
+
 /// One line of mountinfo (see proc_pid_mountinfo(5)). Paths are bytes, as the kernel keeps them:
 /// a directory name that is not UTF-8 anywhere on the machine must not break the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,23 +149,6 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 
 fn is_octal_escape(digits: &[u8]) -> bool {
     digits.len() == 3 && digits[0] <= b'3' && digits.iter().all(|d| (b'0'..=b'7').contains(d))
-}
-
-/// A path for people and label values: UTF-8 as it is, any byte that is not UTF-8 as `\xNN`.
-pub fn display_path(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let bytes = path.as_os_str().as_bytes();
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
 }
 
 /// One reading of the mount table, indexed by mount point: every check looks its path up, and a

@@ -3,116 +3,15 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::config::{DataCheck, Expect, MountSpec, Placement};
-use crate::mountinfo::{MountEntry, MountTable, Table, display_path};
-use crate::reason::Reason;
-
-/// What statfs and mountinfo said about the filesystem.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Stats {
-    pub fs_type: Option<String>,
-    pub read_only: bool,
-    pub size_bytes: u64,
-    pub avail_bytes: u64,
-    pub free_bytes: u64,
-    pub files: u64,
-    pub files_free: u64,
-}
-
-/// A failed check: the stable code, and the system's words for `last_error`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: Reason,
-    pub detail: String,
-}
-
-impl Failure {
-    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// What the path is on, as far as telling one mount from another at the same place goes: a
-/// restarted daemon that mounts the same remote again has the same identity; the host's empty
-/// directory bound in its place has not.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub fs_type: String,
-    pub source: SourceDigest,
-    /// The directory of the filesystem that is mounted (`/` unless a bind of a subtree).
-    pub root: std::path::PathBuf,
-    pub mount_point: std::path::PathBuf,
-}
-
-impl Identity {
-    pub fn of(entry: &MountEntry) -> Identity {
-        Identity {
-            fs_type: entry.fs_type.clone(),
-            source: SourceDigest::of(&entry.source),
-            root: entry.root.clone(),
-            mount_point: entry.mount_point.clone(),
-        }
-    }
-}
-
-/// A digest of a mount's source (`user:secret@host:/export`, a URL with credentials…), never the
-/// source itself: past the probe, nothing needs more than to tell two sources apart, so nothing
-/// kept in a snapshot can show one, whatever formats it (`Debug` included).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SourceDigest(u64);
-
-impl SourceDigest {
-    pub fn of(source: &str) -> SourceDigest {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        // Fixed keys: the same source gives the same digest for the life of the process.
-        let mut hasher = DefaultHasher::new();
-        source.hash(&mut hasher);
-        SourceDigest(hasher.finish())
-    }
-}
-
-impl std::fmt::Display for Identity {
-    /// The type, where it is mounted, and which directory of it; never the source, which may
-    /// carry a host name or credentials.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} on {}", self.fs_type, display_path(&self.mount_point))?;
-        if self.root != Path::new("/") {
-            write!(f, " (its directory {})", display_path(&self.root))?;
-        }
-        Ok(())
-    }
-}
-
-/// The result of one check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    pub result: Result<(), Failure>,
-    /// Present once statfs answered, also when a later step failed.
-    pub stats: Option<Stats>,
-    /// How long the check took; `None` when it did not return (timed out, crashed).
-    pub duration: Option<Duration>,
-    /// The mount the path was found on, once mountinfo was read.
-    pub identity: Option<Identity>,
-}
-
-impl Outcome {
-    /// A check that ended without the probe's word: timed out or crashed.
-    pub fn failed(failure: Failure) -> Outcome {
-        Outcome {
-            result: Err(failure),
-            stats: None,
-            duration: None,
-            identity: None,
-        }
-    }
-}
+use crate::mountinfo::{MountEntry, MountTable, Table};
+use crate::outcome::{Identity, Outcome, Stats};
+use crate::paths::display_path;
+use crate::reason::{Failure, Reason};
 
 /// Checks one mount: mountinfo → statfs → read-only → capacity → data path. `expected` is what
 /// the path was on when it was last healthy: something else there now fails the check.
@@ -196,7 +95,8 @@ pub struct Located<'a> {
     pub entry: Option<&'a MountEntry>,
     /// The path is off any mount (a directory of the root filesystem, of another local
     /// filesystem, or in a bind of a plain directory) and the user's data check may still
-    /// prove it (COMPAT.md, Checks): this failure stands unless the check does.
+    /// prove it (debrid-mount-monitor's checks accept it): this failure stands unless the check
+    /// does.
     pub off_mount: Option<Failure>,
     /// With `off_mount`: the path is no longer on the mount it was on when last healthy. It
     /// fails even when the data check passes (the canary now read is the one on the
@@ -302,7 +202,7 @@ pub fn locate<'a>(
         }
     } else if let Some(failure) = off_any_mount(spec, entry, &looked_up) {
         // The user's canary or `directory` check is a signal of content debrid-mount-monitor
-        // trusts (COMPAT.md, Checks); `requireMountpoint: true` says a mount is wanted, and our
+        // trusts (its checks pass on it); `requireMountpoint: true` says a mount is wanted, and our
         // statfs-only checks have no other signal.
         let provable = matches!(spec.check, DataCheck::Canary(_) | DataCheck::Directory);
         if spec.placement == Placement::MountPoint || !provable {

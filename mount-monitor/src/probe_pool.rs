@@ -90,12 +90,8 @@ impl ProbePool {
         }
     }
 
-    /// The most threads this pool runs at once.
-    pub fn max_threads(&self) -> usize {
-        self.inner.max_threads
-    }
-
     /// Threads alive now, busy or idle.
+    #[cfg(test)]
     pub fn threads(&self) -> usize {
         self.inner.lock().threads
     }

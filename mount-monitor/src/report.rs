@@ -201,7 +201,8 @@ fn checked_in(duration: std::time::Duration) -> String {
 mod tests {
     use super::*;
     use crate::config::{MountSpec, Settings};
-    use crate::probe::{Failure, Stats};
+    use crate::outcome::Stats;
+    use crate::reason::Failure;
     use crate::reason::Reason;
     use crate::state::MountState;
     use std::sync::Arc;

@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 
 use crate::config::{MountSpec, Settings};
 use crate::state::{Health, MountState};
-use crate::watchdog::MountChange;
 
 /// One mount as readers see it.
 #[derive(Clone, Debug)]
@@ -80,6 +79,21 @@ pub fn all_healthy<'a>(views: impl IntoIterator<Item = &'a MountView>) -> bool {
     required(views).all(|v| v.state.health == Health::Healthy)
 }
 
+/// A mount's health changed (or it is no longer monitored), as the actors (the watchdog, Docker actions)
+/// hear of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountChange {
+    pub id: u64,
+    pub mount: String,
+    /// The path as configured.
+    pub path: String,
+    /// `Unknown` when the mount is no longer monitored.
+    pub health: Health,
+    pub failure_count: u32,
+    /// Counts in no verdict over all mounts: the watchdog ignores it, Docker actions do not.
+    pub optional: bool,
+}
+
 /// What the HTTP side reads: the snapshot, the monitor's heartbeat and the actors' status
 /// (the watchdog's and the Docker actions').
 pub struct Shared {
@@ -87,8 +101,8 @@ pub struct Shared {
     started: Instant,
     heartbeat_ms: AtomicU64,
     pub settings: Arc<Settings>,
-    pub watchdog: Arc<crate::watchdog::Status>,
-    pub docker: Arc<crate::docker::Status>,
+    pub watchdog: Arc<crate::status::watchdog::Status>,
+    pub docker: Arc<crate::status::docker::Status>,
     changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
 }
 
@@ -98,8 +112,8 @@ impl Shared {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             started: Instant::now(),
             heartbeat_ms: AtomicU64::new(0),
-            watchdog: Arc::new(crate::watchdog::Status::new(&settings.watchdog)),
-            docker: Arc::new(crate::docker::Status::new(settings.docker_actions)),
+            watchdog: Arc::new(crate::status::watchdog::Status::new(&settings.watchdog)),
+            docker: Arc::new(crate::status::docker::Status::new(settings.docker_actions)),
             settings,
             changes: OnceLock::new(),
         })

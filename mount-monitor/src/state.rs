@@ -2,7 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::probe::{Failure, Stats};
+use crate::outcome::Stats;
+use crate::reason::Failure;
 use crate::reason::Reason;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -165,7 +166,7 @@ impl MountState {
     /// Applies one check: its verdict, and what it measured.
     pub fn apply(
         &mut self,
-        outcome: crate::probe::Outcome,
+        outcome: crate::outcome::Outcome,
         at: SystemTime,
         failure_threshold: u32,
         success_threshold: u32,

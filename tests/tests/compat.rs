@@ -139,8 +139,9 @@ fn wait_for_log(monitor: &Monitor, what: &str, found: impl Fn(&Monitor) -> bool)
     }
 }
 
-/// Serves the config and holds it to COMPAT.md: status codes, the JSON fields, the logs, and
-/// that unmounting the mount under each path is caught (and its return noticed).
+/// Serves the config and holds it to debrid-mount-monitor's behaviour: status codes, the JSON
+/// fields, the logs, and that unmounting the mount under each path is caught (and its return
+/// noticed).
 fn serves(setup: &mut Setup) -> Monitor {
     let monitor = Monitor::start_in(tests::EVERY_SECOND, setup.cwd());
     let body = monitor.wait_for("/healthz/ready", 200, DETECT);

@@ -1,8 +1,8 @@
 //! debrid-mount-monitor's own layouts, as a container sees them (a private mount namespace:
 //! plain directories of the root filesystem, binds of a local directory as `emptyDir` volumes
 //! are, tmpfs, a FUSE mount), each checked in serve and in init-container mode against the
-//! verdict debrid-mount-monitor gives (COMPAT.md, Checks). Where ours differs, the case says
-//! why.
+//! verdict debrid-mount-monitor gives (its behaviour, run beside ours). Where ours differs, the
+//! case says why.
 //!
 //! `DMM_BINARY=path/to/debrid-mount-monitor` also runs debrid-mount-monitor in init-container mode
 //! on each layout and asserts its verdict as the table has it; without it, only ours runs.

@@ -16,7 +16,8 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use super::policy::{self, Action, Container, Policy};
+use super::policy::{self, Container, Policy};
+use crate::status::docker::Action;
 
 /// Docker's own default socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::state::Health;
+use crate::status::docker::{Action, Outcome};
 
 /// The mounts (by name) a container needs, comma-separated.
 pub const DEPENDS_ON: &str = "mount-monitor.depends-on";
@@ -25,50 +26,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn backoff(failures: u32) -> Duration {
     let doubled = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(5));
     doubled.min(MAX_BACKOFF)
-}
-
-/// One call on a container.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Action {
-    Stop,
-    Start,
-    Restart,
-}
-
-impl Action {
-    pub const ALL: [Action; 3] = [Action::Stop, Action::Start, Action::Restart];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Stop => "stop",
-            Action::Start => "start",
-            Action::Restart => "restart",
-        }
-    }
-}
-
-/// How an action ended, as `mount_monitor_docker_actions_total` counts it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The Engine did it.
-    Done,
-    /// The call failed; it is tried again with backoff.
-    Failed,
-    /// Not needed after all (the container was in that state already, or gone), or held back
-    /// (a restart within [`RESTART_HOLD`] of the last one for a mount still dead).
-    Skipped,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Done, Outcome::Failed, Outcome::Skipped];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Done => "done",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,12 +1,15 @@
+use super::cache::render_instant;
 use super::*;
 use crate::config::{MountSpec, Settings};
-use crate::probe::Failure;
+use crate::reason::Failure;
 use crate::reason::Reason;
+use crate::snapshot::Snapshot;
 use crate::state::MountState;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
 use tower::ServiceExt;
 
 fn view(name: &str, health: Health) -> Arc<MountView> {
@@ -72,7 +75,7 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn figures_come_only_from_the_latest_check() {
     let mut gone = (*view("media", Health::Healthy)).clone();
-    let stats = crate::probe::Stats {
+    let stats = crate::outcome::Stats {
         fs_type: Some("fuse.rclone".into()),
         size_bytes: 100,
         ..Default::default()
@@ -85,7 +88,7 @@ async fn figures_come_only_from_the_latest_check() {
     // The next check found nothing mounted: no figures, rather than the old ones as if
     // they were current.
     gone.state.record(
-        Err(crate::probe::Failure::new(
+        Err(crate::reason::Failure::new(
             crate::reason::Reason::NotMounted,
             "gone",
         )),
@@ -408,13 +411,13 @@ async fn status_body_is_what_status_body_serializes() {
     let (_, body) = get(&app, "/healthz/status").await;
     let mut served: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut expected = StatusBody::new(mounts.iter().map(Arc::as_ref), false, 0);
-    expected.watchdog = Some(crate::watchdog::View {
+    expected.watchdog = Some(crate::status::watchdog::View {
         since: served["watchdog"]["since"].as_str().unwrap().to_owned(),
-        ..crate::watchdog::Status::new(&Default::default()).view()
+        ..crate::status::watchdog::Status::new(&Default::default()).view()
     });
-    expected.docker = Some(crate::docker::View {
+    expected.docker = Some(crate::status::docker::View {
         since: served["docker"]["since"].as_str().unwrap().to_owned(),
-        ..crate::docker::Status::new(false).view()
+        ..crate::status::docker::Status::new(false).view()
     });
     let mut expected = serde_json::to_value(&expected).unwrap();
     for json in [&mut served, &mut expected] {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{MountSpec, Settings};
-use crate::probe::Failure;
+use crate::reason::Failure;
 use crate::state::{DURATION_BUCKETS, MountState};
 use std::time::{Duration, SystemTime};
 
@@ -396,7 +396,7 @@ fn created_follows_escaped_mount_names() {
 
 #[test]
 fn watchdog_state_and_restarts_by_outcome() {
-    use crate::watchdog::{Outcome, State, Status};
+    use crate::status::watchdog::{Outcome, State, Status};
     let status = Status::new(&crate::config::WatchdogSettings::default());
     let text = render_watchdog(&status, Format::Prometheus);
     assert_eq!(

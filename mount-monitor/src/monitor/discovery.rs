@@ -1,9 +1,19 @@
-//! Discovery mode: which mounts count as real when none are configured.
+//! Discovery mode: which mounts count as real when none are configured, and the loop that
+//! watches them come and go.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::Event;
+use super::blocked::PathChecks;
+use super::task::{AbortOnDrop, Task};
 
 use crate::config::{MountSpec, Placement, Settings};
-use crate::mountinfo::{MountEntry, Table};
+use crate::mountinfo::{MountEntry, MountTable, Table};
+use crate::paths::display_path;
 
 /// Pseudo and virtual filesystems that say nothing about an application's data: the one list.
 pub const EXCLUDED_FS_TYPES: &[&str] = &[
@@ -75,6 +85,92 @@ pub fn spec(entry: &MountEntry, settings: &Settings) -> MountSpec {
     spec.placement = Placement::MountPoint;
     spec.fs_type = Some(entry.fs_type.clone());
     spec
+}
+
+/// The mounts discovery monitors, by mount point and mount ID: a new mount at a path is a new
+/// mount, with checks of its own.
+type DiscoveredKey = (PathBuf, u32);
+
+/// Discovery mode: every real mount, re-read each interval; new mounts get a watcher, vanished
+/// ones are dropped.
+pub(super) async fn discover(
+    settings: Arc<Settings>,
+    table: Arc<MountTable>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut watched: HashMap<DiscoveredKey, (u64, AbortOnDrop<()>)> = HashMap::new();
+    // Kept across the mounts that come and go at a path, while a check there is blocked.
+    let mut histories: HashMap<PathBuf, Arc<PathChecks>> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut announced = false;
+    let mut ticker = tokio::time::interval(settings.check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let table_for_read = Arc::clone(&table);
+        let entries = match tokio::task::spawn_blocking(move || table_for_read.current()).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read /proc/self/mountinfo");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let current = real_mounts(&entries);
+        let present: std::collections::HashSet<DiscoveredKey> = current
+            .iter()
+            .map(|e| (e.mount_point.clone(), e.mount_id))
+            .collect();
+        let gone: Vec<DiscoveredKey> = watched
+            .keys()
+            .filter(|key| !present.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some((id, task)) = watched.remove(&key) {
+                drop(task);
+                let path = display_path(&key.0);
+                tracing::info!(mount = %path, %path, "mount disappeared; no longer monitored");
+                if tx.send(Event::Removed(id)).is_err() {
+                    return;
+                }
+            }
+        }
+        for entry in current {
+            let key = (entry.mount_point.clone(), entry.mount_id);
+            if watched.contains_key(&key) {
+                continue;
+            }
+            let id = next_id;
+            next_id += 1;
+            let spec = Arc::new(spec(entry, &settings));
+            let path = display_path(&entry.mount_point);
+            tracing::info!(mount = %path, %path, fs_type = %entry.fs_type, "monitoring discovered mount");
+            if tx.send(Event::Added(id, Arc::clone(&spec))).is_err() {
+                return;
+            }
+            let history = Arc::clone(histories.entry(entry.mount_point.clone()).or_default());
+            let task = Task {
+                id,
+                spec,
+                settings: Arc::clone(&settings),
+                table: Arc::clone(&table),
+                history,
+                tx: tx.clone(),
+            };
+            let task = tokio::spawn(task.supervise());
+            watched.insert(key, (id, AbortOnDrop(task)));
+        }
+        let watched_paths: std::collections::HashSet<&PathBuf> =
+            watched.keys().map(|(path, _)| path).collect();
+        histories.retain(|path, history| watched_paths.contains(path) || !history.idle());
+        if !announced {
+            announced = true;
+            if tx.send(Event::Initialized).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

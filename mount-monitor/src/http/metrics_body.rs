@@ -1,0 +1,77 @@
+//! `/metrics` assembled: the mounts' families, rendered once per snapshot, joined with the
+//! actors' families, which change between snapshots.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+
+use super::cache::{Cache, Kept, Rendered, compact, rendered};
+use crate::snapshot::Shared;
+
+/// `/metrics`: the mounts' families from the render cache, the actors' families per scrape.
+pub(super) async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    State(cache): State<Arc<Cache>>,
+    headers: HeaderMap,
+) -> Response {
+    use crate::metrics::Format;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let snapshot = shared.snapshot();
+    let detail = shared.settings.metrics_detail;
+    let index = match format {
+        Format::Prometheus => 0,
+        Format::OpenMetrics => 1,
+    };
+    let kept: fn(&Rendered) -> &Kept = match format {
+        Format::Prometheus => |r| &r.metrics[0],
+        Format::OpenMetrics => |r| &r.metrics[1],
+    };
+    let bodies = cache.of(&snapshot);
+    let mounts = rendered(&bodies, &snapshot, kept, move |snapshot, at| {
+        compact(crate::metrics::render(Arc::clone(snapshot), at, format, detail).into_bytes())
+    })
+    .await;
+    // The watchdog changes between snapshots: its families (a few hundred bytes) are rendered
+    // for every scrape, and the whole body again only when they or the mounts' part changed.
+    let mut watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    if shared.settings.docker_actions {
+        watchdog.push_str(&crate::metrics::render_docker(&shared.docker, format));
+    }
+    let mut composed = bodies.metrics_with_watchdog[index]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let body = match composed.as_ref() {
+        // The same kept body (the same bytes, not equal ones: no comparing megabytes).
+        Some((part, families, body))
+            if part.as_ptr() == mounts.as_ptr()
+                && part.len() == mounts.len()
+                && families == &watchdog =>
+        {
+            body.clone()
+        }
+        _ => {
+            let body = with_families(&mounts, &watchdog, format);
+            *composed = Some((mounts, watchdog, body.clone()));
+            body
+        }
+    };
+    drop(composed);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// The mounts' part of `/metrics` with `families` added, before OpenMetrics' closing `# EOF`.
+fn with_families(mounts: &Bytes, families: &str, format: crate::metrics::Format) -> Bytes {
+    const EOF: &[u8] = b"# EOF\n";
+    let mounts = mounts.strip_suffix(EOF).unwrap_or(mounts);
+    let mut body = Vec::with_capacity(mounts.len() + families.len() + EOF.len());
+    body.extend_from_slice(mounts);
+    body.extend_from_slice(families.as_bytes());
+    if format == crate::metrics::Format::OpenMetrics {
+        body.extend_from_slice(EOF);
+    }
+    body.into()
+}

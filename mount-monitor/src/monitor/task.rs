@@ -1,0 +1,287 @@
+//! One mount's task: checks the mount on its interval, forever, with at most one check in flight,
+//! and is restarted after a panic. Its parameters travel together as one [`Task`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::Event;
+use super::blocked::{
+    CHECK_SLOTS, InFlight, PARALLEL_CHECKS, PathChecks, SLOW_CHECK, blocked_checks, finished,
+    no_thread, probe_pool, spawn_probe, timed_out,
+};
+use crate::config::{MountSpec, Settings};
+use crate::mountinfo::MountTable;
+use crate::outcome::{Identity, Outcome};
+use crate::paths::display_path;
+use crate::probe_pool::{Busy, Call};
+use crate::reason::{Failure, Reason};
+
+/// One mount's task: what its checks need, from the first to the last.
+#[derive(Clone)]
+pub(super) struct Task {
+    /// The mount's key in the collector.
+    pub id: u64,
+    pub spec: Arc<MountSpec>,
+    pub settings: Arc<Settings>,
+    /// The mount table, shared by every task: read once per change.
+    pub table: Arc<MountTable>,
+    /// The checks started at the mount's path, kept across remounts.
+    pub history: Arc<PathChecks>,
+    /// To the collector.
+    pub tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Task {
+    /// Runs [`watch`] for one mount and restarts it after a panic, which must not leave the mount's
+    /// last state (perhaps healthy) standing: the mount fails with the panic's message meanwhile.
+    pub(super) async fn supervise(self) {
+        let Task {
+            id,
+            ref spec,
+            ref settings,
+            ref tx,
+            ..
+        } = self;
+        loop {
+            let mut task = AbortOnDrop(tokio::spawn(self.clone().watch()));
+            let ended = (&mut task.0).await;
+            let Err(e) = ended else { return };
+            if !e.is_panic() {
+                return;
+            }
+            let message = format!(
+                "the monitor's task for this mount crashed: {}",
+                panic_message(e)
+            );
+            tracing::error!(mount = %spec.label(), error = %message, "restarting the mount's checks");
+            let failure = Outcome::failed(Failure::new(Reason::Error, message));
+            if tx
+                .send(Event::Checked {
+                    id,
+                    outcome: Box::new(failure),
+                    stuck_since: None,
+                })
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(settings.check_interval).await;
+        }
+    }
+
+    /// Checks one mount on its interval, forever. A check that overruns its deadline keeps its
+    /// thread, and no second check of the same mount starts while it is blocked, unless another
+    /// mount has taken the path (the usual repair: `umount -l`, mount again): then the blocked one
+    /// is left behind, counted, and what is there now is checked at once.
+    async fn watch(self) {
+        let Task {
+            id,
+            spec,
+            settings,
+            table,
+            history,
+            tx,
+        } = self;
+        // What the path was on when it was last healthy.
+        let mut expected: Option<Identity> = None;
+        let mut stuck: Option<Stuck> = None;
+        loop {
+            if let Some(s) = stuck.take() {
+                if !replaced(&spec, &table, &s.check).await {
+                    stuck = Some(s);
+                } else {
+                    tracing::info!(mount = %spec.label(), path = %display_path(&spec.path), "another mount is at the path; checking it, and leaving the check blocked on the old one behind");
+                }
+            }
+            let (outcome, stuck_since) = match stuck.take() {
+                // Still blocked: say so again, with how long.
+                Some(s) => {
+                    let stuck_for = s.started.elapsed();
+                    let since = s.started;
+                    stuck = Some(s);
+                    (timed_out(stuck_for, settings.timeout), Some(since))
+                }
+                None if history.others_running(None) > 0
+                    && blocked_checks() >= settings.max_blocked_checks =>
+                {
+                    (
+                        Outcome::failed(Failure::new(
+                            Reason::Timeout,
+                            format!(
+                                "an earlier check at this path is still blocked, and {} checks are blocked in the kernel, the limit (maxBlockedChecks); no new check starts until one returns",
+                                blocked_checks()
+                            ),
+                        )),
+                        None,
+                    )
+                }
+                None => 'check: {
+                    // Bounded like the check: a check that cannot start in time is not one that passed.
+                    let wait = tokio::time::Instant::now() + settings.timeout;
+                    let slot = match tokio::time::timeout_at(wait, CHECK_SLOTS.acquire()).await {
+                        Ok(slot) => slot.ok(),
+                        Err(_) => break 'check (no_thread(&settings, PARALLEL_CHECKS), None),
+                    };
+                    let check = InFlight::new();
+                    history.register(&check);
+                    let pool = probe_pool(&settings);
+                    let mut handle = match spawn_probe(
+                        pool,
+                        wait,
+                        &spec,
+                        &table,
+                        expected.clone(),
+                        &check,
+                    )
+                    .await
+                    {
+                        Ok(handle) => handle,
+                        Err(Busy { threads }) => {
+                            check.finish();
+                            break 'check (no_thread(&settings, threads), None);
+                        }
+                    };
+                    let started = Instant::now();
+                    let quick = tokio::time::timeout(SLOW_CHECK, &mut handle).await;
+                    drop(slot);
+                    let joined = match quick {
+                        Ok(joined) => Ok(joined),
+                        Err(_) => {
+                            let deadline =
+                                tokio::time::Instant::from_std(started + settings.timeout);
+                            tokio::time::timeout_at(deadline, &mut handle).await
+                        }
+                    };
+                    match joined {
+                        Ok(joined) => (finished(joined), None),
+                        Err(_) => {
+                            check.overdue();
+                            stuck = Some(Stuck {
+                                handle,
+                                started,
+                                check,
+                            });
+                            (
+                                timed_out(started.elapsed(), settings.timeout),
+                                Some(started),
+                            )
+                        }
+                    }
+                }
+            };
+            if !report(&tx, id, outcome, stuck_since, &mut expected) {
+                return;
+            }
+            let next = tokio::time::sleep(jittered(settings.check_interval));
+            tokio::pin!(next);
+            if let Some(s) = stuck.as_mut() {
+                // Report the stuck check's own result the moment it returns.
+                tokio::select! {
+                    joined = &mut s.handle => {
+                        stuck = None;
+                        if !report(&tx, id, finished(joined), None, &mut expected) {
+                            return;
+                        }
+                        next.await;
+                    }
+                    _ = &mut next => {}
+                }
+            } else {
+                next.await;
+            }
+        }
+    }
+}
+
+/// Aborts the task when dropped: aborting a supervisor aborts what it supervises.
+pub(super) struct AbortOnDrop<T>(pub JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(super) fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The interval with ±10% jitter, so many monitors (and many mounts) do not check in lockstep.
+pub(super) fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// A check past its deadline, still waited for.
+struct Stuck {
+    handle: Call<Outcome>,
+    started: Instant,
+    check: Arc<InFlight>,
+}
+
+/// Sends one check's outcome to the collector, learning from a success what the path is on.
+/// False once the collector is gone.
+fn report(
+    tx: &mpsc::UnboundedSender<Event>,
+    id: u64,
+    outcome: Outcome,
+    stuck_since: Option<Instant>,
+    expected: &mut Option<Identity>,
+) -> bool {
+    if outcome.result.is_ok() {
+        expected.clone_from(&outcome.identity);
+    }
+    let event = Event::Checked {
+        id,
+        outcome: Box::new(outcome),
+        stuck_since,
+    };
+    tx.send(event).is_ok()
+}
+
+/// Whether the mount a blocked check is about is no longer the one at the path. Reads only
+/// mountinfo, never the mount.
+async fn replaced(spec: &Arc<MountSpec>, table: &Arc<MountTable>, check: &InFlight) -> bool {
+    let Some(blocked_on) = check.mount_id() else {
+        return false;
+    };
+    let (spec, table) = (Arc::clone(spec), Arc::clone(table));
+    let now = tokio::task::spawn_blocking(move || {
+        let entries = table.current().ok()?;
+        let entry = match spec.placement {
+            crate::config::Placement::MountPoint => entries.mount_at(&spec.path),
+            _ => entries.mount_containing(&spec.path),
+        };
+        entry.map(|e| e.mount_id)
+    })
+    .await
+    .ok()
+    .flatten();
+    now.is_some_and(|now| now != blocked_on)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let base = Duration::from_secs(30);
+        for _ in 0..1000 {
+            let d = jittered(base);
+            assert!(
+                d >= Duration::from_secs(27) && d <= Duration::from_secs(33),
+                "{d:?}"
+            );
+        }
+    }
+}

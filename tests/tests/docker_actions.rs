@@ -8,12 +8,12 @@
 //! under plain `cargo test`; `cargo xtask test` (as root) runs it. `DOCKER` picks the docker CLI
 //! [default: /usr/bin/docker].
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tests::docker::{free_port, program as docker, require_dockerd};
 use tests::fuse::{HangFs, require_fuse};
 use tests::{Monitor, Tmpfs, require_root, workspace_root};
 
@@ -21,10 +21,6 @@ use tests::{Monitor, Tmpfs, require_root, workspace_root};
 const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 /// What the monitor does (three failed checks, a round, a container stop) happens within this.
 const WITHIN: Duration = Duration::from_secs(90);
-
-fn docker() -> String {
-    std::env::var("DOCKER").unwrap_or_else(|_| "/usr/bin/docker".to_owned())
-}
 
 /// Runs `docker args`, which must succeed; its stdout.
 fn docker_ok(args: &[&str]) -> String {
@@ -39,20 +35,6 @@ fn docker_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn require_dockerd(test: &str) {
-    let works = Command::new(docker())
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        works,
-        "{test}: `{} info` fails: install docker.io and start dockerd (`.ci/setup`, which `cargo xtask test` as root runs, does both)",
-        docker()
-    );
 }
 
 /// Our release image for this machine's platform, loaded into dockerd under `tag`.
@@ -102,13 +84,6 @@ impl Drop for Cleanup {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Starts a container of `image` named `name` with `labels`, serving on a port of its own.

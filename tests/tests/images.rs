@@ -10,12 +10,13 @@
 //! /usr/local/bin/docker may be a newer CLI without buildx, which cannot do BuildKit builds].
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use tests::docker::{free_port, program as docker, require_dockerd};
 use tests::{require_root, require_tool, workspace_root};
 use xtask::checksums::sha256_hex;
 use xtask::elf::static_executable_problems;
@@ -81,25 +82,11 @@ fn docker_images_serve_ready_and_healthy_while_the_mount_is_there() {
     let dist = dist();
     let docker = docker();
     let tag = format!("mount-monitor-e2e:docker-{}", std::process::id());
-    // One platform per build with --load: what every docker can put into its image store
-    // (buildx's `docker` driver cannot hold a multi-platform image).
     let images: Vec<String> = Arch::ALL
         .iter()
         .map(|arch| {
             let image = format!("{tag}-{arch}");
-            let platform = format!("linux/{arch}");
-            xtask_docker(
-                &[
-                    "--engine",
-                    "docker",
-                    "--platform",
-                    &platform,
-                    "--load",
-                    "--tag",
-                    &image,
-                ],
-                &[("DOCKER", &docker)],
-            );
+            load_into_docker(*arch, &image);
             image
         })
         .collect();
@@ -241,18 +228,7 @@ fn healthcheck_follows_the_server_however_it_was_configured() {
     let docker = docker();
     let arch = Arch::host().expect("the tests run on amd64 or arm64");
     let image = format!("mount-monitor-e2e:healthcheck-{}", std::process::id());
-    xtask_docker(
-        &[
-            "--engine",
-            "docker",
-            "--platform",
-            &format!("linux/{arch}"),
-            "--load",
-            "--tag",
-            &image,
-        ],
-        &[("DOCKER", &docker)],
-    );
+    load_into_docker(arch, &image);
     let _cleanup = Cleanup::new(vec![vec![docker.clone(), "rmi".into(), image.clone()]]);
     let inspect = json(&run_ok(&docker, &["image", "inspect", &image]));
     check_image(&inspect[0], arch, &dist.version);
@@ -456,24 +432,23 @@ fn prerequisites(test: &str) {
     );
 }
 
-/// Panics unless dockerd answers (`.ci/setup` starts it).
-fn require_dockerd(test: &str) {
-    require_root(test);
-    let docker = docker();
-    let daemon = Command::new(&docker)
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        daemon,
-        "{test}: `{docker} info` fails: install docker.io and start dockerd (`.ci/setup`, which `cargo xtask test` as root runs, does both)"
+/// The release image of `arch` from dist's binaries, loaded into dockerd as `image`: one
+/// platform per build, which every docker can hold in its image store (buildx's `docker` driver
+/// cannot hold a multi-platform image).
+fn load_into_docker(arch: Arch, image: &str) {
+    let platform = format!("linux/{arch}");
+    xtask_docker(
+        &[
+            "--engine",
+            "docker",
+            "--platform",
+            &platform,
+            "--load",
+            "--tag",
+            image,
+        ],
+        &[("DOCKER", &docker())],
     );
-}
-
-fn docker() -> String {
-    std::env::var("DOCKER").unwrap_or_else(|_| "/usr/bin/docker".to_owned())
 }
 
 /// dist's binaries, built once per test process with `cargo xtask dist`.
@@ -886,14 +861,6 @@ fn mount_tmpfs(path: &Path) {
 fn umount(path: &Path) {
     nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
         .unwrap_or_else(|err| panic!("unmounting {}: {err}", path.display()));
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A `docker-registry` (Debian's distribution 2.8) on a free loopback port, storing in a temporary

@@ -1171,7 +1171,6 @@ fn a_watchdog_without_pod_identity_is_warned_about() {
         command.env_remove("POD_NAME").env_remove("POD_NAMESPACE");
     });
     monitor_started(&without);
-    monitor_started(&without);
     let warned = log_lines(&without, "watchdog enabled but pod identity not configured");
     assert_eq!(warned.len(), 1, "{}", without.log());
     assert_eq!(warned[0]["level"], "WARN");

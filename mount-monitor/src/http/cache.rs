@@ -25,7 +25,7 @@ pub(super) struct Rendered {
     pub(super) metrics: [Kept; 2],
     /// The same with the watchdog's families, and those families' text: every response shares
     /// one body while neither changes, rather than copying megabytes per request.
-    pub(super) metrics_with_watchdog: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
+    pub(super) metrics_with_actors: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
 }
 
 /// The bodies kept for the latest snapshot the HTTP side served, which it keeps alive until a

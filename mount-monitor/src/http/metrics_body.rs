@@ -35,13 +35,14 @@ pub(super) async fn metrics(
         compact(crate::metrics::render(Arc::clone(snapshot), at, format, detail).into_bytes())
     })
     .await;
-    // The watchdog changes between snapshots: its families (a few hundred bytes) are rendered
-    // for every scrape, and the whole body again only when they or the mounts' part changed.
-    let mut watchdog = crate::metrics::render_watchdog(&shared.watchdog, format);
+    // The actors (watchdog, Docker actions) change between snapshots: their families (a few
+    // hundred bytes) are rendered for every scrape, and the whole body again only when they or
+    // the mounts' part changed.
+    let mut actors = crate::metrics::render_watchdog(&shared.watchdog, format);
     if shared.settings.docker_actions {
-        watchdog.push_str(&crate::metrics::render_docker(&shared.docker, format));
+        actors.push_str(&crate::metrics::render_docker(&shared.docker, format));
     }
-    let mut composed = bodies.metrics_with_watchdog[index]
+    let mut composed = bodies.metrics_with_actors[index]
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let body = match composed.as_ref() {
@@ -49,13 +50,13 @@ pub(super) async fn metrics(
         Some((part, families, body))
             if part.as_ptr() == mounts.as_ptr()
                 && part.len() == mounts.len()
-                && families == &watchdog =>
+                && families == &actors =>
         {
             body.clone()
         }
         _ => {
-            let body = with_families(&mounts, &watchdog, format);
-            *composed = Some((mounts, watchdog, body.clone()));
+            let body = with_families(&mounts, &actors, format);
+            *composed = Some((mounts, actors, body.clone()));
             body
         }
     };

@@ -23,7 +23,7 @@ pub(super) struct Rendered {
     pub(super) status_mounts: Kept,
     /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
     pub(super) metrics: [Kept; 2],
-    /// The same with the watchdog's families, and those families' text: every response shares
+    /// The same with the actors' families (watchdog, Docker actions), and their text: every response shares
     /// one body while neither changes, rather than copying megabytes per request.
     pub(super) metrics_with_actors: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
 }

@@ -342,15 +342,12 @@ fn check_data_off_mount(spec: &MountSpec, off: Failure) -> Result<(), Failure> {
                 format!("{}; canary {}: {e}", off.detail, display_path(file)),
             )
         }),
-        DataCheck::Directory => match std::fs::read_dir(&spec.path) {
-            Ok(mut entries) => match entries.next() {
-                Some(Ok(_)) => Ok(()),
-                None => Err(Failure::new(
-                    Reason::EmptyVolume,
-                    format!("an empty directory: {}", off.detail),
-                )),
-                Some(Err(e)) => Err(listing_failed(&spec.path, &e)),
-            },
+        DataCheck::Directory => match has_an_entry(&spec.path) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::new(
+                Reason::EmptyVolume,
+                format!("an empty directory: {}", off.detail),
+            )),
             Err(e) if matches!(Reason::from_io(&e), Reason::PermissionDenied) => Ok(()),
             Err(e) => Err(listing_failed(&spec.path, &e)),
         },
@@ -389,12 +386,19 @@ fn read_canary(file: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Our `list` check: the directory can be listed (its first entry read), empty or not.
 fn read_directory(path: &Path) -> Result<(), Failure> {
-    let mut entries = std::fs::read_dir(path).map_err(|e| listing_failed(path, &e))?;
-    match entries.next() {
-        Some(Err(e)) => Err(listing_failed(path, &e)),
-        _ => Ok(()),
-    }
+    has_an_entry(path)
+        .map(drop)
+        .map_err(|e| listing_failed(path, &e))
+}
+
+/// Opens the directory and reads its first entry: whether there is one.
+fn has_an_entry(path: &Path) -> std::io::Result<bool> {
+    std::fs::read_dir(path)?
+        .next()
+        .transpose()
+        .map(|first| first.is_some())
 }
 
 #[cfg(test)]

@@ -120,21 +120,26 @@ impl Visit for Fields {
         self.record_str(field, &format!("{value:?}"));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.rest
-            .push((field.name(), Value::Literal(value.to_string())));
+        self.literal(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.rest
-            .push((field.name(), Value::Literal(value.to_string())));
+        self.literal(field, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.rest
-            .push((field.name(), Value::Literal(value.to_string())));
+        self.literal(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         let number =
             serde_json::Number::from_f64(value).map_or("null".to_owned(), |n| n.to_string());
-        self.rest.push((field.name(), Value::Literal(number)));
+        self.literal(field, number);
+    }
+}
+
+impl Fields {
+    /// A number or bool, written as it is in both formats.
+    fn literal(&mut self, field: &Field, value: impl ToString) {
+        self.rest
+            .push((field.name(), Value::Literal(value.to_string())));
     }
 }
 

@@ -355,14 +355,15 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         );
     }
     let shared = Shared::new(Arc::clone(&settings));
-    // The actors hear of every change of health from the first check on.
-    let (changes, docker_changes) = split(shared.changes());
+    // The actors hear of every change of health from the first check on: each subscribes
+    // before the monitor starts.
+    let changes = shared.changes();
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     if let Some(engine) = docker {
         tokio::spawn(docker::run(
             engine,
             Arc::clone(&shared.docker),
-            docker_changes,
+            shared.changes(),
             stopping.clone(),
         ));
     }
@@ -403,25 +404,6 @@ async fn serve(settings: Settings, docker: Option<docker::engine::Engine>) -> Ex
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
-}
-
-/// The monitor's changes of health for two listeners (the watchdog and the Docker actions).
-fn split<T: Clone + Send + 'static>(
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> (
-    tokio::sync::mpsc::UnboundedReceiver<T>,
-    tokio::sync::mpsc::UnboundedReceiver<T>,
-) {
-    let (first, first_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (second, second_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(change) = changes.recv().await {
-            // A listener that ended (the watchdog when disabled) does not stop the other.
-            let _ = first.send(change.clone());
-            let _ = second.send(change);
-        }
-    });
-    (first_rx, second_rx)
 }
 
 async fn shutdown_signal() {

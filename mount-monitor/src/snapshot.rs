@@ -3,7 +3,7 @@
 //! through [`Shared`], and take their verdicts from here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -103,7 +103,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub watchdog: Arc<crate::status::watchdog::Status>,
     pub docker: Arc<crate::status::docker::Status>,
-    changes: OnceLock<mpsc::UnboundedSender<MountChange>>,
+    /// One sender per listener (the watchdog, the Docker actions).
+    listeners: Mutex<Vec<mpsc::UnboundedSender<MountChange>>>,
 }
 
 impl Shared {
@@ -115,15 +116,18 @@ impl Shared {
             watchdog: Arc::new(crate::status::watchdog::Status::new(&settings.watchdog)),
             docker: Arc::new(crate::status::docker::Status::new(settings.docker_actions)),
             settings,
-            changes: OnceLock::new(),
+            listeners: Mutex::new(Vec::new()),
         })
     }
 
-    /// Every change of a mount's health from now on (call before the monitor starts); one
-    /// listener.
+    /// Every change of a mount's health from now on, for one more listener (call before the
+    /// monitor starts).
     pub fn changes(&self) -> mpsc::UnboundedReceiver<MountChange> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.changes.set(tx);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
         rx
     }
 
@@ -135,9 +139,12 @@ impl Shared {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
     }
 
-    /// Where the monitor tells of changes, once [`Shared::changes`] was called.
-    pub(crate) fn change_listener(&self) -> Option<&mpsc::UnboundedSender<MountChange>> {
-        self.changes.get()
+    /// Where the monitor tells of changes: the listeners [`Shared::changes`] gave out.
+    pub(crate) fn change_listeners(&self) -> Vec<mpsc::UnboundedSender<MountChange>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn beat(&self) {

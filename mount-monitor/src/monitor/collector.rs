@@ -25,6 +25,8 @@ pub(super) async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver
     // Shared with the published snapshots: a result copies only its own mount's view, and only
     // while a snapshot still holds it.
     let mut mounts: Vec<(u64, Arc<MountView>)> = Vec::new();
+    // The actors subscribed before the monitor started.
+    let listeners = shared.change_listeners();
     let mut initialized = false;
     let mut failed = None;
     let mut published: Option<Instant> = None;
@@ -35,7 +37,7 @@ pub(super) async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { return };
-                initialized |= apply(&mut mounts, &mut failed, event, shared.change_listener());
+                initialized |= apply(&mut mounts, &mut failed, event, &listeners);
                 let spacing = PUBLISH_SPACING_PER_MOUNT * mounts.len() as u32;
                 if let Some(next) = published.map(|at| at + spacing)
                     && Instant::now() < next
@@ -44,7 +46,7 @@ pub(super) async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver
                 }
                 // Drain what else is queued so a burst publishes one snapshot.
                 while let Ok(event) = rx.try_recv() {
-                    initialized |= apply(&mut mounts, &mut failed, event, shared.change_listener());
+                    initialized |= apply(&mut mounts, &mut failed, event, &listeners);
                 }
             }
             _ = heartbeat.tick() => {
@@ -67,23 +69,25 @@ pub(super) async fn collect(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver
 }
 
 /// Applies one event; true when it marks the initial set of mounts as complete. Changes of
-/// health go to `changes`.
+/// health go to every one of `listeners`; one that ended (the watchdog when disabled) does not
+/// stop the others.
 pub(super) fn apply(
     mounts: &mut Vec<(u64, Arc<MountView>)>,
     failed: &mut Option<String>,
     event: Event,
-    changes: Option<&mpsc::UnboundedSender<MountChange>>,
+    listeners: &[mpsc::UnboundedSender<MountChange>],
 ) -> bool {
     let notify = |id: u64, view: &MountView| {
-        if let Some(changes) = changes {
-            let _ = changes.send(MountChange {
-                id,
-                mount: view.label(),
-                path: view.spec.shown_path.clone(),
-                health: view.state.health,
-                failure_count: view.state.failure_count,
-                optional: view.spec.optional,
-            });
+        let change = MountChange {
+            id,
+            mount: view.label(),
+            path: view.spec.shown_path.clone(),
+            health: view.state.health,
+            failure_count: view.state.failure_count,
+            optional: view.spec.optional,
+        };
+        for listener in listeners {
+            let _ = listener.send(change.clone());
         }
     };
     match event {
@@ -219,14 +223,14 @@ mod tests {
                 &mut mounts,
                 &mut failed,
                 Event::Added(id, Arc::new(spec)),
-                Some(&tx),
+                std::slice::from_ref(&tx),
             );
             let checked = Event::Checked {
                 id,
                 outcome: Box::new(Outcome::failed(Failure::new(Reason::NotMounted, "gone"))),
                 stuck_since: None,
             };
-            apply(&mut mounts, &mut failed, checked, Some(&tx));
+            apply(&mut mounts, &mut failed, checked, std::slice::from_ref(&tx));
         }
         assert!(
             mounts

@@ -41,6 +41,17 @@ pub fn require_tool(test: &str, tool: &str) {
     );
 }
 
+/// A deploy example's arguments with its `--wait-timeout` (minutes, for a mount that comes late
+/// in a pod) set to `wait`: a test's mount is there or not from the start, and waiting the
+/// example's minutes for it would only slow the suite down.
+pub fn shorten_wait_timeout(args: &mut [String], wait: &str) {
+    if let Some(i) = args.iter().position(|a| a == "--wait-timeout")
+        && let Some(value) = args.get_mut(i + 1)
+    {
+        *value = wait.to_owned();
+    }
+}
+
 /// The `mount-monitor` binary, built once per test process (`MOUNT_MONITOR_BIN` overrides).
 pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();

@@ -198,7 +198,7 @@ fn the_deploy_examples_refuse_an_empty_volume() {
     let docs: Vec<Value> = serde_norway::Deserializer::from_str(&init)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    let args: Vec<String> = docs
+    let mut args: Vec<String> = docs
         .iter()
         .flat_map(|d| d["spec"]["template"]["spec"]["initContainers"].as_array())
         .flatten()
@@ -207,6 +207,7 @@ fn the_deploy_examples_refuse_an_empty_volume() {
         .map(|a| a.as_str().unwrap().replace("/mnt/media", &container))
         .collect();
     assert!(args.contains(&"check".to_owned()), "{args:?}");
+    tests::shorten_wait_timeout(&mut args, "2s");
 
     let (code, out) = volume.run(&args);
     assert_eq!(

@@ -273,9 +273,7 @@ fn example_arguments_and_configs_load() {
                     _ => args.insert(0, "check".into()),
                 }
                 // The mounts are not there here: wait a second for them, not the example's minutes.
-                if let Some(i) = args.iter().position(|a| a == "--wait-timeout") {
-                    args[i + 1] = "1s".into();
-                }
+                tests::shorten_wait_timeout(&mut args, "1s");
                 // A config file comes from a ConfigMap in the same file: write it out.
                 if let Some(i) = args.iter().position(|a| a == "--config" || a == "-c") {
                     let in_pod = PathBuf::from(&args[i + 1]);

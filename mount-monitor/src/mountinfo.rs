@@ -12,9 +12,6 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Kept here for the settings, which show paths this way too.
-pub use crate::paths::display_path;
-
 /// One line of mountinfo (see proc_pid_mountinfo(5)). Paths are bytes, as the kernel keeps them:
 /// a directory name that is not UTF-8 anywhere on the machine must not break the table.
 #[derive(Clone, Debug, PartialEq, Eq)]

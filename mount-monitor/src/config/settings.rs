@@ -293,14 +293,14 @@ impl MountSpec {
     pub fn label(&self) -> String {
         self.name
             .clone()
-            .unwrap_or_else(|| crate::mountinfo::display_path(&self.path))
+            .unwrap_or_else(|| crate::paths::display_path(&self.path))
     }
 
     /// A mount with default checks (mountinfo + statfs), as `--mount` and discovery create.
     pub fn plain(name: Option<String>, path: PathBuf, defaults: &Settings) -> MountSpec {
         MountSpec {
             name,
-            shown_path: crate::mountinfo::display_path(&path),
+            shown_path: crate::paths::display_path(&path),
             path,
             fs_type: None,
             placement: Placement::Mounted,

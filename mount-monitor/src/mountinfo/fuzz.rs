@@ -1,4 +1,5 @@
 use super::*;
+use crate::paths::display_path;
 use proptest::collection::vec;
 use proptest::prelude::*;
 

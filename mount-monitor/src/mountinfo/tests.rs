@@ -1,4 +1,5 @@
 use super::*;
+use crate::paths::display_path;
 
 const SAMPLE: &str = "\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro

@@ -83,6 +83,79 @@ fn start(config: &Path, cwd: &Path, double: &KubeDouble, account: &ServiceAccoun
     })
 }
 
+/// A pod with the sidecar's config written: the API server `double`, the service account
+/// `account` mounted, canary directories as its mounts, and `config` in `cwd`.
+struct Pod {
+    double: KubeDouble,
+    account: ServiceAccount,
+    mounts: Vec<(&'static str, CanaryDir)>,
+    cwd: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Pod {
+    /// The API server answering as `api`, one mount `media`, the config's `watchdog` object.
+    fn new(api: Api, watchdog: Value) -> Pod {
+        Pod::with(KubeDouble::start(api), &["media"], watchdog)
+    }
+
+    /// `double` for the API server, a mount for each of `names`, in a service account with
+    /// [`TOKEN`] and [`NAMESPACE`].
+    fn with(double: KubeDouble, names: &[&'static str], watchdog: Value) -> Pod {
+        let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
+        let mounts: Vec<(&str, CanaryDir)> =
+            names.iter().map(|&name| (name, CanaryDir::new())).collect();
+        let cwd = tempfile::tempdir().unwrap();
+        let paths: Vec<(&str, &Path)> = mounts.iter().map(|(n, d)| (*n, d.path())).collect();
+        let config = write_config(cwd.path(), &paths, watchdog);
+        Pod {
+            double,
+            account,
+            mounts,
+            cwd,
+            config,
+        }
+    }
+
+    /// The same pod with a service account directory without a token: not in a cluster.
+    fn without_token(self) -> Pod {
+        Pod {
+            account: ServiceAccount::empty(),
+            ..self
+        }
+    }
+
+    /// The mount named `name` in the config.
+    fn mount(&self, name: &str) -> &CanaryDir {
+        self.mounts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, dir)| dir)
+            .unwrap_or_else(|| panic!("no mount {name} in this pod"))
+    }
+
+    fn media(&self) -> &CanaryDir {
+        self.mount("media")
+    }
+
+    /// The monitor serving with the config, in this pod.
+    fn start(&self) -> Monitor {
+        self.start_with(|_| {})
+    }
+
+    /// The same, with `adjust` applied to the command after the pod's environment.
+    fn start_with(&self, adjust: impl FnOnce(&mut std::process::Command)) -> Monitor {
+        Monitor::start_with(
+            [Path::new("--config"), &self.config],
+            self.cwd.path(),
+            |command| {
+                self.double.in_pod(command, self.account.path());
+                adjust(command);
+            },
+        )
+    }
+}
+
 fn watchdog_of(monitor: &Monitor) -> Value {
     let (_, body) = monitor.get_json("/healthz/status");
     body["watchdog"].clone()
@@ -142,16 +215,6 @@ fn state_metric(monitor: &Monitor, state: &str) -> f64 {
     )
 }
 
-/// The log lines (JSON) whose message is `message`.
-fn log_lines(monitor: &Monitor, message: &str) -> Vec<Value> {
-    monitor
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["msg"] == message)
-        .collect()
-}
-
 fn assert_review(request: &Request, token: &str) {
     assert_eq!(request.line(), format!("POST {REVIEW_PATH}"));
     assert_eq!(request.authorization, bearer(token));
@@ -203,16 +266,9 @@ fn require_root() {
 
 #[test]
 fn not_in_cluster_it_serves_and_says_so() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::empty();
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
-        json!({"enabled": true}),
-    );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let pod = Pod::new(Api::default(), json!({"enabled": true})).without_token();
+    let (double, account, media) = (&pod.double, &pod.account, pod.media());
+    let monitor = pod.start();
     let watchdog = wait_for_state(&monitor, "not_in_cluster", Duration::from_secs(5));
     assert!(
         watchdog["reason"].as_str().unwrap().contains(&format!(
@@ -222,7 +278,7 @@ fn not_in_cluster_it_serves_and_says_so() {
         "{watchdog}"
     );
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
-    let disabled = log_lines(&monitor, "watchdog disabled");
+    let disabled = monitor.log_lines("watchdog disabled");
     assert_eq!(disabled.len(), 1, "{}", monitor.log());
     assert_eq!(disabled[0]["reason"], "not_in_cluster");
     assert_eq!(disabled[0]["level"], "INFO");
@@ -239,19 +295,15 @@ fn not_in_cluster_it_serves_and_says_so() {
 
 #[test]
 fn a_denied_access_review_leaves_it_serving_and_forbidden() {
-    let double = KubeDouble::start(Api {
-        allowed: false,
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            allowed: false,
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     let watchdog = wait_for_state(&monitor, "forbidden", Duration::from_secs(10));
     assert_eq!(watchdog["pod"], POD);
     assert_eq!(watchdog["namespace"], NAMESPACE);
@@ -265,7 +317,7 @@ fn a_denied_access_review_leaves_it_serving_and_forbidden() {
     let requests = double.requests();
     assert_eq!(requests.len(), 1, "{:?}", double.lines());
     assert_review(&requests[0], TOKEN);
-    let disabled = log_lines(&monitor, "watchdog disabled");
+    let disabled = monitor.log_lines("watchdog disabled");
     assert_eq!(disabled.len(), 1, "{}", monitor.log());
     assert_eq!(disabled[0]["level"], "WARN");
     assert_eq!(disabled[0]["reason"], "rbac_missing");
@@ -303,7 +355,7 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
         (&armed["pod"], &armed["namespace"]),
         (&json!(POD), &json!(NAMESPACE))
     );
-    assert_eq!(log_lines(&monitor, "watchdog armed").len(), 1);
+    assert_eq!(monitor.log_lines("watchdog armed").len(), 1);
     monitor.wait_for("/healthz/ready", 200, Duration::from_secs(5));
     assert_review(&double.requests()[0], TOKEN);
 
@@ -337,7 +389,7 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
     );
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
     assert_eq!(state_metric(&monitor, "restarting"), 1.0);
-    let triggered = log_lines(&monitor, "watchdog restart triggered");
+    let triggered = monitor.log_lines("watchdog restart triggered");
     assert_eq!(triggered.len(), 1, "{}", monitor.log());
     assert_eq!(triggered[0]["mount"], "media");
     // debrid-mount-monitor's keys: the path, and how long the mount had been unhealthy.
@@ -354,7 +406,7 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
         "{}",
         triggered[0]
     );
-    assert_eq!(log_lines(&monitor, "pod deletion successful").len(), 1);
+    assert_eq!(monitor.log_lines("pod deletion successful").len(), 1);
 
     // Kubernetes stops the pod now; until then, nothing more is sent and the monitor serves.
     std::thread::sleep(INTERVAL * 3);
@@ -366,19 +418,15 @@ fn an_unmounted_tmpfs_gets_the_pod_deleted() {
 
 #[test]
 fn transient_delete_failures_are_retried_with_growing_gaps() {
-    let double = KubeDouble::start(Api {
-        delete_statuses: vec![500, 500],
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            delete_statuses: vec![500, 500],
+            ..Api::default()
+        },
         json!({"enabled": true, "retryBackoffInitial": "300ms", "retryBackoffMax": "5s"}),
     );
-    let mut monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let mut monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     let requests = double.wait_for_requests(6, TRIGGER_LIMIT + Duration::from_secs(5));
@@ -415,10 +463,7 @@ fn transient_delete_failures_are_retried_with_growing_gaps() {
         watchdog["last_error"].as_str().unwrap().contains("500"),
         "{watchdog}"
     );
-    assert_eq!(
-        log_lines(&monitor, "pod deletion failed, retrying").len(),
-        2
-    );
+    assert_eq!(monitor.log_lines("pod deletion failed, retrying").len(), 2);
     assert_eq!(restarts(&monitor, "deleted"), 1.0);
     assert_eq!(restarts(&monitor, "failed"), 0.0);
     assert!(
@@ -429,19 +474,15 @@ fn transient_delete_failures_are_retried_with_growing_gaps() {
 
 #[test]
 fn a_forbidden_delete_exits_1() {
-    let double = KubeDouble::start(Api {
-        delete_statuses: vec![403],
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            delete_statuses: vec![403],
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let mut monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let mut monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     let status = monitor
@@ -455,7 +496,7 @@ fn a_forbidden_delete_exits_1() {
         "a permanent error is not retried: {lines:?}"
     );
     assert_restart_sequence(&double.requests()[1..], TOKEN, media.path());
-    let permanent = log_lines(&monitor, "pod deletion failed with permanent error");
+    let permanent = monitor.log_lines("pod deletion failed with permanent error");
     assert_eq!(permanent.len(), 1, "{}", monitor.log());
     assert!(
         permanent[0]["error"].as_str().unwrap().contains("403"),
@@ -463,30 +504,24 @@ fn a_forbidden_delete_exits_1() {
         permanent[0]
     );
     assert_eq!(
-        log_lines(
-            &monitor,
-            "pod deletion failed after all retries, exiting for container restart"
-        )
-        .len(),
+        monitor
+            .log_lines("pod deletion failed after all retries, exiting for container restart")
+            .len(),
         1
     );
 }
 
 #[test]
 fn exhausted_retries_exit_1() {
-    let double = KubeDouble::start(Api {
-        delete_statuses: vec![503; 10],
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            delete_statuses: vec![503; 10],
+            ..Api::default()
+        },
         json!({"enabled": true, "maxRetries": 2, "retryBackoffInitial": "100ms"}),
     );
-    let mut monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let mut monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     let status = monitor
@@ -503,19 +538,15 @@ fn exhausted_retries_exit_1() {
 
 #[test]
 fn a_pod_already_terminating_is_not_deleted() {
-    let double = KubeDouble::start(Api {
-        terminating: true,
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            terminating: true,
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     double.wait_for_requests(2, TRIGGER_LIMIT + Duration::from_secs(5));
@@ -539,23 +570,21 @@ fn a_pod_already_terminating_is_not_deleted() {
     assert_eq!(restarts(&monitor, "already_terminating"), 1.0);
     assert_eq!(restarts(&monitor, "deleted"), 0.0);
     assert_eq!(
-        log_lines(&monitor, "pod already terminating, skipping deletion").len(),
+        monitor
+            .log_lines("pod already terminating, skipping deletion")
+            .len(),
         1
     );
 }
 
 #[test]
 fn recovery_within_the_restart_delay_cancels() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api::default(),
         json!({"enabled": true, "restartDelay": "2s"}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     let pending = wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
@@ -577,21 +606,18 @@ fn recovery_within_the_restart_delay_cancels() {
     );
     assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
     assert_eq!(restarts(&monitor, "cancelled"), 1.0);
-    assert_eq!(log_lines(&monitor, "watchdog restart cancelled").len(), 1);
+    assert_eq!(monitor.log_lines("watchdog restart cancelled").len(), 1);
 }
 
 #[test]
 fn a_second_mount_failing_while_one_is_pending_makes_one_delete() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let (movies, tv) = (CanaryDir::new(), CanaryDir::new());
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("movies", movies.path()), ("tv", tv.path())],
+    let pod = Pod::with(
+        KubeDouble::start(Api::default()),
+        &["movies", "tv"],
         json!({"enabled": true, "restartDelay": "1500ms"}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, movies, tv) = (&pod.double, pod.mount("movies"), pod.mount("tv"));
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     movies.fail();
     wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
@@ -603,21 +629,18 @@ fn a_second_mount_failing_while_one_is_pending_makes_one_delete() {
     let (_, body) = monitor.get_json("/healthz/status");
     assert_eq!(mount_json(&body, "tv")["status"], "unhealthy");
     assert_eq!(double.requests().len(), 4, "{:?}", double.lines());
-    assert_eq!(log_lines(&monitor, "watchdog restart triggered").len(), 1);
+    assert_eq!(monitor.log_lines("watchdog restart triggered").len(), 1);
 }
 
 #[test]
 fn a_server_certificate_from_another_ca_is_refused() {
-    let double = KubeDouble::start_untrusted(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::with(
+        KubeDouble::start_untrusted(Api::default()),
+        &["media"],
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, account) = (&pod.double, &pod.account);
+    let monitor = pod.start();
     let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
     let reason = watchdog["reason"].as_str().unwrap();
     assert!(reason.contains("TLS handshake"), "{watchdog}");
@@ -630,7 +653,7 @@ fn a_server_certificate_from_another_ca_is_refused() {
     let failure = double.wait_for_handshake_failure(Duration::from_secs(5));
     assert!(failure.is_some(), "the client ended the handshake");
     assert_eq!(double.lines(), Vec::<String>::new(), "no request completed");
-    let disabled = log_lines(&monitor, "watchdog disabled");
+    let disabled = monitor.log_lines("watchdog disabled");
     assert_eq!(disabled.len(), 1, "{}", monitor.log());
     assert_eq!(disabled[0]["level"], "WARN");
     assert!(
@@ -644,23 +667,11 @@ fn a_server_certificate_from_another_ca_is_refused() {
 
 #[test]
 fn without_pod_namespace_the_service_accounts_namespace_is_used() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
-        json!({"enabled": true}),
-    );
-    let monitor = Monitor::start_with(
-        [Path::new("--config"), config.as_path()],
-        cwd.path(),
-        |command| {
-            double.in_pod(command, account.path());
-            command.env_remove("POD_NAMESPACE");
-        },
-    );
+    let pod = Pod::new(Api::default(), json!({"enabled": true}));
+    let double = &pod.double;
+    let monitor = pod.start_with(|command| {
+        command.env_remove("POD_NAMESPACE");
+    });
     let armed = wait_for_state(&monitor, "armed", Duration::from_secs(10));
     assert_eq!(armed["namespace"], NAMESPACE);
     assert_review(&double.requests()[0], TOKEN);
@@ -668,23 +679,11 @@ fn without_pod_namespace_the_service_accounts_namespace_is_used() {
 
 #[test]
 fn without_pod_name_it_does_not_arm_and_says_why() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
-        json!({"enabled": true}),
-    );
-    let monitor = Monitor::start_with(
-        [Path::new("--config"), config.as_path()],
-        cwd.path(),
-        |command| {
-            double.in_pod(command, account.path());
-            command.env_remove("POD_NAME");
-        },
-    );
+    let pod = Pod::new(Api::default(), json!({"enabled": true}));
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start_with(|command| {
+        command.env_remove("POD_NAME");
+    });
     let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
     assert!(
         watchdog["reason"]
@@ -704,35 +703,28 @@ fn without_pod_name_it_does_not_arm_and_says_why() {
 
 #[test]
 fn a_tls12_only_api_server_is_accepted() {
-    let double = KubeDouble::start_tls12_only(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::with(
+        KubeDouble::start_tls12_only(Api::default()),
+        &["media"],
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let double = &pod.double;
+    let monitor = pod.start();
     wait_for_state(&monitor, "armed", Duration::from_secs(10));
     assert_review(&double.requests()[0], TOKEN);
 }
 
 #[test]
 fn an_answer_over_1_mib_is_not_read() {
-    let double = KubeDouble::start(Api {
-        oversized_review: true,
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            oversized_review: true,
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let double = &pod.double;
+    let monitor = pod.start();
     let watchdog = wait_for_state(&monitor, "disabled", Duration::from_secs(10));
     assert!(
         watchdog["reason"]
@@ -746,16 +738,12 @@ fn an_answer_over_1_mib_is_not_read() {
 
 #[test]
 fn sigterm_while_pending_deletes_nothing() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api::default(),
         json!({"enabled": true, "restartDelay": "3s"}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     wait_for_state(&monitor, "pending", TRIGGER_LIMIT);
@@ -770,19 +758,15 @@ fn sigterm_while_pending_deletes_nothing() {
 #[test]
 fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
     let created = SystemTime::now();
-    let double = KubeDouble::start(Api {
-        pod_created: created,
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            pod_created: created,
+            ..Api::default()
+        },
         json!({"enabled": true, "minPodAge": "4s"}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     media.fail();
     let requests = double.wait_for_requests(3, TRIGGER_LIMIT + Duration::from_secs(5));
@@ -823,19 +807,15 @@ fn a_young_pod_is_deleted_only_once_it_is_min_pod_age_old() {
 /// within 120 s): no age guard holds a first restart back.
 #[test]
 fn a_pod_created_seconds_ago_is_deleted_at_once_when_its_healthy_mount_dies() {
-    let double = KubeDouble::start(Api {
-        pod_created: SystemTime::now(),
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            pod_created: SystemTime::now(),
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     let failed = Instant::now();
     media.fail();
@@ -855,36 +835,26 @@ fn a_pod_created_seconds_ago_is_deleted_at_once_when_its_healthy_mount_dies() {
 /// failure, afterwards, still deletes the pod.
 #[test]
 fn an_optional_mount_failing_does_not_get_the_pod_deleted() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let extra = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path()), ("extra", extra.path())],
+    let pod = Pod::with(
+        KubeDouble::start(Api::default()),
+        &["media", "extra"],
         json!({"enabled": true}),
     );
+    let (double, media, extra) = (&pod.double, pod.media(), pod.mount("extra"));
     // The same config with `extra` optional.
     let mut written: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&pod.config).unwrap()).unwrap();
     written["mounts"][1]["optional"] = json!(true);
-    std::fs::write(&config, written.to_string()).unwrap();
-    let monitor = start(&config, cwd.path(), &double, &account);
+    std::fs::write(&pod.config, written.to_string()).unwrap();
+    let monitor = pod.start();
     armed_and_ready(&monitor);
     extra.fail();
-    let started = Instant::now();
-    loop {
-        let (_, body) = monitor.get_json("/healthz/status");
-        if mount_json(&body, "extra")["status"] == "unhealthy" {
-            break;
-        }
-        assert!(
-            started.elapsed() < TRIGGER_LIMIT + Duration::from_secs(5),
-            "extra not unhealthy: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    monitor.wait_for_mount(
+        "extra",
+        Some("unhealthy"),
+        None,
+        TRIGGER_LIMIT + Duration::from_secs(5),
+    );
     // Long enough for a required mount's failure to have deleted the pod.
     std::thread::sleep(TRIGGER_LIMIT);
     assert_eq!(
@@ -905,20 +875,16 @@ fn an_optional_mount_failing_does_not_get_the_pod_deleted() {
 /// failure restarts the pod.
 #[test]
 fn a_mount_never_healthy_in_the_pod_does_not_get_it_deleted() {
-    let double = KubeDouble::start(Api {
-        pod_created: SystemTime::now(),
-        ..Api::default()
-    });
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    media.fail();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
+    let pod = Pod::new(
+        Api {
+            pod_created: SystemTime::now(),
+            ..Api::default()
+        },
         json!({"enabled": true}),
     );
-    let monitor = start(&config, cwd.path(), &double, &account);
+    let (double, media) = (&pod.double, pod.media());
+    media.fail();
+    let monitor = pod.start();
     let watchdog = wait_for_watchdog(
         &monitor,
         "armed",
@@ -932,7 +898,7 @@ fn a_mount_never_healthy_in_the_pod_does_not_get_it_deleted() {
     let (status, body) = monitor.get_json("/healthz/ready");
     assert_eq!(status, 503, "unready: {body}");
     assert_eq!(mount_json(&body, "media")["status"], "unhealthy");
-    assert_eq!(log_lines(&monitor, "watchdog restart withheld").len(), 1);
+    assert_eq!(monitor.log_lines("watchdog restart withheld").len(), 1);
     // Several intervals more, unhealthy all along: nothing but the access review was sent.
     std::thread::sleep(INTERVAL * 6);
     assert_eq!(double.lines(), [format!("POST {REVIEW_PATH}")]);
@@ -948,15 +914,8 @@ fn a_mount_never_healthy_in_the_pod_does_not_get_it_deleted() {
 
 #[test]
 fn check_mode_does_nothing_with_the_watchdog() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
-        json!({"enabled": true}),
-    );
+    let pod = Pod::new(Api::default(), json!({"enabled": true}));
+    let (double, account) = (&pod.double, &pod.account);
     for args in [
         vec!["check".to_owned()],
         vec!["--init-container-mode".to_owned()],
@@ -966,8 +925,8 @@ fn check_mode_does_nothing_with_the_watchdog() {
         let output = command
             .args(&args)
             .arg("--config")
-            .arg(&config)
-            .current_dir(cwd.path())
+            .arg(&pod.config)
+            .current_dir(pod.cwd.path())
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1045,8 +1004,7 @@ fn debrid_configs_with_the_watchdog_start_and_serve() {
         let double = KubeDouble::start(Api::default());
         let account = ServiceAccount::new(double.ca_pem(), TOKEN, Some(NAMESPACE));
         let monitor = start(&config_file, cwd.path(), &double, &account);
-        wait_for_state(&monitor, "armed", Duration::from_secs(10));
-        monitor.wait_for("/healthz/ready", 200, Duration::from_secs(10));
+        armed_and_ready(&monitor);
         let (status, body) = monitor.get_json("/healthz/status");
         assert_eq!(status, 200, "{fixture}: {body}");
         for (name, _, _) in &mounts {
@@ -1158,20 +1116,16 @@ fn the_watchdog_manifest_grants_exactly_the_four_permissions() {
 /// set; none when they are.
 #[test]
 fn a_watchdog_without_pod_identity_is_warned_about() {
-    let double = KubeDouble::start(Api::default());
-    let account = ServiceAccount::empty();
-    let media = CanaryDir::new();
-    let cwd = tempfile::tempdir().unwrap();
-    let config = write_config(
-        cwd.path(),
-        &[("media", media.path())],
-        json!({"enabled": true}),
+    let pod = Pod::new(Api::default(), json!({"enabled": true})).without_token();
+    let without = Monitor::start_with(
+        [Path::new("--config"), &pod.config],
+        pod.cwd.path(),
+        |command| {
+            command.env_remove("POD_NAME").env_remove("POD_NAMESPACE");
+        },
     );
-    let without = Monitor::start_with([Path::new("--config"), &config], cwd.path(), |command| {
-        command.env_remove("POD_NAME").env_remove("POD_NAMESPACE");
-    });
     monitor_started(&without);
-    let warned = log_lines(&without, "watchdog enabled but pod identity not configured");
+    let warned = without.log_lines("watchdog enabled but pod identity not configured");
     assert_eq!(warned.len(), 1, "{}", without.log());
     assert_eq!(warned[0]["level"], "WARN");
     assert_eq!(warned[0]["pod_name_set"], false);
@@ -1181,10 +1135,11 @@ fn a_watchdog_without_pod_identity_is_warned_about() {
         "{}",
         warned[0]
     );
-    let with = start(&config, cwd.path(), &double, &account);
+    let with = pod.start();
     monitor_started(&with);
     assert_eq!(
-        log_lines(&with, "watchdog enabled but pod identity not configured").len(),
+        with.log_lines("watchdog enabled but pod identity not configured")
+            .len(),
         0,
         "{}",
         with.log()
@@ -1194,7 +1149,7 @@ fn a_watchdog_without_pod_identity_is_warned_about() {
 /// Waits for `http server started`, logged after the WARN: once it is there, so would the WARN be.
 fn monitor_started(monitor: &Monitor) {
     let started = Instant::now();
-    while log_lines(monitor, "http server started").is_empty() {
+    while monitor.log_lines("http server started").is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "no `http server started`: {}",

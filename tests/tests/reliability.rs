@@ -964,7 +964,10 @@ fn every_bad_configuration_exits_2_with_one_line() {
             "unknown key, --strict",
             vec![
                 "-c".into(),
-                file("unknown.json", "{\"chekInterval\": \"5s\"}"),
+                file(
+                    "unknown.json",
+                    "{\"chekInterval\": \"5s\", \"mounts\": [{\"path\": \"/\"}]}",
+                ),
                 "--strict".into(),
             ],
             vec![path("unknown.json"), "`chekInterval`".into()],

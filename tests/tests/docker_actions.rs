@@ -196,8 +196,10 @@ fn actions_total(monitor: &Monitor, action: &str, outcome: &str) -> u64 {
 
 /// The monitor as `deploy/compose.yaml` runs it: a container of our release image (user 65534, no
 /// shell), read-only, without capabilities, the host's Docker socket mounted read-write and its
-/// group added, `DOCKER_HOST` unset (the image's default socket path), the mounts bound `rslave`
-/// from a shared directory so that the host's unmounts and mounts reach it. A labelled
+/// group added, `DOCKER_HOST` unset (the image's default socket path), the directory above the
+/// mount point bound `rslave` from a shared directory so that the host's unmounts and mounts
+/// reach it (a bind of the mount point itself does not see the unmount: the app is never
+/// stopped; so compose.yaml binds /mnt/rclone for /mnt/rclone/media). A labelled
 /// application container is stopped when the host's tmpfs goes, and started when it is back with
 /// its canary. The mount is called `library`, not the example's `media`, so that this monitor and
 /// the one of the test above, which may run at the same time on the same dockerd, decide nothing
@@ -257,7 +259,8 @@ fn a_monitor_container_run_as_in_the_compose_example_stops_and_starts_its_applic
         "--volume",
         &mounts_volume,
         "--env",
-        "MOUNT_MONITOR_MOUNTS=library=/mnt/library,fstype=tmpfs",
+        // compose.yaml's form, with a canary read by user 65534 besides.
+        "MOUNT_MONITOR_MOUNTS=library=/mnt/library,fstype=tmpfs,canary=.health-check",
         "--env",
         "MOUNT_MONITOR_DOCKER_ACTIONS=true",
         image,
@@ -642,6 +645,31 @@ fn the_compose_example_labels_the_mounts_the_monitor_watches() {
             .unwrap()
             .contains("DOCKER_GID")
     );
+    // Each watched mount lies below a bind of the directory above it, rslave: a bind of the mount
+    // point itself would keep the mount it found at the start, alive or dead, whatever the host
+    // mounts or unmounts later (the container test above shows it).
+    let paths: Vec<&str> = environment["MOUNT_MONITOR_MOUNTS"]
+        .as_str()
+        .unwrap()
+        .split(';')
+        .map(|m| m.split(',').next().unwrap().split_once('=').unwrap().1)
+        .collect();
+    for path in paths {
+        let below_a_bind = monitor["volumes"].as_array().unwrap().iter().any(|v| {
+            v["type"] == "bind"
+                && v["bind"]["propagation"] == "rslave"
+                && v["target"].as_str().is_some_and(|target| {
+                    Path::new(path)
+                        .strip_prefix(target)
+                        .is_ok_and(|rest| !rest.as_os_str().is_empty())
+                })
+        });
+        assert!(
+            below_a_bind,
+            "{path}: no rslave bind of a directory above it in {:#}",
+            monitor["volumes"]
+        );
+    }
     let mut labelled = 0;
     for (name, service) in services {
         let labels = &service["labels"];

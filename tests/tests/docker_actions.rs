@@ -396,7 +396,7 @@ fn containers_are_stopped_restarted_and_started_by_their_mounts_health() {
     let depends = "mount-monitor.depends-on";
     run_container(image, &app, &[(depends, "media")]);
     run_container(
-        &image,
+        image,
         &provider,
         &[
             (depends, "media"),

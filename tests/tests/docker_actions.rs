@@ -1,12 +1,13 @@
 //! End to end: `--docker-actions` against a real dockerd. Containers run from our own release
 //! image (`cargo xtask docker --release --load`), each serving on its own port with `--network
-//! host` (no bridge network is ever created), carrying the `mount-monitor.*` labels; the monitor
-//! runs on the host and watches a tmpfs and a FUSE mount that die and come back. What happened
-//! is read back with `docker inspect` (`State.Running`, `State.StartedAt`).
+//! host` (no bridge network is ever created), carrying the `mount-monitor.*` labels. The monitor
+//! runs on the host and watches a tmpfs and a FUSE mount that die and come back; and, as
+//! `deploy/compose.yaml` runs it, in a container of the same image, through the socket mounted
+//! in. What happened is read back with `docker inspect` (`State.Running`, `State.StartedAt`).
 //!
-//! The first test needs root, /dev/fuse and dockerd (`.ci/setup` starts it), so it is ignored
-//! under plain `cargo test`; `cargo xtask test` (as root) runs it. `DOCKER` picks the docker CLI
-//! [default: /usr/bin/docker].
+//! Those two tests need root and dockerd (`.ci/setup` starts it), the first /dev/fuse too, so they
+//! are ignored under plain `cargo test`; `cargo xtask test` (as root) runs them. `DOCKER` picks
+//! the docker CLI [default: /usr/bin/docker].
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -202,8 +203,9 @@ fn actions_total(monitor: &Monitor, action: &str, outcome: &str) -> u64 {
 /// stopped; so compose.yaml binds /mnt/rclone for /mnt/rclone/media). A labelled
 /// application container is stopped when the host's tmpfs goes, and started when it is back with
 /// its canary. The mount is called `library`, not the example's `media`, so that this monitor and
-/// the one of the test above, which may run at the same time on the same dockerd, decide nothing
-/// on each other's containers (a mount a monitor does not watch decides nothing).
+/// the host's of `containers_are_stopped_restarted_and_started_by_their_mounts_health`, which
+/// may run at the same time on the same dockerd, decide nothing on each other's containers (a
+/// mount a monitor does not watch decides nothing).
 #[test]
 #[ignore = "needs root and a running dockerd: cargo xtask test, as root"]
 fn a_monitor_container_run_as_in_the_compose_example_stops_and_starts_its_application() {
@@ -328,6 +330,9 @@ fn a_monitor_container_run_as_in_the_compose_example_stops_and_starts_its_applic
                     .is_some_and(|c| c.iter().any(|c| c["name"] == app.as_str()))
         },
     );
+    // The image's user, not root: what the socket's group is added for.
+    let user = docker_ok(&["inspect", "--format", "{{.Config.User}}", &monitor]);
+    assert_eq!(user.trim(), "65534:65534");
     let (_, app_started) = state(&app);
 
     // The host's tmpfs goes: the unmount reaches the monitor's container (rslave), which stops

@@ -16,7 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tests::docker::{free_port, program as docker, require_dockerd};
+use tests::docker::{
+    SharedDir, free_port, mount_tmpfs, program as docker, require_dockerd, umount,
+};
 use tests::{require_root, require_tool, workspace_root};
 use xtask::checksums::sha256_hex;
 use xtask::elf::static_executable_problems;
@@ -795,72 +797,6 @@ impl Drop for Cleanup {
                 .status();
         }
     }
-}
-
-/// A directory bind-mounted on itself and made a shared mount, so that mounts made under it later
-/// propagate into containers that bind it with `rslave`. Readable by the image's user 65534.
-struct SharedDir {
-    dir: tempfile::TempDir,
-}
-
-impl SharedDir {
-    fn new() -> SharedDir {
-        use nix::mount::{MsFlags, mount};
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("mm-image-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        mount(
-            Some(dir.path()),
-            dir.path(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .expect("bind-mounting the shared directory on itself");
-        mount(
-            None::<&str>,
-            dir.path(),
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .expect("making the directory a shared mount");
-        SharedDir { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SharedDir {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(
-            self.path().join("media").as_path(),
-            nix::mount::MntFlags::MNT_DETACH,
-        );
-        let _ = nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-fn mount_tmpfs(path: &Path) {
-    use nix::mount::{MsFlags, mount};
-    mount(
-        Some("tmpfs"),
-        path,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        Some("size=1m"),
-    )
-    .unwrap_or_else(|err| panic!("mounting tmpfs on {}: {err}", path.display()));
-}
-
-fn umount(path: &Path) {
-    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
-        .unwrap_or_else(|err| panic!("unmounting {}: {err}", path.display()));
 }
 
 /// A `docker-registry` (Debian's distribution 2.8) on a free loopback port, storing in a temporary

@@ -27,6 +27,11 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 /// wildcard takes `./x`), which is where an unclean path lands: a smaller binary than a
 /// middleware in front of the router.
 pub fn redirect_unclean(method: &Method, uri: &Uri) -> Option<Response> {
+    // Only a path is cleaned: not `OPTIONS *`'s asterisk, nor a CONNECT's authority, which
+    // Go's mux leaves as they are too.
+    if method == Method::CONNECT || !uri.path().starts_with('/') {
+        return None;
+    }
     // A path that does not decode to UTF-8 has no clean form Go would agree on: 404 it.
     let decoded = percent_decode_str(uri.path()).decode_utf8().ok()?;
     let clean = clean_path(&decoded);
@@ -141,6 +146,19 @@ mod tests {
         ] {
             assert_eq!(clean_path(path), clean, "{path:?}");
         }
+    }
+
+    #[test]
+    fn only_paths_are_redirected() {
+        for (method, target) in [(Method::OPTIONS, "*"), (Method::CONNECT, "example.com:443")] {
+            let uri: Uri = target.parse().unwrap();
+            assert!(
+                redirect_unclean(&method, &uri).is_none(),
+                "{method} {target}"
+            );
+        }
+        let unclean: Uri = "//healthz/ready".parse().unwrap();
+        assert!(redirect_unclean(&Method::OPTIONS, &unclean).is_some());
     }
 
     #[test]

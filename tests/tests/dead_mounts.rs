@@ -34,221 +34,8 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A container's view of a host directory: in `ns`, a shared "host" filesystem with the
-/// directory `host/media`, and a "container" path `ctr/media` bound from it as a slave, as
-/// `docker run -v /mnt/media:/mnt/media:rslave` and Kubernetes' `HostToContainer` make it.
-struct ContainerVolume {
-    ns: MountNamespace,
-    host: PathBuf,
-    container: PathBuf,
-    _base: tempfile::TempDir,
-    /// The monitors' empty working directory.
-    workdir: tempfile::TempDir,
-}
-
-impl ContainerVolume {
-    fn new() -> ContainerVolume {
-        let base = tempfile::Builder::new()
-            .prefix("mm-volume-")
-            .tempdir()
-            .unwrap();
-        let host = base.path().join("host/media");
-        let container = base.path().join("ctr/media");
-        let ns = MountNamespace::unshare();
-        let b = base.path().display();
-        // The host's disk: a tmpfs here, shared like a systemd host's root; the volume: a bind
-        // of one of its directories, receiving what the host mounts there.
-        ns.sh(&format!(
-            "mount -t tmpfs hostdisk {b} && mount --make-shared {b} && \
-             mkdir -p {b}/host/media {b}/ctr/media && \
-             mount --bind {b}/host/media {b}/ctr/media && mount --make-slave {b}/ctr/media"
-        ));
-        ContainerVolume {
-            ns,
-            host,
-            container,
-            _base: base,
-            workdir: empty_workdir(),
-        }
-    }
-
-    /// The mount comes up on the host: a tmpfs (the provider's filesystem) on the directory.
-    fn host_mounts(&self) {
-        self.ns.sh(&format!(
-            "mount -t tmpfs -o size=1m media {}",
-            self.host.display()
-        ));
-        assert!(
-            self.ns.is_mount_point(&self.container),
-            "the host's mount did not propagate into the volume:\n{}",
-            self.ns.mountinfo()
-        );
-    }
-
-    /// The host's mount goes away (the provider died and was unmounted).
-    fn host_unmounts(&self) {
-        self.ns.sh(&format!("umount {}", self.host.display()));
-    }
-
-    fn monitor(&self, args: &[&str], env: &[(&str, String)]) -> Monitor {
-        Monitor::start_with(args, self.workdir.path(), |command| {
-            for (key, value) in env {
-                command.env(key, value);
-            }
-            self.ns.enter(command);
-        })
-    }
-
-    /// `mount-monitor ARGS` once, in the namespace: (exit code, stdout).
-    fn run(&self, args: &[String]) -> (i32, String) {
-        let mut command = Command::new(binary());
-        command
-            .args(args)
-            .current_dir(self.workdir.path())
-            .stdin(Stdio::null());
-        self.ns.enter(&mut command);
-        let out = command.output().expect("run mount-monitor");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-}
-
-/// The README's Docker recipe as written (`-e MOUNT_MONITOR_MOUNTS=media=/mnt/media` on an
-/// `rslave` volume): healthy only while the host's mount is in the volume.
-#[test]
-#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
-fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
-    require_root("a_container_volume_is_healthy_only_while_the_host_mount_is_in_it");
-    let _serial = serial();
-    let volume = ContainerVolume::new();
-    let env = [(
-        "MOUNT_MONITOR_MOUNTS",
-        format!("media={}", volume.container.display()),
-    )];
-    let monitor = volume.monitor(&tests::EVERY_SECOND, &env);
-
-    // Started before the host's mount is up: the volume is the host's empty directory.
-    let media = monitor.wait_for_mount(
-        "media",
-        Some("degraded"),
-        Some("empty_volume"),
-        TWO_INTERVALS,
-    );
-    assert!(
-        media["last_error"].as_str().unwrap().contains("host/media"),
-        "{media}"
-    );
-    assert_eq!(monitor.get("/healthz/ready").0, 503);
-
-    let up = Instant::now();
-    volume.host_mounts();
-    let media = monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
-    let healthy_after = up.elapsed();
-    assert_eq!(media["fs_type"], "tmpfs");
-    assert_eq!(monitor.get("/healthz/ready").0, 200);
-
-    // The host's mount goes away: the volume is an empty directory again.
-    let gone = Instant::now();
-    volume.host_unmounts();
-    let media = monitor.wait_for_mount(
-        "media",
-        Some("degraded"),
-        Some("empty_volume"),
-        TWO_INTERVALS,
-    );
-    let empty_after = gone.elapsed();
-    eprintln!(
-        "empty volume seen {:.2}s after the host unmounted: {}",
-        empty_after.as_secs_f64(),
-        media["last_error"]
-    );
-    figures::record(
-        "container_volume",
-        json!({
-            "healthy_after_host_mount_s": secs(healthy_after),
-            "empty_volume_after_host_unmount_s": secs(empty_after),
-            "last_error": media["last_error"],
-        }),
-    );
-    assert!(media.get("fs_type").is_none(), "no stale figures: {media}");
-    monitor.wait_for_mount(
-        "media",
-        Some("unhealthy"),
-        Some("empty_volume"),
-        3 * TWO_INTERVALS,
-    );
-
-    volume.host_mounts();
-    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
-}
-
-/// `deploy/init-container.yaml`'s arguments as written, and the sidecar's config as written
-/// (with its path pointed at the volume): an empty volume never passes.
-#[test]
-#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
-fn the_deploy_examples_refuse_an_empty_volume() {
-    require_root("the_deploy_examples_refuse_an_empty_volume");
-    let _serial = serial();
-    let volume = ContainerVolume::new();
-    let container = volume.container.display().to_string();
-    let init = tests::workspace_root().join("deploy/init-container.yaml");
-    let init = std::fs::read_to_string(&init).unwrap();
-    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&init)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    let mut args: Vec<String> = docs
-        .iter()
-        .flat_map(|d| d["spec"]["template"]["spec"]["initContainers"].as_array())
-        .flatten()
-        .flat_map(|c| c["args"].as_array())
-        .flatten()
-        .map(|a| a.as_str().unwrap().replace("/mnt/media", &container))
-        .collect();
-    assert!(args.contains(&"check".to_owned()), "{args:?}");
-    tests::shorten_wait_timeout(&mut args, "2s");
-
-    let (code, out) = volume.run(&args);
-    assert_eq!(
-        code, 1,
-        "empty volume: the init container must fail:\n{out}"
-    );
-    assert!(out.contains("empty_volume"), "{out}");
-    volume.host_mounts();
-    let (code, out) = volume.run(&args);
-    assert_eq!(code, 0, "mounted: the init container passes:\n{out}");
-    volume.host_unmounts();
-    let (code, _) = volume.run(&args);
-    assert_eq!(code, 1, "gone again");
-
-    // The sidecar's config (fsType fuse.rclone, a canary): the empty volume is not healthy.
-    let sidecar = tests::workspace_root().join("deploy/sidecar.yaml");
-    let sidecar = std::fs::read_to_string(&sidecar).unwrap();
-    let config = sidecar
-        .split("config.toml: |\n")
-        .nth(1)
-        .and_then(|rest| rest.split("\n---").next())
-        .expect("the sidecar's ConfigMap")
-        .lines()
-        .map(|l| l.strip_prefix("    ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("/mnt/media", &container);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    std::fs::write(&file, config).unwrap();
-    let (code, out) = volume.run(&[
-        "check".into(),
-        "--config".into(),
-        file.display().to_string(),
-    ]);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("wrong_fstype"), "{out}");
-}
-
 /// A node and a container in a private mount namespace: the node's disk (a tmpfs, shared like a
-/// systemd host's root) with the directory `node/rclone`, where the provider mounts `media`; the
+/// systemd host's root) with the directory `node/rclone/media`, where the provider mounts; the
 /// container's root filesystem (a private tmpfs, as a runtime's overlay is) at `ctr`. What the
 /// container sees of the node is what `bind` puts there, as `hostPath` with `HostToContainer` and
 /// `docker run -v …:rslave` do.
@@ -267,7 +54,7 @@ impl Node {
         let ns = MountNamespace::unshare();
         let b = base.path().display();
         ns.sh(&format!(
-            "mount -t tmpfs nodedisk {b} && mount --make-shared {b} && mkdir -p {b}/node/rclone {b}/ctr && \
+            "mount -t tmpfs nodedisk {b} && mount --make-shared {b} && mkdir -p {b}/node/rclone/media {b}/ctr && \
              mount -t tmpfs ctrroot {b}/ctr && mount --make-private {b}/ctr"
         ));
         Node {
@@ -275,6 +62,14 @@ impl Node {
             base,
             workdir: empty_workdir(),
         }
+    }
+
+    /// The layout of deploy/ and the README's Docker recipe: the node's `/mnt/rclone` bound at
+    /// the container's `/mnt/rclone`, the provider's mount to come at `rclone/media` below it.
+    fn with_rclone_volume() -> Node {
+        let node = Node::new();
+        node.bind("rclone", "rclone");
+        node
     }
 
     fn node(&self, path: &str) -> PathBuf {
@@ -328,8 +123,171 @@ impl Node {
         );
         let mut args = tests::EVERY_SECOND.to_vec();
         args.extend(["--mount", &mount]);
-        Monitor::start_with(&args, self.workdir.path(), |command| self.ns.enter(command))
+        self.monitor_with(&args, &[])
     }
+
+    /// `mount-monitor ARGS` serving in the container, with `env` set.
+    fn monitor_with(&self, args: &[&str], env: &[(&str, String)]) -> Monitor {
+        Monitor::start_with(args, self.workdir.path(), |command| {
+            for (key, value) in env {
+                command.env(key, value);
+            }
+            self.ns.enter(command);
+        })
+    }
+
+    /// `mount-monitor ARGS` once, in the container: (exit code, stdout).
+    fn run(&self, args: &[String]) -> (i32, String) {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .current_dir(self.workdir.path())
+            .stdin(Stdio::null());
+        self.ns.enter(&mut command);
+        let out = command.output().expect("run mount-monitor");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+/// The README's Docker recipe as written (`-v /mnt/rclone:/mnt/rclone:rslave`,
+/// `-e MOUNT_MONITOR_MOUNTS=media=/mnt/rclone/media`): healthy only while the host's mount is in
+/// the volume.
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn a_container_volume_is_healthy_only_while_the_host_mount_is_in_it() {
+    require_root("a_container_volume_is_healthy_only_while_the_host_mount_is_in_it");
+    let _serial = serial();
+    let volume = Node::with_rclone_volume();
+    let media_in_container = volume.ctr("rclone/media");
+    let env = [(
+        "MOUNT_MONITOR_MOUNTS",
+        format!("media={}", media_in_container.display()),
+    )];
+    let monitor = volume.monitor_with(&tests::EVERY_SECOND, &env);
+
+    // Started before the host's mount is up: the volume is the host's empty directory.
+    let media = monitor.wait_for_mount(
+        "media",
+        Some("degraded"),
+        Some("empty_volume"),
+        TWO_INTERVALS,
+    );
+    assert!(
+        media["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("node/rclone"),
+        "{media}"
+    );
+    assert_eq!(monitor.get("/healthz/ready").0, 503);
+
+    let up = Instant::now();
+    volume.provider_mounts("1m", "ok");
+    assert!(volume.ns.is_mount_point(&media_in_container));
+    let media = monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
+    let healthy_after = up.elapsed();
+    assert_eq!(media["fs_type"], "tmpfs");
+    assert_eq!(monitor.get("/healthz/ready").0, 200);
+
+    // The host's mount goes away: the volume is an empty directory again.
+    let gone = Instant::now();
+    volume.provider_unmounts();
+    let media = monitor.wait_for_mount(
+        "media",
+        Some("degraded"),
+        Some("empty_volume"),
+        TWO_INTERVALS,
+    );
+    let empty_after = gone.elapsed();
+    eprintln!(
+        "empty volume seen {:.2}s after the host unmounted: {}",
+        empty_after.as_secs_f64(),
+        media["last_error"]
+    );
+    figures::record(
+        "container_volume",
+        json!({
+            "healthy_after_host_mount_s": secs(healthy_after),
+            "empty_volume_after_host_unmount_s": secs(empty_after),
+            "last_error": media["last_error"],
+        }),
+    );
+    assert!(media.get("fs_type").is_none(), "no stale figures: {media}");
+    monitor.wait_for_mount(
+        "media",
+        Some("unhealthy"),
+        Some("empty_volume"),
+        3 * TWO_INTERVALS,
+    );
+
+    volume.provider_mounts("1m", "ok");
+    monitor.wait_for_mount("media", Some("healthy"), None, TWO_INTERVALS);
+}
+
+/// `deploy/init-container.yaml`'s arguments as written, and the sidecar's config as written
+/// (with its path pointed at the volume): an empty volume never passes.
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn the_deploy_examples_refuse_an_empty_volume() {
+    require_root("the_deploy_examples_refuse_an_empty_volume");
+    let _serial = serial();
+    let volume = Node::with_rclone_volume();
+    let container = volume.ctr("rclone/media").display().to_string();
+    let init = tests::workspace_root().join("deploy/init-container.yaml");
+    let init = std::fs::read_to_string(&init).unwrap();
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&init)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let mut args: Vec<String> = docs
+        .iter()
+        .flat_map(|d| d["spec"]["template"]["spec"]["initContainers"].as_array())
+        .flatten()
+        .flat_map(|c| c["args"].as_array())
+        .flatten()
+        .map(|a| a.as_str().unwrap().replace("/mnt/rclone/media", &container))
+        .collect();
+    assert!(args.contains(&"check".to_owned()), "{args:?}");
+    tests::shorten_wait_timeout(&mut args, "2s");
+
+    let (code, out) = volume.run(&args);
+    assert_eq!(
+        code, 1,
+        "empty volume: the init container must fail:\n{out}"
+    );
+    assert!(out.contains("empty_volume"), "{out}");
+    volume.provider_mounts("1m", "ok");
+    let (code, out) = volume.run(&args);
+    assert_eq!(code, 0, "mounted: the init container passes:\n{out}");
+    volume.provider_unmounts();
+    let (code, _) = volume.run(&args);
+    assert_eq!(code, 1, "gone again");
+
+    // The sidecar's config (fsType fuse.rclone, a canary): the empty volume is not healthy.
+    let sidecar = tests::workspace_root().join("deploy/sidecar.yaml");
+    let sidecar = std::fs::read_to_string(&sidecar).unwrap();
+    let config = sidecar
+        .split("config.toml: |\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n---").next())
+        .expect("the sidecar's ConfigMap")
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("/mnt/rclone/media", &container);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, config).unwrap();
+    let (code, out) = volume.run(&[
+        "check".into(),
+        "--config".into(),
+        file.display().to_string(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("wrong_fstype"), "{out}");
 }
 
 const MIB: u64 = 1 << 20;

@@ -373,6 +373,74 @@ fn a_bind_of_the_directory_above_sees_the_mount_made_again() {
     assert_eq!(monitor.get("/readyz").0, 200);
 }
 
+/// The case users meet: the FUSE daemon on the node dies and is restarted (rclone under systemd:
+/// killed, `fusermount -uz`, mounted again). One container binds the mount point itself, made
+/// while the first daemon served it (`point`); the other binds the directory above (`above`, as
+/// deploy/ does). Only `above` follows: `empty_volume` once the node unmounted, healthy on the
+/// new daemon's mount. `point` keeps the first daemon's dead mount: `disconnected` for as long as
+/// the container lives, the new mount on the node notwithstanding.
+#[test]
+#[ignore = "needs root and /dev/fuse: cargo xtask test, as root"]
+fn a_restarted_fuse_daemon_reaches_only_a_container_bound_above_its_mount_point() {
+    let test = "a_restarted_fuse_daemon_reaches_only_a_container_bound_above_its_mount_point";
+    require_fuse(test);
+    let _serial = serial();
+    let node = Node::new();
+    let media = node.node("rclone/media");
+    let mut first = HangFs::mount_at_in(&node.ns, &media);
+    node.bind("rclone/media", "point");
+    node.bind("rclone", "above");
+    let point = format!("point={}", node.ctr("point").display());
+    let above = format!("above={}", node.ctr("above/media").display());
+    let mut args = tests::EVERY_SECOND.to_vec();
+    args.extend(["--mount", &point, "--mount", &above]);
+    let monitor = node.monitor_with(&args, &[]);
+    for name in ["point", "above"] {
+        let mount = monitor.wait_for_mount(name, Some("healthy"), None, TWO_INTERVALS);
+        assert_eq!(mount["fs_type"], "fuse.hangfs", "{mount}");
+    }
+
+    // The daemon dies: both containers see its dead mount.
+    first.kill_daemon();
+    for name in ["point", "above"] {
+        monitor.wait_for_mount(
+            name,
+            Some("unhealthy"),
+            Some("disconnected"),
+            3 * TWO_INTERVALS,
+        );
+    }
+    // The node clears it and the daemon, restarted, mounts again.
+    node.ns.sh(&format!("umount -l {}", media.display()));
+    monitor.wait_for_mount(
+        "above",
+        Some("unhealthy"),
+        Some("empty_volume"),
+        TWO_INTERVALS,
+    );
+    let _second = HangFs::mount_at_in(&node.ns, &media);
+    monitor.wait_for_mount("above", Some("healthy"), None, TWO_INTERVALS);
+    assert_eq!(monitor.get("/readyz/above").0, 200);
+
+    // The container bound at the mount point never sees it.
+    std::thread::sleep(3 * INTERVAL);
+    let mount = monitor.wait_for_mount(
+        "point",
+        Some("unhealthy"),
+        Some("disconnected"),
+        TWO_INTERVALS,
+    );
+    assert!(
+        mount["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not connected"),
+        "{mount}"
+    );
+    assert_eq!(monitor.get("/readyz/point").0, 503);
+    assert_eq!(monitor.get("/readyz").0, 503);
+}
+
 /// A mount whose path is not UTF-8 anywhere on the machine leaves every other check alone, and
 /// can itself be monitored, shown with its bytes escaped.
 #[test]

@@ -560,13 +560,20 @@ fn render_dead_mounts(dir: &Path) -> String {
         "## 8. Dead mounts in the layouts users deploy\n\n\
          Rerun this section alone with `cargo xtask bench reliability --dead-mounts-only` (about a \
          minute, as root).\n\n\
-         **Container volume** (built in a private mount namespace as a runtime builds it: a bind \
-         of a host directory, a slave of the host's propagation; configured exactly as the \
-         README's Docker recipe, `MOUNT_MONITOR_MOUNTS=media=<path>`): `empty_volume` before the \
-         host's mount is up; healthy {} s after the host mounted; `empty_volume` again {} s \
-         after the host unmounted, with no stale figures (`{}`). `deploy/init-container.yaml`'s \
-         arguments exit 1 on the empty volume and 0 once mounted; the sidecar's config reports \
-         `wrong_fstype`. Reproduce: {} and {}\n\n\
+         **Container volume** (built in a private mount namespace as a runtime builds it: a \
+         recursive bind of the host directory above the mount point, a slave of the host's \
+         propagation, as the README's Docker recipe and deploy/ make it: `/mnt/rclone` bound, \
+         `MOUNT_MONITOR_MOUNTS=media=/mnt/rclone/media`): `empty_volume` before the host's mount \
+         is up; healthy {} s after the host mounted; `empty_volume` again {} s after the host \
+         unmounted, with no stale figures (`{}`). `deploy/init-container.yaml`'s arguments exit \
+         1 on the empty volume and 0 once mounted; the sidecar's config reports `wrong_fstype`. \
+         Reproduce: {} and {}\n\n\
+         **The mount point itself bound** (made while the mount is up, as a `hostPath` of the \
+         mount point gives it): the container keeps that mount whatever the host does next. With \
+         a tmpfs, still healthy on the first filesystem after the host unmounted it and after it \
+         mounted another; with a FUSE daemon killed, unmounted and mounted again, `disconnected` \
+         for good, while a container bound above the mount point is `empty_volume` and then \
+         healthy on the new mount. Reproduce: {}, {} and {}\n\n\
          **A hung FUSE mount mounted again** (`umount -l`, a new daemon on the same path, the \
          old check still blocked in the kernel): healthy {} s after the new mount, the old check \
          counted in `blocked_checks` ({}) until it returns. Reproduce: {}\n\n\
@@ -587,6 +594,9 @@ fn render_dead_mounts(dir: &Path) -> String {
         n(&volume["last_error"]),
         test("a_container_volume_is_healthy_only_while_the_host_mount_is_in_it"),
         test("the_deploy_examples_refuse_an_empty_volume"),
+        test("a_bind_of_the_mount_point_keeps_the_mount_found_at_the_start"),
+        test("a_bind_of_the_directory_above_sees_the_mount_made_again"),
+        test("a_restarted_fuse_daemon_reaches_only_a_container_bound_above_its_mount_point"),
         n(&remount["healthy_after_remount_s"]),
         n(&remount["blocked_checks"]),
         test("a_hung_mount_mounted_again_is_healthy_within_an_interval"),

@@ -97,6 +97,11 @@ impl HangFs {
         Self::mount_with(path.to_path_buf(), None, None)
     }
 
+    /// Mounts hangfs on `path` as `namespace` sees it, an existing directory there.
+    pub fn mount_at_in(namespace: &crate::namespace::MountNamespace, path: &Path) -> HangFs {
+        Self::mount_with(path.to_path_buf(), None, Some(namespace))
+    }
+
     fn mount_with(
         path: PathBuf,
         dir: Option<tempfile::TempDir>,

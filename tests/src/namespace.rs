@@ -33,6 +33,12 @@ impl MountNamespace {
         panic!("unshare did not enter a new mount namespace");
     }
 
+    /// The process that holds the namespace: `/proc/PID/root/…` reads a file as the namespace
+    /// sees it.
+    pub fn holder_pid(&self) -> u32 {
+        self.holder.id()
+    }
+
     fn ns_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/mnt", self.holder.id()))
     }

@@ -290,11 +290,55 @@ fn example_arguments_and_configs_load() {
                     "{name}: `mount-monitor {args:?}` exited {code}:\n{out}{err}"
                 );
                 assert!(out.starts_with("MOUNT "), "{name}: the check table:\n{out}");
+                // The paths it watches, as the binary reads the arguments and the config.
+                let mut json = args.clone();
+                json.extend(["--format".into(), "json".into()]);
+                let (_, out, err) = tests::run(&json);
+                let report: Value = serde_json::from_str(&out)
+                    .unwrap_or_else(|e| panic!("{name}: `check --format json` ({e}):\n{out}{err}"));
+                let paths = report["mounts"].as_array().into_iter().flatten();
+                for path in paths.filter_map(|m| m["path"].as_str()) {
+                    assert!(
+                        below_a_propagated_host_path(spec, c, Path::new(path)),
+                        "{name}: {path} must lie below a hostPath volume mounted with \
+                         HostToContainer, not at its mountPath: a hostPath that is a mount point \
+                         when the container starts keeps that mount, whatever the node \
+                         unmounts or mounts there later"
+                    );
+                }
                 checked += 1;
             }
         }
     }
     assert!(checked >= 2, "checked {checked} containers");
+}
+
+/// Whether `path` lies strictly below the mountPath of one of container `c`'s hostPath volumes,
+/// mounted with propagation from the node. The node's mount is then made on a directory of
+/// which the container has a copy, so that its unmount and its next mount both reach the
+/// container (tests/dead_mounts.rs `a_bind_of_the_…` show either layout).
+fn below_a_propagated_host_path(spec: &Value, c: &Value, path: &Path) -> bool {
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    let host_paths: Vec<&Value> = volumes
+        .filter(|v| v["hostPath"].is_object())
+        .map(|v| &v["name"])
+        .collect();
+    c["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| host_paths.contains(&&m["name"]))
+        .filter(|m| {
+            matches!(
+                m["mountPropagation"].as_str(),
+                Some("HostToContainer" | "Bidirectional")
+            )
+        })
+        .filter_map(|m| m["mountPath"].as_str())
+        .any(|volume| {
+            path.strip_prefix(volume)
+                .is_ok_and(|rest| !rest.as_os_str().is_empty())
+        })
 }
 
 /// The content of `path` in container `c`, when a ConfigMap volume in `docs` provides it.

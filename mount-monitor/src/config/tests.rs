@@ -337,7 +337,7 @@ fn every_error_class_names_what_is_wrong() {
     }
 }
 
-/// config.json as debrid-mount-monitor's Go code reads it (COMPAT.md).
+/// config.json as debrid-mount-monitor's Go code reads it (docs/migrating.md).
 #[test]
 fn json_is_read_with_go_rules() {
     let load = |json: &str| {

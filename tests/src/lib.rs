@@ -442,13 +442,19 @@ impl Monitor {
     pub fn wait_for(&self, path: &str, status: u16, limit: Duration) -> String {
         let started = Instant::now();
         loop {
-            let (got, body) = self.get(path);
-            if got == status {
-                return body;
+            // A connection the server closed at once (at its connection cap) is "not yet".
+            let got = try_http_with(self.addr, "GET", path, &[]);
+            match &got {
+                Ok((got, _, body)) if *got == status => return body.clone(),
+                _ => {}
             }
             if started.elapsed() > limit {
+                let got = match got {
+                    Ok((got, _, body)) => format!("{got}: {body}"),
+                    Err(e) => e,
+                };
                 panic!(
-                    "GET {path}: wanted {status} within {limit:?}, still {got}: {body}\nlog:\n{}",
+                    "GET {path}: wanted {status} within {limit:?}, still {got}\nlog:\n{}",
                     self.log()
                 );
             }
@@ -542,24 +548,33 @@ pub fn http_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    try_http_with(addr, method, path, headers).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http_with`], the connection's failure (refused, reset, no answer) an error instead of a
+/// panic: a server at its connection cap closes a new connection at once.
+pub fn try_http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String, String), String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+        .map_err(|e| format!("{addr}: {e}"))?;
     let extra: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .collect();
+    let mut raw = Vec::new();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
     )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    .and_then(|()| stream.read_to_end(&mut raw))
+    .map_err(|e| format!("{method} {path}: {e}"))?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -577,7 +592,7 @@ pub fn http_with(
     } else {
         body.to_owned()
     };
-    (status, head.to_owned(), body)
+    Ok((status, head.to_owned(), body))
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -24,7 +24,7 @@ pub use mount_arg::split_mount_arg;
 pub use settings::{
     DEFAULT_CANARY_FILE, DEFAULT_LISTEN, DEFAULT_MAX_BLOCKED_CHECKS, DEFAULT_WORKER_THREADS,
     DataCheck, MAX_WORKER_THREADS, MIN_CHECK_INTERVAL, MountSpec, Overrides, Settings, WAIT_RETRY,
-    WatchdogSettings,
+    WatchdogSettings, default_worker_threads,
 };
 pub use value::{
     CheckType, Expect, Floor, GoDuration, InodeFloor, Listen, LogFormat, LogLevel, MAX_DURATION,

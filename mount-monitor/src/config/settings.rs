@@ -26,6 +26,15 @@ pub const DEFAULT_MAX_BLOCKED_CHECKS: usize = 64;
 /// runs on a thread of its own, see `probe_pool`). Not one per CPU: a sidecar serving a few probes
 /// a second needs no more on a 64-core node than on a 2-core one.
 pub const DEFAULT_WORKER_THREADS: usize = 2;
+
+/// [`DEFAULT_WORKER_THREADS`], or one where the process may run on a single CPU only (its CPU
+/// affinity, or a cgroup CPU quota of one CPU or less): two workers taking turns on one CPU make
+/// a request that lands on the waiting one wait out the other's time slice, which multiplied
+/// the p99 of every endpoint by ten (0.3 ms → 3.8 ms, BENCHMARKS.md), for no gain in throughput.
+pub fn default_worker_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(DEFAULT_WORKER_THREADS, |n| n.get());
+    DEFAULT_WORKER_THREADS.min(cpus)
+}
 /// More would only cost memory: the checks do not run on these threads.
 pub const MAX_WORKER_THREADS: usize = 64;
 /// The shortest check interval. debrid-mount-monitor refused anything under 1s; accepting less
@@ -196,8 +205,8 @@ settings_table! {
             read usize, check any;
 
         /// Runtime threads that serve HTTP and schedule checks (checks run on threads of their own)
-        /// [default: 2, whatever the number of CPUs]
-        worker_threads: usize = DEFAULT_WORKER_THREADS,
+        /// [default: 2, whatever the number of CPUs; 1 where the process may use only one CPU]
+        worker_threads: usize = default_worker_threads(),
             file "workerThreads",
             flag [long, global = true, env = "MOUNT_MONITOR_WORKER_THREADS", value_name = "N"],
             read usize, check worker_threads;

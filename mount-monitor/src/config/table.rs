@@ -201,7 +201,7 @@ pub(super) fn worker_threads(
 ) -> Result<Option<usize>, ConfigError> {
     match *value {
         0 => err(format!(
-            "{what}: 0 would leave nothing to serve requests; set it to 1 or more (default {})",
+            "{what}: 0 would leave nothing to serve requests; set it to 1 or more (default {}, or 1 where the process may use only one CPU)",
             super::DEFAULT_WORKER_THREADS
         )),
         n if n > MAX_WORKER_THREADS => err(format!(

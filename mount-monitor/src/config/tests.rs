@@ -57,7 +57,7 @@ fn metrics_detail_from_file_and_flag() {
 #[test]
 fn worker_threads_from_file_and_flags() {
     let s = from_json("{}", Overrides::default()).unwrap();
-    assert_eq!(s.worker_threads, DEFAULT_WORKER_THREADS);
+    assert_eq!(s.worker_threads, default_worker_threads());
     let s = from_json(r#"{"workerThreads":8}"#, Overrides::default()).unwrap();
     assert_eq!(s.worker_threads, 8);
     let cli = Overrides {
@@ -795,4 +795,29 @@ fn field_table_keys_and_flags_are_the_files_and_claps() {
         settings::TABLE.len() >= 10,
         "every setting of the table is checked"
     );
+}
+
+/// Two workers where the process may use two CPUs or more, one where it may use only one.
+#[test]
+fn the_default_workers_follow_the_cpus_the_process_may_use() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(default_worker_threads(), DEFAULT_WORKER_THREADS.min(cpus));
+    // A thread of its own, pinned to the first CPU it may use (as `taskset -c N` pins a process).
+    let pinned = std::thread::spawn(|| {
+        // SAFETY: `set` is a plain bitmask, zeroed and then filled by the libc macros; the calls
+        // only read and write it, for the calling thread (pid 0).
+        unsafe {
+            let mut set: nix::libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<nix::libc::cpu_set_t>();
+            assert_eq!(nix::libc::sched_getaffinity(0, size, &mut set), 0);
+            let first = (0..nix::libc::CPU_SETSIZE as usize)
+                .find(|&cpu| nix::libc::CPU_ISSET(cpu, &set))
+                .expect("the thread may run on some CPU");
+            nix::libc::CPU_ZERO(&mut set);
+            nix::libc::CPU_SET(first, &mut set);
+            assert_eq!(nix::libc::sched_setaffinity(0, size, &set), 0);
+        }
+        default_worker_threads()
+    });
+    assert_eq!(pinned.join().unwrap(), 1);
 }

@@ -132,7 +132,7 @@ async fn healthz_status(
         docker: shared.docker.view(),
     };
     let ready = snapshot.is_ready();
-    status_json(&cache, &snapshot, ready, Some(&actors)).await
+    status_json(&cache, &snapshot, ready, Some(actors)).await
 }
 
 async fn version() -> Response {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 
-use super::body::MountJson;
+use super::body::{MountJson, WholeKey};
 use crate::snapshot::Snapshot;
 
 /// Bodies rendered from one [`Snapshot`] and kept with it, so that a flood of requests renders
@@ -21,6 +21,10 @@ pub(super) struct Rendered {
     epoch: OnceLock<Instant>,
     /// The `mounts` array of `/healthz/*` (the `status` and `timestamp` around it vary).
     pub(super) status_mounts: Kept,
+    /// Whole `/healthz/*` bodies, of the second their timestamp names: without the actors
+    /// (`/healthz/live`, `/healthz/ready`) and with them (`/healthz/status`), each unhealthy
+    /// and healthy.
+    pub(super) status_whole: [std::sync::Mutex<Option<(WholeKey, Bytes)>>; 4],
     /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
     pub(super) metrics: [Kept; 2],
     /// The same with the actors' families (watchdog, Docker actions), and their text: every response shares

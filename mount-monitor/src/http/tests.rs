@@ -697,3 +697,41 @@ async fn unclean_paths_redirect_to_the_clean_one_with_the_query() {
     // A clean path is served as it is.
     assert_eq!(get(&app, "/healthz/ready?x=1").await.0, StatusCode::OK);
 }
+
+/// Whole `/healthz/*` bodies are kept for the second their timestamp names, never past a change:
+/// the actors' state and each endpoint's verdict show at once, within the same second and
+/// snapshot.
+#[tokio::test]
+async fn kept_whole_bodies_follow_the_actors_and_the_verdict() {
+    let shared = Shared::new(Arc::new(Settings::default()));
+    let app = router(Arc::clone(&shared));
+    // Live (degraded counts as alive) but not ready: the two verdicts differ on one snapshot.
+    shared.publish(Snapshot {
+        mounts: vec![view("a", Health::Degraded)],
+        initialized: true,
+        ..Default::default()
+    });
+    let state = |body: &str| {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["watchdog"]["state"].as_str().unwrap().to_owned()
+    };
+    for _ in 0..2 {
+        let (status, body) = get(&app, "/healthz/live").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.starts_with(r#"{"status":"healthy","#), "{body}");
+        assert!(!body.contains("watchdog"), "{body}");
+        let (status, body) = get(&app, "/healthz/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with(r#"{"status":"unhealthy","#), "{body}");
+        let (_, body) = get(&app, "/healthz/status").await;
+        assert_eq!(state(&body), "disabled");
+    }
+    shared
+        .watchdog
+        .set(crate::status::watchdog::State::Forbidden, "no");
+    let (_, body) = get(&app, "/healthz/status").await;
+    assert_eq!(state(&body), "forbidden");
+    // The same bytes as before the change for the endpoints without the actors.
+    let (_, body) = get(&app, "/healthz/ready").await;
+    assert!(body.starts_with(r#"{"status":"unhealthy","#), "{body}");
+}

@@ -62,11 +62,12 @@ const MOUNT_SIZE: &str = "1m";
 /// The serving monitor's check interval in the scale test (the shortest it accepts).
 const SERVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run;
-/// writes the "## Performance" section of BENCHMARKS.md (as root, in about 15 minutes)
+/// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run,
+/// and debrid-mount-monitor beside the release binary with --peer; writes the "## Performance"
+/// section of BENCHMARKS.md (as root, in about 12 minutes once the binaries are built)
 #[derive(clap::Args, Debug, Clone)]
 pub struct Perf {
-    /// A smoke run of about 4 minutes (1 s loads, one run each, up to 1,000 mounts) that prints
+    /// A smoke run of about 2 minutes (1 s loads, one run each, up to 1,000 mounts) that prints
     /// the section instead of writing BENCHMARKS.md
     #[arg(long)]
     pub quick: bool,

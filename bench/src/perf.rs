@@ -1,12 +1,14 @@
 //! `cargo xtask bench perf`: mount-monitor's performance over real tmpfs mounts, each figure beside a
 //! baseline measured in the same run (nginx for HTTP, a glibc build for the static musl binary,
-//! node_exporter for memory and scrapes, the one-mount round for scale). Rewrites the
-//! "## Performance" section of BENCHMARKS.md.
+//! node_exporter for memory and scrapes, the one-mount round for scale, and with `--peer`
+//! debrid-mount-monitor, the service it succeeds). Rewrites the "## Performance" section of
+//! BENCHMARKS.md; `--only` measures some sections and prints them.
 //!
 //! Needs root (it mounts up to 5,000 tmpfs) and `wrk`, `nginx` and `prometheus-node-exporter`.
 //! The measuring half runs as PID 1 of its own mount and PID namespaces ([`system`]), so its
 //! mounts and servers vanish with it however it ends.
 
+mod peer;
 mod report;
 mod servers;
 pub(crate) mod system;
@@ -27,7 +29,10 @@ use xtask::targets::{Arch, BINARY};
 
 use crate::measure::{cores, median};
 use crate::report::BENCHMARKS;
-use report::{Builds, Endpoint, Memory, Report, Scale, Scrape, Startup, median_load};
+use peer::{CANARY, PEER_SIZES, PeerBinary, peer_version};
+use report::{
+    Builds, Endpoint, Memory, Peer, Report, Scale, Scrape, Startup, Threaded, median_load,
+};
 use servers::{Server, free_port};
 use wrk::Load;
 
@@ -42,22 +47,40 @@ const TOOLS: [(&str, &str); 4] = [
 /// The endpoints under HTTP load.
 const ENDPOINTS: [&str; 3] = ["/healthz/status", "/readyz", "/metrics"];
 
-/// Mounts for the HTTP, startup, memory and scrape figures; memory and scrape also at
-/// [`LARGE`].
+/// Mounts for the HTTP, startup, memory and scrape figures; HTTP also at [`MEDIUM`], memory and
+/// scrape also at [`LARGE`].
 const SMALL: usize = 10;
+const MEDIUM: usize = 100;
 const LARGE: usize = 1000;
+
+/// The mount counts of the HTTP comparison with nginx.
+const HTTP_SIZES: [usize; 2] = [SMALL, MEDIUM];
+
+/// The size of each benchmark tmpfs.
+const MOUNT_SIZE: &str = "1m";
 
 /// The serving monitor's check interval in the scale test (the shortest it accepts).
 const SERVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run;
-/// writes the "## Performance" section of BENCHMARKS.md (as root, in under 10 minutes)
+/// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run,
+/// and debrid-mount-monitor beside the release binary with --peer; writes the "## Performance"
+/// section of BENCHMARKS.md (as root, in about 12 minutes once the binaries are built)
 #[derive(clap::Args, Debug, Clone)]
 pub struct Perf {
     /// A smoke run of about 2 minutes (1 s loads, one run each, up to 1,000 mounts) that prints
     /// the section instead of writing BENCHMARKS.md
     #[arg(long)]
     pub quick: bool,
+
+    /// debrid-mount-monitor, built from source, to measure beside the release binary (relative
+    /// paths are taken from the workspace root); without it, the report says it was not measured
+    #[arg(long, value_name = "PATH")]
+    pub peer: Option<Utf8PathBuf>,
+
+    /// Measure only these sections and print them instead of writing BENCHMARKS.md (which only a
+    /// full run writes)
+    #[arg(long, value_delimiter = ',', value_name = "SECTION,…")]
+    pub only: Vec<Section>,
 
     /// Seconds of each wrk run [default: 3, or 1 with --quick]
     #[arg(long, value_name = "SECONDS")]
@@ -94,6 +117,45 @@ pub struct Perf {
     pub in_namespace: bool,
 }
 
+/// The sections of the report, each of which `--only` can measure alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Section {
+    /// The release binary beside nginx, at 10 and 100 mounts
+    Http,
+    /// Static musl beside glibc
+    Builds,
+    /// Memory and `/metrics` scrapes beside node_exporter, at 10 and 1,000 mounts
+    Memory,
+    /// Check rounds at the sizes of --scale
+    Scale,
+    /// Start to ready beside nginx
+    Startup,
+    /// Beside debrid-mount-monitor (needs --peer), at 10 and 100 mounts
+    Peer,
+}
+
+impl Section {
+    pub const ALL: [Section; 6] = [
+        Section::Http,
+        Section::Builds,
+        Section::Memory,
+        Section::Scale,
+        Section::Startup,
+        Section::Peer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Http => "http",
+            Section::Builds => "builds",
+            Section::Memory => "memory",
+            Section::Scale => "scale",
+            Section::Startup => "startup",
+            Section::Peer => "peer",
+        }
+    }
+}
+
 /// The sizes and durations of one run.
 #[derive(Clone, Debug)]
 struct Plan {
@@ -108,6 +170,10 @@ struct Plan {
     scale: Vec<usize>,
     serve_window: Duration,
     startup_runs: usize,
+    /// Trials of each fault beside debrid-mount-monitor.
+    detection_trials: usize,
+    /// The sections to measure, in the report's order.
+    sections: Vec<Section>,
     write: bool,
 }
 
@@ -133,6 +199,13 @@ impl Perf {
         scale.sort();
         scale.dedup();
         let connections = self.connections.max(1);
+        let mut sections = if self.only.is_empty() {
+            Section::ALL.to_vec()
+        } else {
+            self.only.clone()
+        };
+        sections.sort();
+        sections.dedup();
         Plan {
             duration: self
                 .duration
@@ -146,7 +219,10 @@ impl Perf {
             scale,
             serve_window: Duration::from_secs(if self.quick { 3 } else { 10 }),
             startup_runs: if self.quick { 3 } else { 20 },
-            write: !self.quick && !self.no_write,
+            detection_trials: if self.quick { 3 } else { 10 },
+            sections,
+            // A partial run never overwrites the section a full run wrote.
+            write: !self.quick && !self.no_write && self.only.is_empty(),
         }
     }
 
@@ -156,8 +232,25 @@ impl Perf {
              there is none for it (amd64 and arm64 only)",
         )?;
         let binaries = Binaries::of(arch);
+        let plan = self.plan();
+        let peer = self
+            .peer
+            .as_deref()
+            .map(|given| PeerBinary::new(&project_root(), given));
+        match &peer {
+            Some(peer) if !peer.path.is_file() => bail!(
+                "--peer {}: no such file; give the path of a debrid-mount-monitor binary built from \
+                 source",
+                peer.shown
+            ),
+            None if plan.sections == [Section::Peer] => bail!(
+                "--only peer measures debrid-mount-monitor beside the release binary: give its \
+                 binary, built from source, with --peer PATH"
+            ),
+            _ => {}
+        }
         if self.in_namespace {
-            return Measure::new(sh, self.plan(), binaries)?.run();
+            return Measure::new(sh, plan, binaries, peer)?.run();
         }
 
         if !system::is_root() {
@@ -172,7 +265,12 @@ impl Perf {
             }
         }
         if self.no_build {
-            for binary in binaries.all() {
+            let needed = if plan.sections.contains(&Section::Builds) {
+                binaries.all().to_vec()
+            } else {
+                vec![binaries.shipped.as_path()]
+            };
+            for binary in needed {
                 if !binary.exists() {
                     bail!("{binary} is missing: run `cargo xtask bench perf` without --no-build");
                 }
@@ -258,10 +356,17 @@ struct Measure<'a> {
     work: Utf8PathBuf,
     mounted: usize,
     report: Report,
+    /// debrid-mount-monitor, with `--peer`.
+    peer: Option<PeerBinary>,
 }
 
 impl<'a> Measure<'a> {
-    fn new(sh: &'a Shell, plan: Plan, binaries: Binaries) -> anyhow::Result<Self> {
+    fn new(
+        sh: &'a Shell,
+        plan: Plan,
+        binaries: Binaries,
+        peer: Option<PeerBinary>,
+    ) -> anyhow::Result<Self> {
         system::exit_on_signals();
         let root = project_root();
         let work = root.join("target/bench/perf");
@@ -276,6 +381,7 @@ impl<'a> Measure<'a> {
             work,
             mounted: 0,
             report: Report::default(),
+            peer,
         })
     }
 
@@ -288,22 +394,50 @@ impl<'a> Measure<'a> {
                 .push((format!("build: {what}"), build.to_string()));
         }
 
-        self.grow_mounts(SMALL)?;
-        eprintln!("bench: HTTP load, {SMALL} mounts");
-        self.http()?;
-        eprintln!("bench: startup");
-        self.startup()?;
-        let mut stops = self.plan.scale.clone();
-        stops.extend([SMALL, LARGE]);
+        let sections = self.plan.sections.clone();
+        let has = |section| sections.contains(&section);
+        // Every size at which something is measured, smallest first: the mounts only grow, and
+        // everything at a size is measured while exactly that many are mounted.
+        let mut stops = Vec::new();
+        if has(Section::Http) {
+            stops.extend(HTTP_SIZES);
+        }
+        if has(Section::Builds) || has(Section::Startup) {
+            stops.push(SMALL);
+        }
+        if has(Section::Peer) && self.peer.is_some() {
+            stops.extend(PEER_SIZES);
+        }
+        if has(Section::Memory) {
+            stops.extend([SMALL, LARGE]);
+        }
+        if has(Section::Scale) {
+            stops.extend(&self.plan.scale);
+        }
         stops.sort();
         stops.dedup();
         for mounts in stops {
             self.grow_mounts(mounts)?;
-            if mounts == SMALL || mounts == LARGE {
+            if has(Section::Http) && HTTP_SIZES.contains(&mounts) {
+                eprintln!("bench: HTTP load beside nginx, {mounts} mounts");
+                self.http(mounts)?;
+            }
+            if has(Section::Builds) && mounts == SMALL {
+                eprintln!("bench: HTTP load on each build, {mounts} mounts");
+                self.builds()?;
+            }
+            if has(Section::Startup) && mounts == SMALL {
+                eprintln!("bench: startup");
+                self.startup()?;
+            }
+            if has(Section::Peer) && PEER_SIZES.contains(&mounts) {
+                self.peer(mounts)?;
+            }
+            if has(Section::Memory) && (mounts == SMALL || mounts == LARGE) {
                 eprintln!("bench: memory and scrapes, {mounts} mounts");
                 self.memory_and_scrape(mounts)?;
             }
-            if self.plan.scale.contains(&mounts) {
+            if has(Section::Scale) && self.plan.scale.contains(&mounts) {
                 eprintln!("bench: check rounds, {mounts} mounts");
                 self.scale(mounts)?;
             }
@@ -320,6 +454,7 @@ impl<'a> Measure<'a> {
     fn describe_machine(&mut self) -> anyhow::Result<()> {
         let plan = &self.plan;
         let report = &mut self.report;
+        report.sections = plan.sections.clone();
         report.date = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         report.cores = cores();
         report.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -341,6 +476,17 @@ impl<'a> Measure<'a> {
         ] {
             report.versions.push(version(program, flag));
         }
+        if let Some(peer) = &self.peer
+            && plan.sections.contains(&Section::Peer)
+        {
+            let version = peer_version(&peer.path);
+            report.versions.push(version.clone());
+            report.peer = Some(Peer {
+                version,
+                shown: peer.shown.clone(),
+                sizes: Vec::new(),
+            });
+        }
         let cpus = match &plan.pinning {
             Some((server, load)) => format!(
                 "Servers run on CPU {server} and wrk on CPU {load} (`taskset`, wrk with {} \
@@ -356,8 +502,10 @@ impl<'a> Measure<'a> {
         };
         report.settings = format!(
             "Load: `wrk -c{} -d{}s --latency`; of {} run(s) of each load, the one with the median \
-             req/s is reported, its p99 with it. {cpus} Mounts: tmpfs of 1 MiB, configured with \
-             `checkType = \"none\"`, in the benchmark's own mount namespace.",
+             req/s is reported, its p99 with it. {cpus} Mounts: tmpfs of 1 MiB in the \
+             benchmark's own mount namespace, each holding a canary file `{CANARY}`, configured \
+             with `checkType = \"none\"` except beside debrid-mount-monitor, where both read the \
+             canary.",
             plan.connections, plan.duration, plan.runs
         );
         Ok(())
@@ -368,7 +516,8 @@ impl<'a> Measure<'a> {
         while self.mounted < count {
             let dir = self.mount_dir(self.mounted);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
-            system::mount_tmpfs(dir.as_std_path(), "1m")?;
+            system::mount_tmpfs(dir.as_std_path(), MOUNT_SIZE)?;
+            put_canary(&dir)?;
             self.mounted += 1;
         }
         Ok(())
@@ -484,9 +633,9 @@ impl<'a> Measure<'a> {
         Server::start("node_exporter", command, port, "/metrics")
     }
 
-    /// The release binary beside nginx, pinned; then the three builds on every CPU.
-    fn http(&mut self) -> anyhow::Result<()> {
-        let config = self.write_config(SMALL, None)?;
+    /// The release binary beside nginx at `mounts` mounts, pinned.
+    fn http(&mut self, mounts: usize) -> anyhow::Result<()> {
+        let config = self.write_config(mounts, None)?;
         let shipped_path = self.binaries.shipped.clone();
         let shipped = self.monitor(&shipped_path, &config)?;
         // nginx serves each endpoint's body as a static file: the same bytes, at the same path.
@@ -501,7 +650,6 @@ impl<'a> Measure<'a> {
             sizes.push(body.len());
         }
         let nginx = self.nginx()?;
-        let mut endpoints = Vec::new();
         for (path, body_bytes) in ENDPOINTS.into_iter().zip(sizes) {
             // Interleaved, so that a slow spell of the machine hits every server alike.
             let (mut nginx_runs, mut shipped_runs) = (Vec::new(), Vec::new());
@@ -509,16 +657,20 @@ impl<'a> Measure<'a> {
                 nginx_runs.push(self.wrk(&nginx, path)?);
                 shipped_runs.push(self.wrk(&shipped, path)?);
             }
-            endpoints.push(Endpoint {
+            self.report.http.push(Endpoint {
+                mounts,
                 path: path.to_owned(),
                 body_bytes,
                 nginx: median_load(&nginx_runs),
                 shipped: median_load(&shipped_runs),
-                threaded: Builds::default(),
             });
         }
-        drop((shipped, nginx));
+        Ok(())
+    }
 
+    /// The three builds on every CPU, at [`SMALL`] mounts.
+    fn builds(&mut self) -> anyhow::Result<()> {
+        let config = self.write_config(SMALL, None)?;
         let binaries = [
             self.binaries.glibc.clone(),
             self.binaries.musl_malloc.clone(),
@@ -528,20 +680,22 @@ impl<'a> Measure<'a> {
             .iter()
             .map(|binary| self.monitor_on(binary, &config, Cpus::Shared))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        for endpoint in &mut endpoints {
+        for path in ENDPOINTS {
             let mut runs: [Vec<Load>; 3] = Default::default();
             for _ in 0..self.plan.runs {
                 for (monitor, runs) in monitors.iter().zip(&mut runs) {
-                    runs.push(self.wrk_on(monitor, &endpoint.path, Cpus::Shared)?);
+                    runs.push(self.wrk_on(monitor, path, Cpus::Shared)?);
                 }
             }
-            endpoint.threaded = Builds {
-                glibc: median_load(&runs[0]),
-                musl_malloc: median_load(&runs[1]),
-                shipped: median_load(&runs[2]),
-            };
+            self.report.builds.push(Threaded {
+                path: path.to_owned(),
+                threaded: Builds {
+                    glibc: median_load(&runs[0]),
+                    musl_malloc: median_load(&runs[1]),
+                    shipped: median_load(&runs[2]),
+                },
+            });
         }
-        self.report.http = endpoints;
         Ok(())
     }
 
@@ -753,9 +907,20 @@ impl<'a> Measure<'a> {
         }
     }
 
+    /// `text` with paths relative to the workspace root, and debrid-mount-monitor's as given.
     fn relative(&self, text: &str) -> String {
+        let text = match &self.peer {
+            Some(peer) => text.replace(peer.path.as_str(), &peer.shown),
+            None => text.to_owned(),
+        };
         text.replace(&format!("{}/", self.root), "")
     }
+}
+
+/// Puts the canary debrid-mount-monitor reads (its default `canaryFile`) in the mount at `dir`.
+fn put_canary(dir: &Utf8Path) -> anyhow::Result<()> {
+    let file = dir.join(CANARY);
+    std::fs::write(&file, "ok\n").with_context(|| format!("writing {file}"))
 }
 
 /// Where a server and its load run: on their halves of the CPUs ([`split_cpus`]), or both on
@@ -930,6 +1095,8 @@ mod tests {
     fn quick_runs_are_short_and_do_not_write() {
         let bench = Perf {
             quick: true,
+            peer: None,
+            only: vec![],
             duration: None,
             runs: None,
             connections: 10,
@@ -951,5 +1118,46 @@ mod tests {
         .plan();
         assert_eq!(full.scale, [1, 100, 5000], "sorted, once each");
         assert!(full.write);
+        assert_eq!(full.sections, Section::ALL, "every section");
+        assert_eq!((plan.detection_trials, full.detection_trials), (3, 10));
+    }
+
+    #[test]
+    fn a_run_of_some_sections_never_writes() {
+        let bench = Perf {
+            quick: false,
+            peer: Some("peers/debrid-mount-monitor".into()),
+            only: vec![Section::Peer, Section::Http, Section::Peer],
+            duration: None,
+            runs: None,
+            connections: 10,
+            no_pin: false,
+            scale: vec![],
+            no_build: false,
+            no_write: false,
+            in_namespace: false,
+        };
+        let plan = bench.plan();
+        assert_eq!(
+            plan.sections,
+            [Section::Http, Section::Peer],
+            "in the report's order"
+        );
+        assert!(!plan.write, "BENCHMARKS.md is written by full runs only");
+        let names: Vec<&str> = Section::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names,
+            ["http", "builds", "memory", "scale", "startup", "peer"],
+            "the names --only takes"
+        );
+        for section in Section::ALL {
+            use clap::ValueEnum;
+            assert_eq!(
+                Section::from_str(section.name(), false),
+                Ok(section),
+                "--only {}",
+                section.name()
+            );
+        }
     }
 }

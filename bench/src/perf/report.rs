@@ -4,14 +4,19 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use super::Section;
+use super::peer::{PEER_CHECK_INTERVAL, PEER_FAILURE_THRESHOLD, PEER_READ_TIMEOUT};
 use super::system::Status;
 use super::wrk::Load;
-use crate::measure::median;
+use crate::measure::{median, seconds};
 
 pub const SECTION: &str = "## Performance";
 
 /// The goals of the performance issue, each checked against this run.
-pub const GOAL_VS_NGINX: f64 = 0.8;
+pub const GOAL_VS_NGINX: f64 = 1.0;
+/// The release binary beside debrid-mount-monitor: at least its req/s, a p99 no higher, less
+/// memory.
+pub const GOAL_VS_PEER: f64 = 1.0;
 pub const GOAL_P99: Duration = Duration::from_millis(2);
 pub const GOAL_MUSL_VS_GLIBC: f64 = 0.9;
 pub const GOAL_RSS_SMALL_MIB: f64 = 10.0;
@@ -23,6 +28,9 @@ pub const GOAL_STARTUP: Duration = Duration::from_millis(50);
 /// factor above that at any smaller size (a lower cost per mount at larger sizes is fixed costs
 /// spreading out, which is better than linear).
 pub const LINEAR_WITHIN: f64 = 2.0;
+/// How long a full run takes once the binaries are built (11 minutes on 2 cores with
+/// `--peer`), for the report's first line.
+pub const FULL_RUN_MINUTES: u32 = 12;
 
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -35,25 +43,39 @@ pub struct Report {
     pub versions: Vec<String>,
     /// The load and how it was repeated, in words.
     pub settings: String,
+    /// The sections this run measured: every one, or those `--only` named.
+    pub sections: Vec<Section>,
+    /// The release binary beside nginx, at each size.
     pub http: Vec<Endpoint>,
+    /// Each build on every CPU.
+    pub builds: Vec<Threaded>,
     pub memory: Vec<Memory>,
     pub scale: Vec<Scale>,
     pub startup: Startup,
     pub scrape: Vec<Scrape>,
+    /// debrid-mount-monitor beside the release binary; `None` without `--peer`.
+    pub peer: Option<Peer>,
     /// (what, command line) for every kind of command the run used, in order.
     pub commands: Vec<(String, String)>,
     pub nginx_config: String,
 }
 
 /// One endpoint under the same load: the release binary beside nginx (a static file of the
-/// same bytes), on the servers' CPUs; then each build with a worker thread per CPU.
+/// same bytes), on the servers' CPUs.
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
+    pub mounts: usize,
     pub path: String,
     pub body_bytes: usize,
     pub nginx: Load,
     /// The release binary: static musl with dlmalloc.
     pub shipped: Load,
+}
+
+/// One endpoint under the same load on each build, with a worker thread per CPU.
+#[derive(Clone, Debug, Default)]
+pub struct Threaded {
+    pub path: String,
     pub threaded: Builds,
 }
 
@@ -101,6 +123,88 @@ pub struct Scrape {
     pub monitor_bytes: usize,
     pub exporter: Load,
     pub exporter_bytes: usize,
+}
+
+/// debrid-mount-monitor and the release binary, both reading the same config.json with the same
+/// flags, at each size.
+#[derive(Clone, Debug, Default)]
+pub struct Peer {
+    /// What its `--version` says, or that it was built from source when it has none.
+    pub version: String,
+    /// The binary as given, relative to the workspace root when under it.
+    pub shown: String,
+    pub sizes: Vec<PeerSize>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PeerSize {
+    pub mounts: usize,
+    pub http: Vec<PeerEndpoint>,
+    pub monitor_idle: Status,
+    /// Highest RSS sampled while `/healthz/status` was under load, KiB.
+    pub monitor_load_kib: u64,
+    pub peer_idle: Status,
+    pub peer_load_kib: u64,
+    /// Process start to the first 200 from `/healthz/ready`, every run.
+    pub monitor_startup: Vec<Duration>,
+    pub peer_startup: Vec<Duration>,
+    pub detection: Vec<Detection>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PeerEndpoint {
+    pub path: String,
+    pub peer: Load,
+    /// The release binary.
+    pub shipped: Load,
+}
+
+/// The faults of the detection trials, made to one mount while both servers watch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Its canary file is removed.
+    CanaryRemoved,
+    /// The tmpfs is detached (`umount -l`), leaving the empty directory beneath.
+    Unmounted,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 2] = [Fault::CanaryRemoved, Fault::Unmounted];
+
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::CanaryRemoved => "canary removed",
+            Fault::Unmounted => "unmounted",
+        }
+    }
+}
+
+/// From the fault to each server's first 503 on `/healthz/ready`, every trial; `None` where it
+/// did not answer 503 within the trial's limit.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    pub fault: Fault,
+    pub monitor: Vec<Option<Duration>>,
+    pub peer: Vec<Option<Duration>>,
+    /// How long a trial waited for a 503.
+    pub limit: Duration,
+}
+
+/// The median and the worst of the trials that detected the fault, and how many did not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detected {
+    pub median: Option<Duration>,
+    pub worst: Option<Duration>,
+    pub missed: usize,
+}
+
+pub fn detected(trials: &[Option<Duration>]) -> Detected {
+    let times: Vec<Duration> = trials.iter().flatten().copied().collect();
+    Detected {
+        median: (!times.is_empty()).then(|| median(&times)),
+        worst: times.iter().max().copied(),
+        missed: trials.len() - times.len(),
+    }
 }
 
 /// The run with the median rate (its latencies come with it).
@@ -170,6 +274,37 @@ fn met(ok: bool) -> &'static str {
     if ok { "yes" } else { "**no**" }
 }
 
+/// Each value prefixed with its size where the size changes: `10 mounts: a`, `b`, `100 mounts: c`.
+fn by_size(values: impl IntoIterator<Item = (usize, String, f64)>) -> Vec<(String, f64)> {
+    let mut previous = None;
+    values
+        .into_iter()
+        .map(|(mounts, text, value)| {
+            let text = if previous == Some(mounts) {
+                text
+            } else {
+                format!("{} mounts: {text}", thousands(mounts as u64))
+            };
+            previous = Some(mounts);
+            (text, value)
+        })
+        .collect()
+}
+
+/// The fastest and the slowest run: `2.10–3.40 ms`.
+fn spread(runs: &[Duration]) -> String {
+    match (runs.iter().min(), runs.iter().max()) {
+        (Some(&fastest), Some(&slowest)) => {
+            let (fastest, slowest) = (ms(fastest), ms(slowest));
+            match (fastest.strip_suffix(" ms"), slowest.strip_suffix(" ms")) {
+                (Some(fastest), Some(slowest)) => format!("{fastest}–{slowest} ms"),
+                _ => format!("{fastest}–{slowest}"),
+            }
+        }
+        _ => "no run".to_owned(),
+    }
+}
+
 /// Per-mount cost of a round at each size: (size, (cost − cost at the smallest size) / (size −
 /// smallest size)). The smallest size is the baseline (process start-up, the heartbeat) and has
 /// none.
@@ -217,23 +352,48 @@ impl Report {
         writeln!(out, "{SECTION}\n")?;
         writeln!(
             out,
-            "Written by `cargo xtask bench perf` (as root, in under 10 minutes) on {}: {} cores ({}), \
-             Linux {}; {}. This machine is shared and noisy, so every figure stands beside a \
-             baseline measured in the same run: read the ratios. No test asserts a time.\n",
+            "Written by `cargo xtask bench perf` (as root, in about {FULL_RUN_MINUTES} minutes) on \
+             {}: {} cores ({}), Linux {}; {}. This machine is shared and noisy, so every figure \
+             stands beside a baseline measured in the same run: read the ratios. No test asserts \
+             a time.\n",
             self.date,
             self.cores,
             self.cpu,
             self.kernel,
             self.versions.join(", ")
         )?;
+        if !self.is_full() {
+            let names: Vec<&str> = self.sections.iter().map(|s| s.name()).collect();
+            writeln!(
+                out,
+                "A partial run (`--only {}`): only these sections were measured. BENCHMARKS.md \
+                 is written by a full run only.\n",
+                names.join(",")
+            )?;
+        }
         writeln!(out, "{}\n", self.settings)?;
         self.write_goals(out)?;
-        self.write_http(out)?;
-        self.write_musl(out)?;
-        self.write_memory(out)?;
-        self.write_scale(out)?;
-        self.write_startup(out)?;
-        self.write_scrape(out)?;
+        if self.has(Section::Http) {
+            self.write_http(out)?;
+        }
+        if self.has(Section::Builds) {
+            self.write_musl(out)?;
+        }
+        if self.has(Section::Memory) {
+            self.write_memory(out)?;
+        }
+        if self.has(Section::Scale) {
+            self.write_scale(out)?;
+        }
+        if self.has(Section::Startup) {
+            self.write_startup(out)?;
+        }
+        if self.has(Section::Memory) {
+            self.write_scrape(out)?;
+        }
+        if self.has(Section::Peer) {
+            self.write_peer(out)?;
+        }
         writeln!(out, "### Commands\n")?;
         writeln!(out, "Paths are relative to the workspace root.\n")?;
         for (what, command) in &self.commands {
@@ -249,53 +409,58 @@ impl Report {
         Ok(())
     }
 
+    fn has(&self, section: Section) -> bool {
+        self.sections.contains(&section)
+    }
+
+    fn is_full(&self) -> bool {
+        Section::ALL.iter().all(|section| self.has(*section))
+    }
+
     fn write_goals(&self, out: &mut String) -> std::fmt::Result {
         writeln!(out, "### Goals\n")?;
         writeln!(out, "| goal | this run | met |")?;
         writeln!(out, "| --- | --- | --- |")?;
-        let vs_nginx: Vec<(String, f64)> = self
-            .http
-            .iter()
-            .map(|e| {
+        if self.has(Section::Http) {
+            let vs_nginx = by_size(self.http.iter().map(|e| {
                 let r = ratio(e.shipped.requests_per_sec, e.nginx.requests_per_sec);
-                (format!("`{}` {}", e.path, times(r)), r)
-            })
-            .collect();
-        goal_row(
-            out,
-            &format!("HTTP: ≥ {GOAL_VS_NGINX}× nginx's req/s"),
-            &vs_nginx,
-            |r| r >= GOAL_VS_NGINX,
-        )?;
-        let p99: Vec<(String, f64)> = self
-            .http
-            .iter()
-            .map(|e| {
+                (e.mounts, format!("`{}` {}", e.path, times(r)), r)
+            }));
+            goal_row(
+                out,
+                &format!("HTTP: ≥ {GOAL_VS_NGINX:.1}× nginx's req/s"),
+                &vs_nginx,
+                |r| r >= GOAL_VS_NGINX,
+            )?;
+            let p99 = by_size(self.http.iter().map(|e| {
                 (
+                    e.mounts,
                     format!("`{}` {}", e.path, ms(e.shipped.p99)),
                     e.shipped.p99.as_secs_f64(),
                 )
-            })
-            .collect();
-        goal_row(out, "HTTP: p99 < 2 ms", &p99, |s| {
-            s < GOAL_P99.as_secs_f64()
-        })?;
-        let musl: Vec<(String, f64)> = self
-            .http
-            .iter()
-            .map(|e| {
-                let b = &e.threaded;
-                let r = ratio(b.shipped.requests_per_sec, b.glibc.requests_per_sec);
-                (format!("`{}` {}", e.path, times(r)), r)
-            })
-            .collect();
-        goal_row(
-            out,
-            &format!("static musl ≥ {GOAL_MUSL_VS_GLIBC}× glibc's req/s"),
-            &musl,
-            |r| r >= GOAL_MUSL_VS_GLIBC,
-        )?;
-        for memory in &self.memory {
+            }));
+            goal_row(out, "HTTP: p99 < 2 ms", &p99, |s| {
+                s < GOAL_P99.as_secs_f64()
+            })?;
+        }
+        if self.has(Section::Builds) {
+            let musl: Vec<(String, f64)> = self
+                .builds
+                .iter()
+                .map(|e| {
+                    let b = &e.threaded;
+                    let r = ratio(b.shipped.requests_per_sec, b.glibc.requests_per_sec);
+                    (format!("`{}` {}", e.path, times(r)), r)
+                })
+                .collect();
+            goal_row(
+                out,
+                &format!("static musl ≥ {GOAL_MUSL_VS_GLIBC}× glibc's req/s"),
+                &musl,
+                |r| r >= GOAL_MUSL_VS_GLIBC,
+            )?;
+        }
+        for memory in self.memory.iter().filter(|_| self.has(Section::Memory)) {
             let limit = if memory.mounts <= 10 {
                 GOAL_RSS_SMALL_MIB
             } else {
@@ -319,7 +484,12 @@ impl Report {
                 |m| m < limit,
             )?;
         }
-        if let Some(row) = self.scale.iter().find(|s| s.mounts == GOAL_ROUND_MOUNTS) {
+        let scale = if self.has(Section::Scale) {
+            &self.scale[..]
+        } else {
+            &[]
+        };
+        if let Some(row) = scale.iter().find(|s| s.mounts == GOAL_ROUND_MOUNTS) {
             let check = self.check_round_costs();
             let check_round = check
                 .iter()
@@ -345,7 +515,7 @@ impl Report {
                 |s| s < GOAL_ROUND_CPU.as_secs_f64(),
             )?;
         }
-        if self.scale.len() > 2 {
+        if scale.len() > 2 {
             let check = linearity(&per_mount(&self.check_round_costs()));
             let serve = linearity(&per_mount(&self.serve_round_costs()));
             // How many times the per-mount cost at the largest size is that at a smaller one.
@@ -360,16 +530,67 @@ impl Report {
                 met(is_linear(&check) && is_linear(&serve))
             )?;
         }
-        let startup = median(&self.startup.monitor);
-        writeln!(
-            out,
-            "| start → `/readyz` 200 < {} ms ({} mounts) | {} | {} |",
-            GOAL_STARTUP.as_millis(),
-            self.startup.mounts,
-            ms(startup),
-            met(!self.startup.monitor.is_empty() && startup < GOAL_STARTUP)
-        )?;
+        if self.has(Section::Startup) {
+            let startup = median(&self.startup.monitor);
+            writeln!(
+                out,
+                "| start → `/readyz` 200 < {} ms ({} mounts) | {} | {} |",
+                GOAL_STARTUP.as_millis(),
+                self.startup.mounts,
+                ms(startup),
+                met(!self.startup.monitor.is_empty() && startup < GOAL_STARTUP)
+            )?;
+        }
+        if self.has(Section::Peer) {
+            self.write_peer_goal(out)?;
+        }
         writeln!(out)
+    }
+
+    /// One row for every size: each endpoint's rate and p99 against debrid-mount-monitor's, and
+    /// memory idle and under load.
+    fn write_peer_goal(&self, out: &mut String) -> std::fmt::Result {
+        let goal = format!(
+            "beside debrid-mount-monitor: ≥ {GOAL_VS_PEER:.1}× its req/s with a p99 no higher, \
+             RSS lower (idle and under load)"
+        );
+        let Some(peer) = &self.peer else {
+            return writeln!(
+                out,
+                "| {goal} | not measured: run with `--peer PATH` | not measured |"
+            );
+        };
+        let mut shown = Vec::new();
+        let mut all = !peer.sizes.is_empty();
+        for size in &peer.sizes {
+            let mut parts = Vec::new();
+            for e in &size.http {
+                let r = ratio(e.shipped.requests_per_sec, e.peer.requests_per_sec);
+                let p99 = ratio(e.shipped.p99.as_secs_f64(), e.peer.p99.as_secs_f64());
+                all &= r >= GOAL_VS_PEER && e.shipped.p99 <= e.peer.p99;
+                parts.push(format!("`{}` {} (p99 {})", e.path, times(r), times(p99)));
+            }
+            all &= !size.http.is_empty()
+                && size.monitor_idle.rss_kib < size.peer_idle.rss_kib
+                && size.monitor_load_kib < size.peer_load_kib;
+            parts.push(format!(
+                "RSS {} idle, {} under load",
+                times(ratio(
+                    size.monitor_idle.rss_kib as f64,
+                    size.peer_idle.rss_kib as f64
+                )),
+                times(ratio(
+                    size.monitor_load_kib as f64,
+                    size.peer_load_kib as f64
+                ))
+            ));
+            shown.push(format!(
+                "{} mounts: {}",
+                thousands(size.mounts as u64),
+                parts.join(", ")
+            ));
+        }
+        writeln!(out, "| {goal} | {} | {} |", shown.join("; "), met(all))
     }
 
     /// `check` CPU per size, less the process start-up measured as the round over the smallest
@@ -400,19 +621,21 @@ impl Report {
         )?;
         writeln!(
             out,
-            "The release binary (`cargo xtask dist`, static musl) with 10 tmpfs mounts, and nginx \
-             (one worker) serving a static file of the same bytes as each endpoint's body, each \
-             on the servers' CPUs under the same `wrk` load over loopback.\n"
+            "The release binary (`cargo xtask dist`, static musl) with 10 and with 100 tmpfs \
+             mounts, and nginx (one worker) serving a static file of the same bytes as each \
+             endpoint's body at that size, each on the servers' CPUs under the same `wrk` load \
+             over loopback.\n"
         )?;
         writeln!(
             out,
-            "| endpoint | body | nginx req/s | mount-monitor req/s | × nginx | p99 nginx | p99 mount-monitor |"
+            "| mounts | endpoint | body | nginx req/s | mount-monitor req/s | × nginx | p99 nginx | p99 mount-monitor |"
         )?;
-        writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |")?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |")?;
         for e in &self.http {
             writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
+                "| {} | `{}` | {} | {} | {} | {} | {} | {} |",
+                thousands(e.mounts as u64),
                 e.path,
                 bytes(e.body_bytes),
                 rate(&e.nginx),
@@ -443,7 +666,7 @@ impl Report {
             out,
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         )?;
-        for e in &self.http {
+        for e in &self.builds {
             let b = &e.threaded;
             writeln!(
                 out,
@@ -605,6 +828,184 @@ impl Report {
     }
 }
 
+impl Report {
+    fn write_peer(&self, out: &mut String) -> std::fmt::Result {
+        writeln!(out, "### 7. Beside debrid-mount-monitor\n")?;
+        let Some(peer) = &self.peer else {
+            return writeln!(
+                out,
+                "Not measured in this run: it needs a debrid-mount-monitor binary built from \
+                 source, given with `--peer PATH` (`sudo -E cargo xtask bench perf --peer \
+                 PATH`).\n"
+            );
+        };
+        writeln!(
+            out,
+            "{} at `{}`, the service mount-monitor succeeds, beside the release binary. Both read \
+             the same `config.json`, unchanged, with the same flags (`--config FILE --http-port \
+             PORT --log-level error`), as a user swaps one for the other: `checkInterval: \
+             \"{PEER_CHECK_INTERVAL}\"`, `readTimeout: \"{PEER_READ_TIMEOUT}\"`, \
+             `failureThreshold: {PEER_FAILURE_THRESHOLD}`, and `mounts: [{{\"name\", \
+             \"path\"}}, …]` with the default check, a read of the canary `.health-check` that \
+             every benchmark tmpfs holds. debrid-mount-monitor has no `/metrics` and no \
+             `/readyz`: the figures are on the endpoints both serve.\n",
+            peer.version, peer.shown
+        )?;
+
+        writeln!(
+            out,
+            "**HTTP.** Both servers running on the servers' CPUs, the same `wrk` load as above, \
+             runs interleaved; the run with the median req/s and its p99. × DMM is \
+             mount-monitor's req/s over debrid-mount-monitor's; p99 × DMM is mount-monitor's p99 \
+             as a fraction of debrid-mount-monitor's (below 1 is better).\n"
+        )?;
+        writeln!(
+            out,
+            "| mounts | endpoint | debrid-mount-monitor req/s | mount-monitor req/s | × DMM | p99 debrid-mount-monitor | p99 mount-monitor | p99 × DMM |"
+        )?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |")?;
+        for size in &peer.sizes {
+            for e in &size.http {
+                writeln!(
+                    out,
+                    "| {} | `{}` | {} | {} | {} | {} | {} | {} |",
+                    thousands(size.mounts as u64),
+                    e.path,
+                    rate(&e.peer),
+                    rate(&e.shipped),
+                    times(ratio(e.shipped.requests_per_sec, e.peer.requests_per_sec)),
+                    ms(e.peer.p99),
+                    ms(e.shipped.p99),
+                    times(ratio(e.shipped.p99.as_secs_f64(), e.peer.p99.as_secs_f64()))
+                )?;
+            }
+        }
+        writeln!(out)?;
+
+        writeln!(
+            out,
+            "**Memory.** Resident memory (VmRSS) of the same two processes, idle 2 s after both \
+             answered 200, and the highest sampled every 50 ms while `/healthz/status` was under \
+             load.\n"
+        )?;
+        writeln!(
+            out,
+            "| mounts | debrid-mount-monitor idle | under load | mount-monitor idle | under load | × DMM idle | × DMM under load |"
+        )?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |")?;
+        for size in &peer.sizes {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                thousands(size.mounts as u64),
+                mib(size.peer_idle.rss_kib),
+                mib(size.peer_load_kib),
+                mib(size.monitor_idle.rss_kib),
+                mib(size.monitor_load_kib),
+                times(ratio(
+                    size.monitor_idle.rss_kib as f64,
+                    size.peer_idle.rss_kib as f64
+                )),
+                times(ratio(
+                    size.monitor_load_kib as f64,
+                    size.peer_load_kib as f64
+                ))
+            )?;
+        }
+        writeln!(out)?;
+
+        let runs = peer.sizes.first().map_or(0, |s| s.monitor_startup.len());
+        writeln!(
+            out,
+            "**Start to ready.** From spawning the process to the first 200 from `/healthz/ready` \
+             (polled every 0.2 ms): both answer 200 once the first check of every mount has \
+             passed. {runs} runs of each, one at a time, on every CPU: the median, and the \
+             fastest–slowest.\n"
+        )?;
+        writeln!(
+            out,
+            "| mounts | debrid-mount-monitor | fastest–slowest | mount-monitor | fastest–slowest | × DMM (median) |"
+        )?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- |")?;
+        for size in &peer.sizes {
+            let (theirs, ours) = (median(&size.peer_startup), median(&size.monitor_startup));
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                thousands(size.mounts as u64),
+                ms(theirs),
+                spread(&size.peer_startup),
+                ms(ours),
+                spread(&size.monitor_startup),
+                times(ratio(ours.as_secs_f64(), theirs.as_secs_f64()))
+            )?;
+        }
+        writeln!(out)?;
+
+        let limit = peer
+            .sizes
+            .iter()
+            .flat_map(|s| &s.detection)
+            .map(|d| d.limit)
+            .max()
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "**Detection.** Both servers watch the same mounts at the same time (their checks \
+             only read), and one mount is made to fail: **canary removed** (its `.health-check` \
+             is deleted) or **unmounted** (its tmpfs is detached, `umount -l`, leaving the empty \
+             directory beneath). Each server's time is from that one instant to its first 503 on \
+             `/healthz/ready`, polled every 2 ms; a trial waits {} at most. Each trial starts \
+             after a random 0–{PEER_CHECK_INTERVAL} pause, so that it falls at a random phase of \
+             either's check interval; the mount is then restored (canary back, or mounted again \
+             with it) and both answer 200 before the next. A server that finds a fault only on \
+             its next check, every {PEER_CHECK_INTERVAL} with `failureThreshold: \
+             {PEER_FAILURE_THRESHOLD}`, takes half an interval on average and one interval \
+             (+10% jitter) and a check at worst.\n",
+            seconds(limit)
+        )?;
+        writeln!(
+            out,
+            "| mounts | fault | trials | debrid-mount-monitor median | worst | mount-monitor median | worst | × DMM (median) |"
+        )?;
+        writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |")?;
+        for size in &peer.sizes {
+            for d in &size.detection {
+                let (theirs, ours) = (detected(&d.peer), detected(&d.monitor));
+                let shown = |found: &Detected| {
+                    let median = found.median.map_or("none detected".to_owned(), ms);
+                    let worst = match (found.missed, found.worst) {
+                        (0, Some(worst)) => ms(worst),
+                        (missed, _) => format!("**{missed} not detected** within {}", ms(d.limit)),
+                    };
+                    (median, worst)
+                };
+                let ((their_median, their_worst), (our_median, our_worst)) =
+                    (shown(&theirs), shown(&ours));
+                let versus = match (ours.median, theirs.median) {
+                    (Some(ours), Some(theirs)) => {
+                        times(ratio(ours.as_secs_f64(), theirs.as_secs_f64()))
+                    }
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {their_median} | {their_worst} | {our_median} | {our_worst} | {versus} |",
+                    thousands(size.mounts as u64),
+                    d.fault.describe(),
+                    d.monitor.len(),
+                )?;
+            }
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "The commands (below) show the 10-mount runs; the 100-mount ones differ only in the \
+             config file and the port.\n"
+        )
+    }
+}
+
 /// One row of the goals table: every measured value, met when all are.
 fn goal_row(
     out: &mut String,
@@ -647,23 +1048,41 @@ mod tests {
             kernel: "6.1.0".into(),
             versions: vec!["mount-monitor 0.1.0".into(), "nginx 1.22.1".into()],
             settings: "wrk -t2 -c10".into(),
+            sections: Section::ALL.to_vec(),
             http: vec![
                 Endpoint {
+                    mounts: 10,
                     path: "/healthz/status".into(),
                     body_bytes: 3186,
                     nginx: load(40_000.0, 900),
                     shipped: load(50_000.0, 1_500),
+                },
+                Endpoint {
+                    mounts: 10,
+                    path: "/metrics".into(),
+                    body_bytes: 46_458,
+                    nginx: load(20_000.0, 1_000),
+                    shipped: load(15_000.0, 2_500),
+                },
+                Endpoint {
+                    mounts: 100,
+                    path: "/healthz/status".into(),
+                    body_bytes: 31_860,
+                    nginx: load(30_000.0, 1_000),
+                    shipped: load(33_000.0, 1_200),
+                },
+            ],
+            builds: vec![
+                Threaded {
+                    path: "/healthz/status".into(),
                     threaded: Builds {
                         glibc: load(52_000.0, 1_400),
                         musl_malloc: load(20_000.0, 5_000),
                         shipped: load(50_000.0, 1_500),
                     },
                 },
-                Endpoint {
+                Threaded {
                     path: "/metrics".into(),
-                    body_bytes: 46_458,
-                    nginx: load(20_000.0, 1_000),
-                    shipped: load(15_000.0, 2_500),
                     threaded: Builds {
                         glibc: load(15_500.0, 2_000),
                         musl_malloc: load(6_000.0, 9_000),
@@ -719,8 +1138,53 @@ mod tests {
                 exporter: load(3_000.0, 8_000),
                 exporter_bytes: 9_000,
             }],
+            peer: Some(sample_peer()),
             commands: vec![("load".into(), "wrk -t2 -c10 -d5s --latency URL".into())],
             nginx_config: "daemon off;\n".into(),
+        }
+    }
+
+    fn sample_peer() -> Peer {
+        let ms = Duration::from_millis;
+        let size = |mounts: usize, ours: f64, theirs: f64| PeerSize {
+            mounts,
+            http: vec![
+                PeerEndpoint {
+                    path: "/healthz/status".into(),
+                    peer: load(theirs, 2_000),
+                    shipped: load(ours, 1_000),
+                },
+                PeerEndpoint {
+                    path: "/healthz/ready".into(),
+                    peer: load(theirs * 2.0, 1_600),
+                    shipped: load(ours * 2.0, 1_200),
+                },
+            ],
+            monitor_idle: status(3_000),
+            monitor_load_kib: 3_500,
+            peer_idle: status(10_000),
+            peer_load_kib: 14_000,
+            monitor_startup: vec![ms(6), ms(4), ms(5)],
+            peer_startup: vec![ms(12), ms(30), ms(10)],
+            detection: vec![
+                Detection {
+                    fault: Fault::CanaryRemoved,
+                    monitor: vec![Some(ms(400)), Some(ms(900)), Some(ms(100))],
+                    peer: vec![Some(ms(800)), Some(ms(500)), Some(ms(1_050))],
+                    limit: Duration::from_secs(10),
+                },
+                Detection {
+                    fault: Fault::Unmounted,
+                    monitor: vec![Some(ms(300)), Some(ms(600)), Some(ms(200))],
+                    peer: vec![Some(ms(700)), None, Some(ms(250))],
+                    limit: Duration::from_secs(10),
+                },
+            ],
+        };
+        Peer {
+            version: "debrid-mount-monitor (built from source)".into(),
+            shown: "/opt/dmm/debrid-mount-monitor".into(),
+            sizes: vec![size(10, 60_000.0, 30_000.0), size(100, 20_000.0, 25_000.0)],
         }
     }
 
@@ -734,8 +1198,12 @@ mod tests {
     fn ratios_are_against_the_baseline_of_the_same_run() {
         let text = sample().render();
         assert_eq!(
-            row(&text, "| `/healthz/status` | 3,186 B |"),
-            "| `/healthz/status` | 3,186 B | 40,000 | 50,000 | 1.25× | 0.90 ms | 1.50 ms |"
+            row(&text, "| 10 | `/healthz/status` | 3,186 B |"),
+            "| 10 | `/healthz/status` | 3,186 B | 40,000 | 50,000 | 1.25× | 0.90 ms | 1.50 ms |"
+        );
+        assert_eq!(
+            row(&text, "| 100 | `/healthz/status` | 31 KiB |"),
+            "| 100 | `/healthz/status` | 31 KiB | 30,000 | 33,000 | 1.10× | 1.00 ms | 1.20 ms |"
         );
         assert_eq!(
             row(&text, "| `/metrics` | 15,500 |"),
@@ -748,8 +1216,10 @@ mod tests {
     #[test]
     fn goals_are_met_only_when_every_figure_is() {
         let text = sample().render();
-        assert!(
-            row(&text, "| HTTP: ≥ 0.8× nginx").ends_with("| **no** |"),
+        assert_eq!(
+            row(&text, "| HTTP: ≥ 1.0× nginx"),
+            "| HTTP: ≥ 1.0× nginx's req/s | 10 mounts: `/healthz/status` 1.25×, `/metrics` 0.75×, \
+             100 mounts: `/healthz/status` 1.10× | **no** |",
             "/metrics is at 0.75×"
         );
         assert!(row(&text, "| HTTP: p99 < 2 ms").ends_with("| **no** |"));
@@ -805,5 +1275,137 @@ mod tests {
         assert_eq!(median_load(&runs).p99, Duration::from_micros(3));
         assert_eq!(median(&[]), Duration::ZERO);
         assert_eq!(ratio(1.0, 0.0), 0.0, "no baseline, no ratio");
+    }
+
+    #[test]
+    fn the_peer_is_compared_at_every_size() {
+        let text = sample().render();
+        assert!(text.contains("### 7. Beside debrid-mount-monitor"));
+        assert!(text.contains(
+            "debrid-mount-monitor (built from source) at `/opt/dmm/debrid-mount-monitor`, the \
+             service mount-monitor succeeds"
+        ));
+        assert!(text.contains("`checkInterval: \"1s\"`, `readTimeout: \"500ms\"`"));
+        assert_eq!(
+            row(&text, "| 10 | `/healthz/status` | 30,000 |"),
+            "| 10 | `/healthz/status` | 30,000 | 60,000 | 2.00× | 2.00 ms | 1.00 ms | 0.50× |"
+        );
+        assert_eq!(
+            row(&text, "| 100 | `/healthz/ready` | 50,000 |"),
+            "| 100 | `/healthz/ready` | 50,000 | 40,000 | 0.80× | 1.60 ms | 1.20 ms | 0.75× |"
+        );
+        assert_eq!(
+            row(&text, "| 10 | 9.8 MiB |"),
+            "| 10 | 9.8 MiB | 13.7 MiB | 2.9 MiB | 3.4 MiB | 0.30× | 0.25× |"
+        );
+        assert_eq!(
+            row(&text, "| 10 | 12.0 ms |"),
+            "| 10 | 12.0 ms | 10.0–30.0 ms | 5.00 ms | 4.00–6.00 ms | 0.42× |",
+            "medians, the spread fastest–slowest, and the ratio of the medians"
+        );
+        assert_eq!(
+            row(&text, "| 10 | canary removed |"),
+            "| 10 | canary removed | 3 | 800 ms | 1050 ms | 400 ms | 900 ms | 0.50× |"
+        );
+        assert_eq!(
+            row(&text, "| 100 | unmounted |"),
+            "| 100 | unmounted | 3 | 700 ms | **1 not detected** within 10000 ms | 300 ms | \
+             600 ms | 0.43× |",
+            "a trial that saw no 503 is shown, never dropped"
+        );
+    }
+
+    #[test]
+    fn the_peer_goal_holds_at_every_size_or_is_not_met() {
+        let text = sample().render();
+        assert_eq!(
+            row(&text, "| beside debrid-mount-monitor"),
+            "| beside debrid-mount-monitor: ≥ 1.0× its req/s with a p99 no higher, RSS lower \
+             (idle and under load) | 10 mounts: `/healthz/status` 2.00× (p99 0.50×), \
+             `/healthz/ready` 2.00× (p99 0.75×), RSS 0.30× idle, 0.25× under load; 100 mounts: \
+             `/healthz/status` 0.80× (p99 0.50×), `/healthz/ready` 0.80× (p99 0.75×), RSS 0.30× \
+             idle, 0.25× under load | **no** |",
+            "0.80× the rate at 100 mounts"
+        );
+
+        let mut report = sample();
+        let peer = report.peer.as_mut().unwrap();
+        peer.sizes.truncate(1);
+        assert!(row(&report.render(), "| beside debrid-mount-monitor").ends_with("| yes |"));
+
+        let peer = report.peer.as_mut().unwrap();
+        peer.sizes[0].http[1].shipped.p99 = Duration::from_micros(1_700);
+        assert!(
+            row(&report.render(), "| beside debrid-mount-monitor").ends_with("| **no** |"),
+            "a p99 above debrid-mount-monitor's"
+        );
+
+        let mut report = sample();
+        report.peer.as_mut().unwrap().sizes.truncate(1);
+        report.peer.as_mut().unwrap().sizes[0].monitor_load_kib = 14_000;
+        assert!(
+            row(&report.render(), "| beside debrid-mount-monitor").ends_with("| **no** |"),
+            "as much memory under load is not lower"
+        );
+    }
+
+    #[test]
+    fn without_a_peer_the_report_says_how_to_get_one() {
+        let mut report = sample();
+        report.peer = None;
+        let text = report.render();
+        assert!(
+            row(&text, "| beside debrid-mount-monitor")
+                .ends_with("| not measured: run with `--peer PATH` | not measured |")
+        );
+        let section = &text[text.find("### 7.").unwrap()..text.find("### Commands").unwrap()];
+        assert!(section.contains("Not measured in this run"), "{section}");
+        assert!(section.contains("`--peer PATH`"), "{section}");
+        assert!(section.contains("built from source"), "{section}");
+        assert!(!section.contains('|'), "no empty tables: {section}");
+    }
+
+    #[test]
+    fn a_partial_run_shows_only_its_sections() {
+        let mut report = sample();
+        report.sections = vec![Section::Http, Section::Peer];
+        let text = report.render();
+        assert!(text.contains("A partial run (`--only http,peer`)"));
+        assert!(text.contains("### 1. HTTP"));
+        assert!(text.contains("### 7. Beside debrid-mount-monitor"));
+        for absent in ["### 2.", "### 3.", "### 4.", "### 5.", "### 6."] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        for goal in ["| static musl", "| RSS <", "| start →", "| CPU per round"] {
+            assert!(!text.contains(goal), "{goal} in\n{text}");
+        }
+        assert!(text.contains("| HTTP: ≥ 1.0× nginx"));
+        assert!(
+            !sample().render().contains("A partial run"),
+            "a full run says nothing of the kind"
+        );
+    }
+
+    #[test]
+    fn detection_is_summed_up_over_the_trials_that_saw_a_503() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            detected(&[Some(ms(300)), None, Some(ms(100)), Some(ms(900))]),
+            Detected {
+                median: Some(ms(300)),
+                worst: Some(ms(900)),
+                missed: 1
+            }
+        );
+        assert_eq!(
+            detected(&[None, None]),
+            Detected {
+                median: None,
+                worst: None,
+                missed: 2
+            }
+        );
+        assert_eq!(spread(&[ms(5), ms(4), ms(30)]), "4.00–30.0 ms");
+        assert_eq!(spread(&[]), "no run");
     }
 }

@@ -69,6 +69,20 @@ pub fn mount_tmpfs(target: &Path, size: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Detaches the mount on `target` (`umount -l`): gone from the path at once, the directory
+/// beneath in its place.
+pub fn unmount_lazy(target: &Path) -> anyhow::Result<()> {
+    let target_c =
+        CString::new(target.as_os_str().as_bytes()).context("a NUL byte in a mount point")?;
+    // SAFETY: the pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::umount2(target_c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("unmounting {}", target.display()));
+    }
+    Ok(())
+}
+
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is an empty set, and sched_getaffinity only writes into it.

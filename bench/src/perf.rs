@@ -31,7 +31,7 @@ use crate::measure::{cores, median};
 use crate::report::BENCHMARKS;
 use peer::{CANARY, PEER_SIZES, PeerBinary, peer_version};
 use report::{
-    Builds, Endpoint, Memory, Peer, Report, Scale, Scrape, Startup, Threaded, median_load,
+    BuildLoads, Endpoint, Memory, MuslBuild, Peer, Report, Scale, Scrape, Startup, median_load,
 };
 use servers::{Server, free_port};
 use wrk::Load;
@@ -55,6 +55,9 @@ const LARGE: usize = 1000;
 
 /// The mount counts of the HTTP comparison with nginx.
 const HTTP_SIZES: [usize; 2] = [SMALL, MEDIUM];
+
+/// The mount counts of the comparison of builds (glibc, and musl with each allocator).
+const BUILD_SIZES: [usize; 3] = [SMALL, MEDIUM, LARGE];
 
 /// The size of each benchmark tmpfs.
 const MOUNT_SIZE: &str = "1m";
@@ -266,7 +269,7 @@ impl Perf {
         }
         if self.no_build {
             let needed = if plan.sections.contains(&Section::Builds) {
-                binaries.all().to_vec()
+                binaries.all()
             } else {
                 vec![binaries.shipped.as_path()]
             };
@@ -295,55 +298,81 @@ impl Perf {
     }
 }
 
-/// The three builds measured, relative to the workspace root.
+/// The release binary's allocator: mount-monitor's default cargo feature for musl targets.
+pub(crate) const SHIPPED_ALLOCATOR: &str = "mimalloc";
+
+/// The other allocators the static musl build is measured with: the name, the cargo feature
+/// flags that select it, and the target directory (under target/bench) of that build.
+const OTHER_ALLOCATORS: [(&str, &[&str], &str); 2] = [
+    ("musl's malloc", &["--no-default-features"], "musl-malloc"),
+    (
+        "dlmalloc",
+        &["--no-default-features", "--features=dlmalloc"],
+        "musl-dlmalloc",
+    ),
+];
+
+/// The builds measured, relative to the workspace root.
 struct Binaries {
-    /// `cargo xtask dist`'s: static musl, with dlmalloc.
+    /// `cargo xtask dist`'s: static musl, with [`SHIPPED_ALLOCATOR`].
     shipped: Utf8PathBuf,
-    /// The same target with musl's own malloc: the "before" of the allocator change.
-    musl_malloc: Utf8PathBuf,
     /// A plain glibc release build.
     glibc: Utf8PathBuf,
+    /// The same static musl code with each of [`OTHER_ALLOCATORS`].
+    others: Vec<(&'static str, Utf8PathBuf)>,
 }
 
 impl Binaries {
     fn of(arch: Arch) -> Binaries {
         Binaries {
             shipped: Utf8PathBuf::from(format!("target/dist/{}", arch.artifact_name())),
-            musl_malloc: Utf8PathBuf::from(format!(
-                "target/bench/musl-malloc/{}/release/{BINARY}",
-                arch.triple()
-            )),
             glibc: Utf8PathBuf::from(format!("target/release/{BINARY}")),
+            others: OTHER_ALLOCATORS
+                .iter()
+                .map(|(name, _, dir)| {
+                    let path = format!("target/bench/{dir}/{}/release/{BINARY}", arch.triple());
+                    (*name, Utf8PathBuf::from(path))
+                })
+                .collect(),
         }
     }
 
-    fn all(&self) -> [&Utf8Path; 3] {
-        [&self.shipped, &self.musl_malloc, &self.glibc]
+    fn all(&self) -> Vec<&Utf8Path> {
+        let mut all = vec![self.shipped.as_path(), self.glibc.as_path()];
+        all.extend(self.others.iter().map(|(_, path)| path.as_path()));
+        all
     }
 }
 
-fn build_commands(sh: &Shell, arch: Arch) -> [(&'static str, xshell::Cmd<'_>); 3] {
+fn build_commands(sh: &Shell, arch: Arch) -> Vec<(String, xshell::Cmd<'_>)> {
     let (docker_arch, triple) = (arch.docker_arch(), arch.triple());
-    [
+    let mut commands = vec![
         (
-            "release binary (static musl)",
+            "release binary (static musl)".to_owned(),
             cmd!(sh, "cargo xtask dist --arch {docker_arch}"),
         ),
         (
-            "glibc build",
+            "glibc build".to_owned(),
             cmd!(
                 sh,
                 "cargo build --release --locked --package {BINARY} --bin {BINARY}"
             ),
         ),
-        (
-            "musl build with musl's malloc",
-            cmd!(
-                sh,
-                "cargo build --release --locked --package {BINARY} --bin {BINARY} --target {triple} --no-default-features --target-dir target/bench/musl-malloc"
-            ),
-        ),
-    ]
+    ];
+    // The C compiler `dist` uses for this target, for allocators written in C.
+    let c_compiler = xtask::dist::c_compiler_env(arch);
+    for (name, features, dir) in OTHER_ALLOCATORS {
+        let target_dir = format!("target/bench/{dir}");
+        let mut build = cmd!(
+            sh,
+            "cargo build --release --locked --package {BINARY} --bin {BINARY} --target {triple} {features...} --target-dir {target_dir}"
+        );
+        for (variable, value) in &c_compiler {
+            build = build.env(variable, value);
+        }
+        commands.push((format!("musl build with {name}"), build));
+    }
+    commands
 }
 
 /// The measuring half, inside the namespaces.
@@ -389,6 +418,7 @@ impl<'a> Measure<'a> {
         self.describe_machine()?;
         let arch = Arch::host().context("no release binary for this architecture")?;
         for (what, build) in build_commands(self.sh, arch) {
+            let what = &what;
             self.report
                 .commands
                 .push((format!("build: {what}"), build.to_string()));
@@ -402,7 +432,10 @@ impl<'a> Measure<'a> {
         if has(Section::Http) {
             stops.extend(HTTP_SIZES);
         }
-        if has(Section::Builds) || has(Section::Startup) {
+        if has(Section::Builds) {
+            stops.extend(BUILD_SIZES);
+        }
+        if has(Section::Startup) {
             stops.push(SMALL);
         }
         if has(Section::Peer) && self.peer.is_some() {
@@ -422,9 +455,9 @@ impl<'a> Measure<'a> {
                 eprintln!("bench: HTTP load beside nginx, {mounts} mounts");
                 self.http(mounts)?;
             }
-            if has(Section::Builds) && mounts == SMALL {
+            if has(Section::Builds) && BUILD_SIZES.contains(&mounts) {
                 eprintln!("bench: HTTP load on each build, {mounts} mounts");
-                self.builds()?;
+                self.builds(mounts)?;
             }
             if has(Section::Startup) && mounts == SMALL {
                 eprintln!("bench: startup");
@@ -668,35 +701,63 @@ impl<'a> Measure<'a> {
         Ok(())
     }
 
-    /// The three builds on every CPU, at [`SMALL`] mounts.
-    fn builds(&mut self) -> anyhow::Result<()> {
-        let config = self.write_config(SMALL, None)?;
-        let binaries = [
-            self.binaries.glibc.clone(),
-            self.binaries.musl_malloc.clone(),
-            self.binaries.shipped.clone(),
-        ];
-        let monitors = binaries
-            .iter()
-            .map(|binary| self.monitor_on(binary, &config, Cpus::Shared))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for path in ENDPOINTS {
-            let mut runs: [Vec<Load>; 3] = Default::default();
-            for _ in 0..self.plan.runs {
-                for (monitor, runs) in monitors.iter().zip(&mut runs) {
-                    runs.push(self.wrk_on(monitor, path, Cpus::Shared)?);
-                }
+    /// Every build under the same load at `mounts` mounts: pinned, and at [`MEDIUM`] also on
+    /// every CPU.
+    fn builds(&mut self, mounts: usize) -> anyhow::Result<()> {
+        if self.report.musl_builds.is_empty() {
+            let mut builds = vec![MuslBuild {
+                allocator: SHIPPED_ALLOCATOR.to_owned(),
+                shipped: true,
+                size_bytes: self.file_size(&self.binaries.shipped)?,
+            }];
+            for (name, path) in &self.binaries.others {
+                builds.push(MuslBuild {
+                    allocator: (*name).to_owned(),
+                    shipped: false,
+                    size_bytes: self.file_size(path)?,
+                });
             }
-            self.report.builds.push(Threaded {
-                path: path.to_owned(),
-                threaded: Builds {
-                    glibc: median_load(&runs[0]),
-                    musl_malloc: median_load(&runs[1]),
-                    shipped: median_load(&runs[2]),
-                },
-            });
+            self.report.musl_builds = builds;
+        }
+        let config = self.write_config(mounts, None)?;
+        let mut binaries = vec![self.binaries.glibc.clone(), self.binaries.shipped.clone()];
+        binaries.extend(self.binaries.others.iter().map(|(_, path)| path.clone()));
+        let placements = if mounts == MEDIUM {
+            vec![Cpus::Pinned, Cpus::Shared]
+        } else {
+            vec![Cpus::Pinned]
+        };
+        for cpus in placements {
+            let monitors = binaries
+                .iter()
+                .map(|binary| self.monitor_on(binary, &config, cpus))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for path in ENDPOINTS {
+                let mut runs = vec![Vec::new(); monitors.len()];
+                // Interleaved, so that a slow spell of the machine hits every build alike.
+                for _ in 0..self.plan.runs {
+                    for (monitor, runs) in monitors.iter().zip(&mut runs) {
+                        runs.push(self.wrk_on(monitor, path, cpus)?);
+                    }
+                }
+                let mut loads = runs.iter().map(|runs| median_load(runs));
+                self.report.builds.push(BuildLoads {
+                    mounts,
+                    every_cpu: cpus == Cpus::Shared,
+                    path: path.to_owned(),
+                    glibc: loads.next().unwrap_or_default(),
+                    musl: loads.collect(),
+                });
+            }
         }
         Ok(())
+    }
+
+    fn file_size(&self, binary: &Utf8Path) -> anyhow::Result<u64> {
+        let path = self.root.join(binary);
+        Ok(std::fs::metadata(&path)
+            .with_context(|| format!("reading the size of {path}"))?
+            .len())
     }
 
     fn startup(&mut self) -> anyhow::Result<()> {

@@ -13,7 +13,12 @@ use mount_monitor::{
 };
 
 /// musl's own malloc serializes every allocation on one lock (see mount-monitor/Cargo.toml).
-#[cfg(all(target_env = "musl", feature = "dlmalloc"))]
+#[cfg(all(target_env = "musl", feature = "mimalloc"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator measured beside mimalloc (`--no-default-features --features dlmalloc`).
+#[cfg(all(target_env = "musl", feature = "dlmalloc", not(feature = "mimalloc")))]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 

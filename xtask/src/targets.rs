@@ -44,8 +44,12 @@ pub struct Target {
 /// mimalloc without transparent huge pages: a sidecar's few MiB of heap touched in 2 MiB pages
 /// (it asks for them with madvise, and nodes with THP `always` give them anyway) took the release
 /// binary from 4.7 to 13.9 MiB of RSS idle, at 10 mounts. Its option `allow_thp` off from the
-/// start, before the first allocation (the environment's `MIMALLOC_ALLOW_THP` still wins).
-const MIMALLOC_FLAGS: &str = "-DMI_DEFAULT_ALLOW_THP=0";
+/// start, before the first allocation (the environment's `MIMALLOC_ALLOW_THP` still wins). And
+/// no build time in the binary: mimalloc prints `__DATE__` and `__TIME__` in its verbose banner,
+/// which gcc takes from `SOURCE_DATE_EPOCH` but Debian 12's clang from the clock, so two arm64
+/// builds of one commit differed.
+const MIMALLOC_FLAGS: &str =
+    r#"-DMI_DEFAULT_ALLOW_THP=0 -Wno-builtin-macro-redefined -D__DATE__="-" -D__TIME__="-""#;
 
 pub const TARGETS: [Target; 2] = [
     Target {
@@ -68,7 +72,7 @@ pub const TARGETS: [Target; 2] = [
         c_compiler: "clang",
         c_flags: concat!(
             "--target=aarch64-unknown-linux-musl -nostdlibinc -isystem /usr/include/aarch64-linux-musl ",
-            "-DMI_DEFAULT_ALLOW_THP=0"
+            r#"-DMI_DEFAULT_ALLOW_THP=0 -Wno-builtin-macro-redefined -D__DATE__="-" -D__TIME__="-""#
         ),
         c_compiler_package: "clang",
         c_headers: Some(("/usr/include/aarch64-linux-musl", "musl-dev:arm64")),

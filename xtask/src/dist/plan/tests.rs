@@ -44,10 +44,12 @@ fn default_plan_builds_both_arches_in_one_cargo_call_then_verifies_each() {
         "$ cargo metadata --format-version 1 --locked --filter-platform aarch64-unknown-linux-musl  # stop if a crate in the arm64 binary compiles C".to_owned(),
         format!("$ MOUNT_MONITOR_VERSION=1.2.3 SOURCE_DATE_EPOCH=1700000000 \
             CC_x86_64_unknown_linux_musl=musl-gcc \
-            CFLAGS_x86_64_unknown_linux_musl=-DMI_DEFAULT_ALLOW_THP=0 \
+            CFLAGS_x86_64_unknown_linux_musl='-DMI_DEFAULT_ALLOW_THP=0 -Wno-builtin-macro-redefined \
+            -D__DATE__=\"-\" -D__TIME__=\"-\"' \
             CC_aarch64_unknown_linux_musl=clang \
             CFLAGS_aarch64_unknown_linux_musl='--target=aarch64-unknown-linux-musl -nostdlibinc \
-            -isystem /usr/include/aarch64-linux-musl -DMI_DEFAULT_ALLOW_THP=0' \
+            -isystem /usr/include/aarch64-linux-musl -DMI_DEFAULT_ALLOW_THP=0 \
+            -Wno-builtin-macro-redefined -D__DATE__=\"-\" -D__TIME__=\"-\"' \
             cargo build --release --locked \
             --package mount-monitor --bin mount-monitor --target-dir /src/mm/target \
             --target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl \

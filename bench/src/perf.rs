@@ -525,8 +525,9 @@ impl<'a> Measure<'a> {
                 "Servers run on CPU {server} and wrk on CPU {load} (`taskset`, wrk with {} \
                  thread(s)), so that neither takes CPU time from the other; pinned like this, \
                  mount-monitor's tokio runtime has {} worker thread(s) and node_exporter's Go \
-                 runtime as many Ps. Only the musl/glibc comparison runs servers and wrk (with {} \
-                 threads) on every CPU, where the runtime has a worker thread per CPU.",
+                 runtime as many Ps. The musl/glibc comparison also runs servers and wrk (with {} \
+                 threads) on every CPU at 100 mounts, where the runtime has a worker thread per \
+                 CPU (two at most).",
                 plan.threads_pinned,
                 server.split(',').count(),
                 plan.threads_shared

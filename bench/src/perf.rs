@@ -1153,10 +1153,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn quick_runs_are_short_and_do_not_write() {
-        let bench = Perf {
-            quick: true,
+    /// A full run's flags, as `cargo xtask bench perf` alone gives them.
+    fn perf() -> Perf {
+        Perf {
+            quick: false,
             peer: None,
             only: vec![],
             duration: None,
@@ -1167,6 +1167,14 @@ mod tests {
             no_build: false,
             no_write: false,
             in_namespace: false,
+        }
+    }
+
+    #[test]
+    fn quick_runs_are_short_and_do_not_write() {
+        let bench = Perf {
+            quick: true,
+            ..perf()
         };
         let plan = bench.plan();
         assert_eq!((plan.duration, plan.runs), (1, 1));
@@ -1187,17 +1195,9 @@ mod tests {
     #[test]
     fn a_run_of_some_sections_never_writes() {
         let bench = Perf {
-            quick: false,
             peer: Some("peers/debrid-mount-monitor".into()),
             only: vec![Section::Peer, Section::Http, Section::Peer],
-            duration: None,
-            runs: None,
-            connections: 10,
-            no_pin: false,
-            scale: vec![],
-            no_build: false,
-            no_write: false,
-            in_namespace: false,
+            ..perf()
         };
         let plan = bench.plan();
         assert_eq!(

@@ -26,7 +26,7 @@ use cache::Cache;
 use metrics_body::metrics;
 use readyz::{Addressed, QueryOptions, label, readyz_body};
 
-pub use body::{Actors, MountJson, StatusBody};
+pub use body::{MountJson, StatusBody};
 pub use readyz::{MAX_EXCLUDES, MAX_QUERY_BYTES, readyz_path};
 
 /// The monitor loop counts as dead when it has not ticked for this long.
@@ -127,12 +127,8 @@ async fn healthz_status(
     State(cache): State<Arc<Cache>>,
 ) -> Response {
     let snapshot = shared.snapshot();
-    let actors = Actors {
-        watchdog: shared.watchdog.view(),
-        docker: shared.docker.view(),
-    };
     let ready = snapshot.is_ready();
-    status_json(&cache, &snapshot, ready, Some(actors)).await
+    status_json(&cache, &snapshot, ready, Some(&shared)).await
 }
 
 async fn version() -> Response {

@@ -215,7 +215,8 @@ fn mount_label(labels: &str) -> Option<std::borrow::Cow<'_, str>> {
 
 /// The watchdog's families: `watchdog_state` (1 for the current state, 0 for the others) and
 /// `watchdog_restarts_total` by outcome. Rendered apart from [`render`], whose output is kept
-/// per snapshot, because the watchdog's state changes between snapshots.
+/// per snapshot, because the watchdog's state changes between snapshots (`/metrics` keeps it
+/// until the watchdog's next change).
 /// In OpenMetrics, without `# EOF`: the caller puts these families before it.
 pub fn render_watchdog(status: &crate::status::watchdog::Status, format: Format) -> String {
     render_collector(
@@ -280,8 +281,8 @@ impl Collector for WatchdogCollector {
 }
 
 /// The Docker actions' families (with `--docker-actions` only): `docker_connected` and
-/// `docker_actions_total` by action and outcome, every combination from 0. Rendered per scrape
-/// as the watchdog's are.
+/// `docker_actions_total` by action and outcome, every combination from 0. Rendered apart, as
+/// the watchdog's are.
 pub fn render_docker(status: &crate::status::docker::Status, format: Format) -> String {
     render_collector(
         DockerCollector {

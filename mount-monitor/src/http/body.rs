@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::cache::{Cache, render_status_mounts, rendered};
 use super::code;
-use crate::snapshot::{MountView, Snapshot};
+use crate::snapshot::{MountView, Shared, Snapshot};
 use crate::state::{Health, timestamp};
 
 /// The body of `/healthz/*` (and of `check --format json`).
@@ -29,13 +29,6 @@ pub struct StatusBody<'a> {
     /// `/healthz/status` only: the Docker actions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<crate::status::docker::View>,
-}
-
-/// What the actors publish, in `/healthz/status` after the mounts.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Actors {
-    pub watchdog: crate::status::watchdog::View,
-    pub docker: crate::status::docker::View,
 }
 
 impl<'a> StatusBody<'a> {
@@ -140,7 +133,7 @@ pub(super) async fn status_json(
     cache: &Cache,
     snapshot: &Arc<Snapshot>,
     ok: bool,
-    actors: Option<Actors>,
+    actors: Option<&Shared>,
 ) -> Response {
     let bodies = cache.of(snapshot);
     let mounts = rendered(
@@ -157,14 +150,16 @@ pub(super) async fn status_json(
         second,
         ok,
         mounts,
-        actors,
+        actors: actors.map(|shared| [shared.watchdog.changes(), shared.docker.changes()]),
     };
     let slot = &bodies.status_whole[usize::from(key.actors.is_some()) * 2 + usize::from(ok)];
     let mut kept = slot.lock().unwrap_or_else(|e| e.into_inner());
     let body = match kept.as_ref() {
         Some((for_key, body)) if *for_key == key => body.clone(),
         _ => {
-            let body = whole_body(&key, snapshot.blocked_checks);
+            // The views are read after their change counts: at least as new as the key says.
+            let views = actors.map(|shared| (shared.watchdog.view(), shared.docker.view()));
+            let body = whole_body(&key, snapshot.blocked_checks, views.as_ref());
             *kept = Some((key, body.clone()));
             body
         }
@@ -181,8 +176,10 @@ pub(super) struct WholeKey {
     ok: bool,
     /// The mounts' part from the render cache.
     mounts: Bytes,
-    /// `/healthz/status` only.
-    actors: Option<Actors>,
+    /// `/healthz/status` only: the change counts of the watchdog's and the Docker actions'
+    /// state ([`crate::status::Changes`]), so that a request compares two numbers rather than
+    /// copying both views.
+    actors: Option<[u64; 2]>,
 }
 
 impl PartialEq for WholeKey {
@@ -196,7 +193,11 @@ impl PartialEq for WholeKey {
     }
 }
 
-fn whole_body(key: &WholeKey, blocked_checks: usize) -> Bytes {
+fn whole_body(
+    key: &WholeKey,
+    blocked_checks: usize,
+    actors: Option<&(crate::status::watchdog::View, crate::status::docker::View)>,
+) -> Bytes {
     // `StatusBody`'s fields in its order (a test holds the two equal); neither the status nor
     // the timestamp has anything to escape.
     let mut body = Vec::with_capacity(key.mounts.len() + 128);
@@ -208,12 +209,12 @@ fn whole_body(key: &WholeKey, blocked_checks: usize) -> Bytes {
     );
     body.extend_from_slice(&key.mounts);
     let _ = write!(body, r#","blocked_checks":{blocked_checks}"#);
-    if let Some(actors) = &key.actors {
+    if let Some((watchdog, docker)) = actors {
         // Serializing plain data into memory cannot fail.
         body.extend_from_slice(br#","watchdog":"#);
-        let _ = serde_json::to_writer(&mut body, &actors.watchdog);
+        let _ = serde_json::to_writer(&mut body, watchdog);
         body.extend_from_slice(br#","docker":"#);
-        let _ = serde_json::to_writer(&mut body, &actors.docker);
+        let _ = serde_json::to_writer(&mut body, docker);
     }
     // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
     body.extend_from_slice(b"}\n");

@@ -27,9 +27,20 @@ pub(super) struct Rendered {
     pub(super) status_whole: [std::sync::Mutex<Option<(WholeKey, Bytes)>>; 4],
     /// `/metrics` in the 0.0.4 text format and in OpenMetrics.
     pub(super) metrics: [Kept; 2],
-    /// The same with the actors' families (watchdog, Docker actions), and their text: every response shares
-    /// one body while neither changes, rather than copying megabytes per request.
-    pub(super) metrics_with_actors: [std::sync::Mutex<Option<(Bytes, String, Bytes)>>; 2],
+    /// The same with the actors' families (watchdog, Docker actions), kept with the mounts'
+    /// part and the actors' change counts it was assembled from: every response shares one
+    /// body while neither changes, rather than copying megabytes per request.
+    pub(super) metrics_with_actors: [std::sync::Mutex<Option<Composed>>; 2],
+}
+
+/// `/metrics` with the actors' families, and what it was assembled from.
+#[derive(Debug)]
+pub(super) struct Composed {
+    /// The mounts' part from the render cache.
+    pub(super) mounts: Bytes,
+    /// The watchdog's and the Docker actions' change counts ([`crate::status::Changes`]).
+    pub(super) changes: [u64; 2],
+    pub(super) body: Bytes,
 }
 
 /// The bodies kept for the latest snapshot the HTTP side served, which it keeps alive until a

@@ -1,5 +1,5 @@
 //! `/metrics` assembled: the mounts' families, rendered once per snapshot, joined with the
-//! actors' families, which change between snapshots.
+//! actors' families, which change between snapshots (rendered again only when they do).
 
 use std::sync::Arc;
 
@@ -8,10 +8,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use super::cache::{Cache, Kept, Rendered, compact, rendered};
+use super::cache::{Cache, Composed, Kept, Rendered, compact, rendered};
 use crate::snapshot::Shared;
 
-/// `/metrics`: the mounts' families from the render cache, the actors' families per scrape.
+/// `/metrics`: the mounts' families from the render cache, the actors' families as of their
+/// latest change.
 pub(super) async fn metrics(
     State(shared): State<Arc<Shared>>,
     State(cache): State<Arc<Cache>>,
@@ -36,27 +37,40 @@ pub(super) async fn metrics(
     })
     .await;
     // The actors (watchdog, Docker actions) change between snapshots: their families (a few
-    // hundred bytes) are rendered for every scrape, and the whole body again only when they or
-    // the mounts' part changed.
-    let mut actors = crate::metrics::render_watchdog(&shared.watchdog, format);
-    if shared.settings.docker_actions {
-        actors.push_str(&crate::metrics::render_docker(&shared.docker, format));
-    }
+    // hundred bytes) are rendered, and the whole body assembled, only when their change counts
+    // or the mounts' part moved; a scrape in between compares two numbers and a pointer.
+    let changes = [
+        shared.watchdog.changes(),
+        if shared.settings.docker_actions {
+            shared.docker.changes()
+        } else {
+            0
+        },
+    ];
     let mut composed = bodies.metrics_with_actors[index]
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let body = match composed.as_ref() {
         // The same kept body (the same bytes, not equal ones: no comparing megabytes).
-        Some((part, families, body))
-            if part.as_ptr() == mounts.as_ptr()
-                && part.len() == mounts.len()
-                && families == &actors =>
+        Some(kept)
+            if kept.mounts.as_ptr() == mounts.as_ptr()
+                && kept.mounts.len() == mounts.len()
+                && kept.changes == changes =>
         {
-            body.clone()
+            kept.body.clone()
         }
         _ => {
+            // Rendered after the counts were read: at least as new as they say.
+            let mut actors = crate::metrics::render_watchdog(&shared.watchdog, format);
+            if shared.settings.docker_actions {
+                actors.push_str(&crate::metrics::render_docker(&shared.docker, format));
+            }
             let body = with_families(&mounts, &actors, format);
-            *composed = Some((mounts, actors, body.clone()));
+            *composed = Some(Composed {
+                mounts,
+                changes,
+                body: body.clone(),
+            });
             body
         }
     };

@@ -735,3 +735,63 @@ async fn kept_whole_bodies_follow_the_actors_and_the_verdict() {
     let (_, body) = get(&app, "/healthz/ready").await;
     assert!(body.starts_with(r#"{"status":"unhealthy","#), "{body}");
 }
+
+#[tokio::test]
+async fn kept_metrics_follow_every_change_of_the_actors() {
+    use crate::status::docker::{Action, Outcome as DockerOutcome};
+    use crate::status::watchdog::Outcome;
+    let settings = Settings {
+        docker_actions: true,
+        ..Default::default()
+    };
+    let shared = Shared::new(Arc::new(settings));
+    let app = router(Arc::clone(&shared));
+    shared.publish(Snapshot {
+        mounts: vec![view("a", Health::Healthy)],
+        initialized: true,
+        ..Default::default()
+    });
+    let line = |body: &str, prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {body}"))
+            .to_owned()
+    };
+    let deleted = r#"mount_monitor_watchdog_restarts_total{outcome="deleted"}"#;
+    let stops = r#"mount_monitor_docker_actions_total{action="stop",outcome="done"}"#;
+    let (_, first) = get(&app, "/metrics").await;
+    let (_, again) = get(&app, "/metrics").await;
+    assert_eq!(first, again);
+    assert_eq!(line(&first, deleted), format!("{deleted} 0"));
+    assert_eq!(line(&first, stops), format!("{stops} 0"));
+    assert_eq!(
+        line(&first, "mount_monitor_docker_connected"),
+        "mount_monitor_docker_connected 0"
+    );
+    // Each change shows at the next scrape, on the same snapshot.
+    shared.watchdog.count(Outcome::Deleted);
+    let (_, body) = get(&app, "/metrics").await;
+    assert_eq!(line(&body, deleted), format!("{deleted} 1"));
+    shared.docker.count(Action::Stop, DockerOutcome::Done);
+    let (_, body) = get(&app, "/metrics").await;
+    assert_eq!(line(&body, stops), format!("{stops} 1"));
+    shared.docker.connection(true, None);
+    let (_, body) = get(&app, "/metrics").await;
+    assert_eq!(
+        line(&body, "mount_monitor_docker_connected"),
+        "mount_monitor_docker_connected 1"
+    );
+    shared
+        .watchdog
+        .set(crate::status::watchdog::State::Forbidden, "no");
+    let (_, body) = get(&app, "/metrics").await;
+    assert!(
+        body.contains(r#"mount_monitor_watchdog_state{state="forbidden"} 1"#),
+        "{body}"
+    );
+    // The mounts' part is unchanged throughout.
+    assert_eq!(
+        line(&body, "mount_monitor_mount_up"),
+        line(&first, "mount_monitor_mount_up")
+    );
+}

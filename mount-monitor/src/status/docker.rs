@@ -104,6 +104,7 @@ pub struct Status {
     view: Mutex<View>,
     /// Actions by [`Action::ALL`] then [`Outcome::ALL`].
     counts: Mutex<[[u64; 3]; 3]>,
+    changes: super::Changes,
 }
 
 impl Status {
@@ -125,7 +126,13 @@ impl Status {
                 containers: Vec::new(),
             }),
             counts: Mutex::new([[0; 3]; 3]),
+            changes: super::Changes::default(),
         }
+    }
+
+    /// Changes to the view or the counts so far: equal numbers, equal state.
+    pub fn changes(&self) -> u64 {
+        self.changes.get()
     }
 
     pub fn view(&self) -> View {
@@ -148,12 +155,16 @@ impl Status {
         let a = Action::ALL.iter().position(|x| *x == action);
         let o = Outcome::ALL.iter().position(|x| *x == outcome);
         if let (Some(a), Some(o)) = (a, o) {
-            self.counts.lock().unwrap_or_else(|e| e.into_inner())[a][o] += 1;
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts[a][o] += 1;
+            self.changes.bump();
         }
     }
 
     pub(crate) fn update(&self, change: impl FnOnce(&mut View)) {
-        change(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut view);
+        self.changes.bump();
     }
 
     /// Connected or not; true when that changed.
@@ -165,6 +176,7 @@ impl Status {
         }
         view.connected = connected;
         view.reason = reason;
+        self.changes.bump();
         changed
     }
 }

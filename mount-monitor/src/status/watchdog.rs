@@ -144,6 +144,7 @@ impl View {
 pub struct Status {
     view: Mutex<View>,
     outcomes: Mutex<[u64; Outcome::ALL.len()]>,
+    changes: super::Changes,
 }
 
 impl Status {
@@ -156,7 +157,13 @@ impl Status {
         Status {
             view: Mutex::new(view),
             outcomes: Mutex::new([0; Outcome::ALL.len()]),
+            changes: super::Changes::default(),
         }
+    }
+
+    /// Changes to the view or the outcomes so far: equal numbers, equal state.
+    pub fn changes(&self) -> u64 {
+        self.changes.get()
     }
 
     pub fn view(&self) -> View {
@@ -173,6 +180,7 @@ impl Status {
         let mut counts = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = Outcome::ALL.iter().position(|o| *o == outcome) {
             counts[at] += 1;
+            self.changes.bump();
         }
     }
 
@@ -183,6 +191,7 @@ impl Status {
         if view.state != before {
             view.since = timestamp(SystemTime::now());
         }
+        self.changes.bump();
     }
 
     /// A new state and reason; the restart's details are cleared.

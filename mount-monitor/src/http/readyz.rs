@@ -51,6 +51,10 @@ impl<'q> Addressed<'q> {
     }
 
     pub(super) fn contains(&self, label: &str) -> bool {
+        // Nothing named (a plain `/readyz`): no label hashed, whatever the number of mounts.
+        if self.exactly.is_empty() {
+            return false;
+        }
         self.exactly.contains(label)
             || label
                 .strip_prefix('/')
@@ -58,8 +62,10 @@ impl<'q> Addressed<'q> {
     }
 }
 
-pub(super) fn readyz_body(
-    mounts: &[&MountView],
+/// The text of `/readyz`: `ok` when ready and not verbose (the mounts are then not listed, nor
+/// even visited), else a line per mount and the verdict.
+pub(super) fn readyz_body<'a>(
+    mounts: impl IntoIterator<Item = &'a MountView>,
     ok: bool,
     verbose: bool,
     initialized: bool,
@@ -68,7 +74,8 @@ pub(super) fn readyz_body(
     if ok && !verbose {
         return "ok".to_owned();
     }
-    let mut body = String::with_capacity(mounts.len() * 32 + 64);
+    let mounts = mounts.into_iter();
+    let mut body = String::with_capacity(mounts.size_hint().0 * 32 + 64);
     for m in mounts {
         let label = label(m);
         // Writing into a String cannot fail.

@@ -31,7 +31,8 @@ use crate::measure::{cores, median};
 use crate::report::BENCHMARKS;
 use peer::{CANARY, PEER_SIZES, PeerBinary, peer_version};
 use report::{
-    BuildLoads, Endpoint, Memory, MuslBuild, Peer, Report, Scale, Scrape, Startup, median_load,
+    BuildLoads, Endpoint, Memory, MuslBuild, Peer, Report, Runs, Scale, Scrape, Startup,
+    median_f64, median_load,
 };
 use servers::{Server, free_port};
 use wrk::Load;
@@ -164,6 +165,9 @@ impl Section {
 struct Plan {
     duration: u64,
     runs: usize,
+    /// Runs of each load in the side-by-side comparison of the builds, whose medians are of
+    /// ratios (more runs, as each is shorter work: every build is loaded at once).
+    side_by_side_runs: usize,
     connections: usize,
     /// `taskset -c` lists for the servers and for wrk.
     pinning: Option<(String, String)>,
@@ -209,12 +213,14 @@ impl Perf {
         };
         sections.sort();
         sections.dedup();
+        let runs = self.runs.unwrap_or(if self.quick { 1 } else { 5 }).max(1);
         Plan {
             duration: self
                 .duration
                 .unwrap_or(if self.quick { 1 } else { 3 })
                 .max(1),
-            runs: self.runs.unwrap_or(if self.quick { 1 } else { 5 }).max(1),
+            runs,
+            side_by_side_runs: runs * 2 - 1,
             connections,
             threads_pinned: load_cpus.min(connections),
             threads_shared: cores().min(connections),
@@ -536,11 +542,12 @@ impl<'a> Measure<'a> {
         };
         report.settings = format!(
             "Load: `wrk -c{} -d{}s --latency`; of {} run(s) of each load, the one with the median \
-             req/s is reported, its p99 with it. {cpus} Mounts: tmpfs of 1 MiB in the \
+             req/s is reported, its p99 with it; the builds, all loaded at once, in {} runs of \
+             each load. {cpus} Mounts: tmpfs of 1 MiB in the \
              benchmark's own mount namespace, each holding a canary file `{CANARY}`, configured \
              with `checkType = \"none\"` except beside debrid-mount-monitor, where both read the \
              canary.",
-            plan.connections, plan.duration, plan.runs
+            plan.connections, plan.duration, plan.runs, plan.side_by_side_runs
         );
         Ok(())
     }
@@ -702,8 +709,11 @@ impl<'a> Measure<'a> {
         Ok(())
     }
 
-    /// Every build under the same load at `mounts` mounts: pinned, and at [`MEDIUM`] also on
-    /// every CPU.
+    /// Every build under load at once at `mounts` mounts, pinned, and at [`MEDIUM`] also on
+    /// every CPU: the servers share their CPUs, so a build that costs more per request answers
+    /// fewer of them in the same instants. Run after run the ratios to glibc hold within a few
+    /// percent where runs of one build alone, minutes apart, vary by ten (a second glibc server,
+    /// the control, shows the spread that is left).
     fn builds(&mut self, mounts: usize) -> anyhow::Result<()> {
         if self.report.musl_builds.is_empty() {
             let mut builds = vec![MuslBuild {
@@ -721,7 +731,9 @@ impl<'a> Measure<'a> {
             self.report.musl_builds = builds;
         }
         let config = self.write_config(mounts, None)?;
-        let mut binaries = vec![self.binaries.glibc.clone(), self.binaries.shipped.clone()];
+        // glibc, glibc again (the control), then the musl builds in the report's order.
+        let glibc = self.binaries.glibc.clone();
+        let mut binaries = vec![glibc.clone(), glibc, self.binaries.shipped.clone()];
         binaries.extend(self.binaries.others.iter().map(|(_, path)| path.clone()));
         let placements = if mounts == MEDIUM {
             vec![Cpus::Pinned, Cpus::Shared]
@@ -733,21 +745,43 @@ impl<'a> Measure<'a> {
                 .iter()
                 .map(|binary| self.monitor_on(binary, &config, cpus))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let server_cpus = match (cpus, &self.plan.pinning) {
+                (Cpus::Pinned, Some((server, _))) => server.split(',').count(),
+                _ => cores(),
+            };
             for path in ENDPOINTS {
-                let mut runs = vec![Vec::new(); monitors.len()];
-                // Interleaved, so that a slow spell of the machine hits every build alike.
-                for _ in 0..self.plan.runs {
-                    for (monitor, runs) in monitors.iter().zip(&mut runs) {
-                        runs.push(self.wrk_on(monitor, path, cpus)?);
+                let mut rates = vec![Vec::new(); monitors.len()];
+                let mut costs = vec![Vec::new(); monitors.len()];
+                let mut busy = Vec::new();
+                for _ in 0..self.plan.side_by_side_runs {
+                    let before = monitors
+                        .iter()
+                        .map(|m| system::cpu_time_precise(m.pid()))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let started = Instant::now();
+                    let loads = self.wrk_together(&monitors, path, cpus)?;
+                    let wall = started.elapsed();
+                    let mut all = Duration::ZERO;
+                    for (k, (monitor, before)) in monitors.iter().zip(before).enumerate() {
+                        let used = system::cpu_time_precise(monitor.pid())?.saturating_sub(before);
+                        all += used;
+                        rates[k].push(loads[k].requests_per_sec);
+                        costs[k].push(used.as_secs_f64() / loads[k].requests.max(1) as f64);
                     }
+                    busy.push(all.as_secs_f64() / (wall.as_secs_f64() * server_cpus as f64));
                 }
-                let mut loads = runs.iter().map(|runs| median_load(runs));
+                let mut runs = rates
+                    .into_iter()
+                    .zip(costs)
+                    .map(|(rates, costs)| Runs { rates, costs });
                 self.report.builds.push(BuildLoads {
                     mounts,
                     every_cpu: cpus == Cpus::Shared,
                     path: path.to_owned(),
-                    glibc: loads.next().unwrap_or_default(),
-                    musl: loads.collect(),
+                    glibc: runs.next().unwrap_or_default(),
+                    control: runs.next().unwrap_or_default(),
+                    musl: runs.collect(),
+                    busy: median_f64(&busy),
                 });
             }
         }
@@ -905,6 +939,60 @@ impl<'a> Measure<'a> {
             );
         }
         Ok(load)
+    }
+
+    /// [`Self::wrk_on`] against every server at once, one wrk each, all started together.
+    fn wrk_together(
+        &mut self,
+        servers: &[Server],
+        path: &str,
+        cpus: Cpus,
+    ) -> anyhow::Result<Vec<Load>> {
+        let threads = match cpus {
+            Cpus::Pinned => self.plan.threads_pinned,
+            Cpus::Shared => self.plan.threads_shared,
+        };
+        let mut running = Vec::new();
+        for server in servers {
+            let url = format!("http://127.0.0.1:{}{path}", server.port);
+            let mut command = self.on_cpus(cpus, Role::Load, "wrk");
+            command.args([
+                format!("-t{threads}"),
+                format!("-c{}", self.plan.connections),
+                format!("-d{}s", self.plan.duration),
+                "--latency".to_owned(),
+                url.clone(),
+            ]);
+            self.note(cpus.label("load, a wrk per server at once"), &command);
+            let child = command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .context("running wrk")?;
+            running.push((server, url, child));
+        }
+        let mut loads = Vec::new();
+        for (server, url, child) in running {
+            let output = child.wait_with_output().context("waiting for wrk")?;
+            if !output.status.success() {
+                bail!(
+                    "wrk against {url} ({}) failed: {}",
+                    server.name,
+                    output.status
+                );
+            }
+            let load = wrk::parse(&String::from_utf8_lossy(&output.stdout))?;
+            if load.errors > 0 {
+                bail!(
+                    "{} answered {url} with {} errors or non-2xx responses under load: its \
+                     figures would not be comparable",
+                    server.name,
+                    load.errors
+                );
+            }
+            loads.push(load);
+        }
+        Ok(loads)
     }
 
     /// [`Self::wrk`], sampling the server's RSS every 50 ms meanwhile; returns the highest, KiB.

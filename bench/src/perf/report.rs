@@ -70,7 +70,7 @@ pub struct Endpoint {
     pub path: String,
     pub body_bytes: usize,
     pub nginx: Load,
-    /// The release binary: static musl with dlmalloc.
+    /// The release binary (`cargo xtask dist`, static musl).
     pub shipped: Load,
 }
 
@@ -85,16 +85,99 @@ pub struct MuslBuild {
     pub size_bytes: u64,
 }
 
-/// One endpoint under the same load on each build, at one size: pinned as the rest of the
+/// One endpoint under load on every build at once, at one size: pinned as the rest of the
 /// benchmark (one runtime worker), or on every CPU (a worker per CPU, wrk beside them).
 #[derive(Clone, Debug, Default)]
 pub struct BuildLoads {
     pub mounts: usize,
     pub every_cpu: bool,
     pub path: String,
-    pub glibc: Load,
+    pub glibc: Runs,
+    /// A second glibc server: what the measurement varies by between two equal servers.
+    pub control: Runs,
     /// In [`Report::musl_builds`]' order.
-    pub musl: Vec<Load>,
+    pub musl: Vec<Runs>,
+    /// How busy the servers kept their CPUs (1.0: always), the median of the runs; near 1 they
+    /// were the bottleneck, not wrk.
+    pub busy: f64,
+}
+
+/// One server's figures, run by run.
+#[derive(Clone, Debug, Default)]
+pub struct Runs {
+    /// Requests per second.
+    pub rates: Vec<f64>,
+    /// CPU time per request, seconds: its threads' time on a CPU over the requests it answered.
+    pub costs: Vec<f64>,
+}
+
+/// A server against glibc in the same runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Paired {
+    /// The median req/s of its runs.
+    pub rate: f64,
+    /// Its req/s over glibc's, run by run.
+    pub rate_ratio: Spread,
+    /// The median CPU time per request of its runs, seconds.
+    pub cost: f64,
+    /// Requests per CPU second over glibc's (glibc's CPU per request over its own), run by
+    /// run: above 1, it does the same work with less CPU.
+    pub per_cpu_ratio: Spread,
+}
+
+/// The median of ratios, and the lowest and highest of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub lowest: f64,
+    pub highest: f64,
+}
+
+impl Spread {
+    fn of(ratios: &[f64]) -> Spread {
+        Spread {
+            median: median_f64(ratios),
+            lowest: ratios.iter().copied().reduce(f64::min).unwrap_or_default(),
+            highest: ratios.iter().copied().reduce(f64::max).unwrap_or_default(),
+        }
+    }
+}
+
+impl BuildLoads {
+    /// `runs` (one server's) against glibc's, run by run.
+    pub fn paired(&self, runs: &Runs) -> Paired {
+        let rates: Vec<f64> = runs
+            .rates
+            .iter()
+            .zip(&self.glibc.rates)
+            .map(|(rate, glibc)| ratio(*rate, *glibc))
+            .collect();
+        let per_cpu: Vec<f64> = runs
+            .costs
+            .iter()
+            .zip(&self.glibc.costs)
+            .map(|(cost, glibc)| ratio(*glibc, *cost))
+            .collect();
+        Paired {
+            rate: median_f64(&runs.rates),
+            rate_ratio: Spread::of(&rates),
+            cost: median_f64(&runs.costs),
+            per_cpu_ratio: Spread::of(&per_cpu),
+        }
+    }
+
+    /// The release binary's, when it was measured.
+    pub fn shipped(&self, builds: &[MuslBuild]) -> Option<Paired> {
+        let at = builds.iter().position(|b| b.shipped)?;
+        Some(self.paired(self.musl.get(at)?))
+    }
+}
+
+/// The median of `values` (the upper one of an even count), 0 for none.
+pub fn median_f64(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -470,24 +553,26 @@ impl Report {
             })?;
         }
         if self.has(Section::Builds) {
-            let shipped = self.musl_builds.iter().position(|b| b.shipped);
             for every_cpu in [false, true] {
-                let musl = by_size(self.builds.iter().filter(|e| e.every_cpu == every_cpu).map(
-                    |e| {
-                        let rps = shipped
-                            .and_then(|i| e.musl.get(i))
-                            .map_or(0.0, |l| l.requests_per_sec);
-                        let r = ratio(rps, e.glibc.requests_per_sec);
-                        (e.mounts, format!("`{}` {}", e.path, times(r)), r)
-                    },
-                ));
+                let musl = by_size(
+                    self.builds
+                        .iter()
+                        .filter(|e| e.every_cpu == every_cpu)
+                        .filter_map(|e| {
+                            let r = e.shipped(&self.musl_builds)?.per_cpu_ratio.median;
+                            Some((e.mounts, format!("`{}` {}", e.path, times(r)), r))
+                        }),
+                );
                 if musl.is_empty() {
                     continue;
                 }
                 let cpus = if every_cpu { "on every CPU" } else { "pinned" };
                 goal_row(
                     out,
-                    &format!("static musl (shipped) ≥ {GOAL_MUSL_VS_GLIBC}× glibc's req/s, {cpus}"),
+                    &format!(
+                        "static musl (shipped) ≥ {GOAL_MUSL_VS_GLIBC}× glibc's requests per CPU \
+                         second, side by side, {cpus}"
+                    ),
                     &musl,
                     |r| r >= GOAL_MUSL_VS_GLIBC,
                 )?;
@@ -686,19 +771,28 @@ impl Report {
         let names: Vec<String> = self.musl_builds.iter().map(musl_name).collect();
         writeln!(
             out,
-            "The same load on a glibc build (`cargo build --release`, glibc's malloc), on the \
-             release binary and on the same static musl code with each other allocator \
-             (cargo features; the commands are below). Pinned as the rest of the benchmark (the \
-             servers' runtime has one worker thread) at each size, and once more with servers and \
-             wrk on every CPU (a worker per CPU, as on a node with two CPUs or more), where \
-             allocations from two threads meet. Cells: req/s, then × glibc.\n"
+            "A glibc build (`cargo build --release`, glibc's malloc), a second server of the same \
+             glibc build (the control), the release binary, and the same static musl code with \
+             each other allocator (cargo features; the commands are below), all under load at \
+             once, a wrk each: they share the servers' CPUs, so the build that costs more per \
+             request answers fewer requests in the same instants, and a slow spell of the \
+             machine slows every build alike. Pinned as the rest of the benchmark (the servers' \
+             runtime has one worker thread) at each size, and once more with servers and wrk on \
+             every CPU (a worker per CPU, as on a node with two CPUs or more), where allocations \
+             from two threads meet. Cells: the median req/s of the runs (servers sharing the \
+             CPUs each answer a share of what one alone would), then the median of its ratios to \
+             glibc run by run, and the lowest and highest of them; the control's show how far \
+             two equal servers differ. Busy: how much of their CPUs' time the servers used (near \
+             100%, they and not wrk set the pace).\n"
         )?;
-        let mut header = "| mounts | CPUs | endpoint | glibc |".to_owned();
-        let mut rule = "| --- | --- | --- | --- |".to_owned();
+        let mut header = "| mounts | CPUs | endpoint | glibc | glibc, control |".to_owned();
+        let mut rule = "| --- | --- | --- | --- | --- |".to_owned();
         for name in &names {
             header.push_str(&format!(" {name} |"));
             rule.push_str(" --- |");
         }
+        header.push_str(" busy |");
+        rule.push_str(" --- |");
         writeln!(out, "{header}\n{rule}")?;
         for e in &self.builds {
             let mut row = format!(
@@ -706,30 +800,50 @@ impl Report {
                 thousands(e.mounts as u64),
                 cpus_label(e.every_cpu),
                 e.path,
-                rate(&e.glibc)
+                thousands(median_f64(&e.glibc.rates).round() as u64)
             );
-            for load in &e.musl {
+            for runs in std::iter::once(&e.control).chain(&e.musl) {
+                let p = e.paired(runs);
                 row.push_str(&format!(
-                    " {} ({}) |",
-                    rate(load),
-                    times(ratio(load.requests_per_sec, e.glibc.requests_per_sec))
+                    " {} ({}, {:.2}–{:.2}) |",
+                    thousands(p.rate.round() as u64),
+                    times(p.rate_ratio.median),
+                    p.rate_ratio.lowest,
+                    p.rate_ratio.highest
                 ));
             }
+            row.push_str(&format!(" {:.0}% |", e.busy * 100.0));
             writeln!(out, "{row}")?;
         }
-        writeln!(out, "\np99 of the same runs:\n")?;
-        writeln!(out, "{}", header.replace(" glibc |", " glibc p99 |"))?;
-        writeln!(out, "{rule}")?;
+        writeln!(
+            out,
+            "\nCPU time per request in the same runs (each server's threads' time on a CPU over \
+             the requests it answered), then glibc's over it (requests per CPU second × glibc's), \
+             the median run by run and the lowest and highest: the goal's figure, which holds \
+             whether the servers or wrk set the pace.\n"
+        )?;
+        let cost_header = header
+            .replace(" busy |", "")
+            .replace(" glibc |", " glibc, µs |");
+        let cost_rule = rule.strip_suffix(" --- |").unwrap_or(&rule);
+        writeln!(out, "{cost_header}\n{cost_rule}")?;
         for e in &self.builds {
             let mut row = format!(
-                "| {} | {} | `{}` | {} |",
+                "| {} | {} | `{}` | {:.1} |",
                 thousands(e.mounts as u64),
                 cpus_label(e.every_cpu),
                 e.path,
-                ms(e.glibc.p99)
+                median_f64(&e.glibc.costs) * 1e6
             );
-            for load in &e.musl {
-                row.push_str(&format!(" {} |", ms(load.p99)));
+            for runs in std::iter::once(&e.control).chain(&e.musl) {
+                let p = e.paired(runs);
+                row.push_str(&format!(
+                    " {:.1} ({}, {:.2}–{:.2}) |",
+                    p.cost * 1e6,
+                    times(p.per_cpu_ratio.median),
+                    p.per_cpu_ratio.lowest,
+                    p.per_cpu_ratio.highest
+                ));
             }
             writeln!(out, "{row}")?;
         }
@@ -1090,9 +1204,18 @@ fn goal_row(
 mod tests {
     use super::*;
 
+    /// Runs of rates (req/s) and costs (µs of CPU per request).
+    fn runs(rates: &[f64], micros: &[f64]) -> Runs {
+        Runs {
+            rates: rates.to_vec(),
+            costs: micros.iter().map(|m| m * 1e-6).collect(),
+        }
+    }
+
     fn load(rate: f64, p99_us: u64) -> Load {
         Load {
             requests_per_sec: rate,
+            requests: (rate * 3.0) as u64,
             p50: Duration::from_micros(p99_us / 4),
             p99: Duration::from_micros(p99_us),
             errors: 0,
@@ -1157,15 +1280,25 @@ mod tests {
                     mounts: 10,
                     every_cpu: false,
                     path: "/healthz/status".into(),
-                    glibc: load(52_000.0, 1_400),
-                    musl: vec![load(50_000.0, 1_500), load(20_000.0, 5_000)],
+                    glibc: runs(&[50_000.0, 52_000.0, 60_000.0], &[20.0, 19.0, 16.0]),
+                    control: runs(&[51_000.0, 50_000.0, 60_600.0], &[20.0, 19.0, 16.0]),
+                    musl: vec![
+                        runs(&[48_000.0, 50_000.0, 57_600.0], &[20.8, 19.6, 16.6]),
+                        runs(&[20_000.0, 20_800.0, 30_000.0], &[50.0, 47.5, 40.0]),
+                    ],
+                    busy: 0.99,
                 },
                 BuildLoads {
                     mounts: 100,
                     every_cpu: true,
                     path: "/metrics".into(),
-                    glibc: load(15_500.0, 2_000),
-                    musl: vec![load(15_000.0, 2_500), load(6_000.0, 9_000)],
+                    glibc: runs(&[15_500.0, 15_000.0, 16_000.0], &[60.0, 62.0, 58.0]),
+                    control: runs(&[15_500.0, 15_000.0, 16_000.0], &[60.0, 62.0, 58.0]),
+                    musl: vec![
+                        runs(&[15_035.0, 14_550.0, 15_520.0], &[61.0, 64.0, 59.0]),
+                        runs(&[6_000.0, 6_000.0, 6_100.0], &[150.0, 155.0, 150.0]),
+                    ],
+                    busy: 0.97,
                 },
             ],
             memory: vec![
@@ -1285,15 +1418,18 @@ mod tests {
         );
         assert_eq!(
             row(&text, "| mounts | CPUs | endpoint | glibc |"),
-            "| mounts | CPUs | endpoint | glibc | musl + dlmalloc (shipped) | musl + musl's malloc |"
+            "| mounts | CPUs | endpoint | glibc | glibc, control | musl + dlmalloc (shipped) | \
+             musl + musl's malloc | busy |"
         );
         assert_eq!(
             row(&text, "| 100 | every CPU | `/metrics` | 15,500 |"),
-            "| 100 | every CPU | `/metrics` | 15,500 | 15,000 (0.97×) | 6,000 (0.39×) |"
+            "| 100 | every CPU | `/metrics` | 15,500 | 15,500 (1.00×, 1.00–1.00) | 15,035 (0.97×, \
+             0.97–0.97) | 6,000 (0.39×, 0.38–0.40) | 97% |"
         );
         assert_eq!(
-            row(&text, "| 100 | every CPU | `/metrics` | 2.00 ms |"),
-            "| 100 | every CPU | `/metrics` | 2.00 ms | 2.50 ms | 9.00 ms |"
+            row(&text, "| 100 | every CPU | `/metrics` | 60.0 |"),
+            "| 100 | every CPU | `/metrics` | 60.0 | 60.0 (1.00×, 1.00–1.00) | 61.0 (0.98×, \
+             0.97–0.98) | 150.0 (0.40×, 0.39–0.40) |"
         );
         assert_eq!(
             row(&text, "| musl + musl's malloc | 4.10 MiB"),
@@ -1301,6 +1437,35 @@ mod tests {
         );
         assert!(row(&text, "| 10 | 15,000 | 45 KiB |").ends_with("| 5.00× |"));
         assert!(row(&text, "| mount-monitor | 5.00 ms |").ends_with("| 2.50× |"));
+    }
+
+    #[test]
+    fn builds_are_compared_run_by_run() {
+        // A slow spell in the third run slows both servers: run by run the musl build answers
+        // 0.96× glibc's requests, though its median rate is 0.75× glibc's.
+        // Its CPU per request is 1.25× glibc's in every run: 0.8× the requests per CPU second.
+        let loads = BuildLoads {
+            glibc: runs(&[100.0, 200.0, 300.0], &[4.0, 4.0, 2.0]),
+            control: runs(&[100.0, 200.0, 300.0], &[4.0, 4.0, 2.0]),
+            musl: vec![runs(&[96.0, 192.0, 150.0], &[5.0, 5.0, 2.5])],
+            ..Default::default()
+        };
+        let paired = loads.paired(&loads.musl[0]);
+        assert_eq!(paired.rate, 150.0);
+        assert!((paired.rate_ratio.median - 0.96).abs() < 1e-9, "{paired:?}");
+        assert_eq!(
+            (paired.rate_ratio.lowest, paired.rate_ratio.highest),
+            (0.5, 0.96)
+        );
+        assert!((paired.cost - 5e-6).abs() < 1e-15, "{paired:?}");
+        assert_eq!(paired.per_cpu_ratio.median, 0.8);
+        let builds = [MuslBuild {
+            shipped: true,
+            ..Default::default()
+        }];
+        assert_eq!(loads.shipped(&builds), Some(paired));
+        assert_eq!(loads.shipped(&[]), None);
+        assert_eq!(median_f64(&[]), 0.0);
     }
 
     #[test]
@@ -1316,17 +1481,18 @@ mod tests {
         assert_eq!(
             row(
                 &text,
-                "| static musl (shipped) ≥ 0.95× glibc's req/s, pinned"
+                "| static musl (shipped) ≥ 0.95× glibc's requests per CPU second, side by side, pinned"
             ),
-            "| static musl (shipped) ≥ 0.95× glibc's req/s, pinned | 10 mounts: `/healthz/status` \
-             0.96× | yes |"
+            "| static musl (shipped) ≥ 0.95× glibc's requests per CPU second, side by side, \
+             pinned | 10 mounts: `/healthz/status` 0.96× | yes |"
         );
         assert!(
             row(
                 &text,
-                "| static musl (shipped) ≥ 0.95× glibc's req/s, on every CPU"
+                "| static musl (shipped) ≥ 0.95× glibc's requests per CPU second, side by side, on \
+                 every CPU"
             )
-            .ends_with("| 100 mounts: `/metrics` 0.97× | yes |")
+            .ends_with("| 100 mounts: `/metrics` 0.98× | yes |")
         );
         assert!(row(&text, "| RSS < 10 MiB at 10 mounts").ends_with("| yes |"));
         assert!(

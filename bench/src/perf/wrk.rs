@@ -8,6 +8,8 @@ use anyhow::Context;
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Load {
     pub requests_per_sec: f64,
+    /// Responses completed in the run.
+    pub requests: u64,
     pub p50: Duration,
     pub p99: Duration,
     /// Responses other than 2xx/3xx plus socket errors: a run with any is not a fair figure.
@@ -26,6 +28,10 @@ pub fn parse(output: &str) -> anyhow::Result<Load> {
             }
             (Some("50%"), Some(value)) => p50 = Some(duration(value)?),
             (Some("99%"), Some(value)) => p99 = Some(duration(value)?),
+            // "477436 requests in 5.00s, 56.01MB read"
+            (Some(count), Some("requests")) => {
+                load.requests = count.parse().with_context(|| format!("wrk: {line:?}"))?;
+            }
             _ if line.starts_with("Non-2xx or 3xx responses:") => {
                 load.errors += trailing_number(line)?;
             }
@@ -95,6 +101,7 @@ Transfer/sec:     11.20MB
     fn rate_and_percentiles_are_read() {
         let load = parse(OUTPUT).unwrap();
         assert_eq!(load.requests_per_sec, 95482.46);
+        assert_eq!(load.requests, 477_436);
         assert_eq!(load.p50, Duration::from_micros(228));
         assert_eq!(load.p99, Duration::from_micros(6050));
         assert_eq!(load.errors, 0);

@@ -68,7 +68,7 @@ const SERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Measure HTTP throughput, memory, check rounds and startup beside baselines from the same run,
 /// and debrid-mount-monitor beside the release binary with --peer; writes the "## Performance"
-/// section of BENCHMARKS.md (as root, in about 25 minutes once the binaries are built)
+/// section of BENCHMARKS.md (as root, in about 20 minutes once the binaries are built)
 #[derive(clap::Args, Debug, Clone)]
 pub struct Perf {
     /// A smoke run of about 2 minutes (1 s loads, one run each, up to 1,000 mounts) that prints

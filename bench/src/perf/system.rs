@@ -230,6 +230,9 @@ mod tests {
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(20) {}
         let after = cpu_time_precise(pid).unwrap();
-        assert!(after >= before + Duration::from_millis(10), "{before:?} {after:?}");
+        assert!(
+            after >= before + Duration::from_millis(10),
+            "{before:?} {after:?}"
+        );
     }
 }

@@ -52,6 +52,9 @@ pub fn start(shared: Arc<Shared>) {
     let table = Arc::new(MountTable::new());
     let settings = Arc::clone(&shared.settings);
     tokio::spawn(collector::collect(Arc::clone(&shared), rx));
+    // A healthy mount is checked again the moment the mount table changes (an unmount is
+    // seen at once, not at the next interval).
+    tokio::spawn(Arc::clone(&table).watch());
     if settings.mounts.is_empty() {
         let failed = tx.clone();
         let discovery = tokio::spawn(discovery::discover(settings, table, tx));

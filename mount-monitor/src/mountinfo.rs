@@ -251,6 +251,8 @@ pub fn normalize(path: &Path) -> PathBuf {
 pub struct MountTable {
     path: PathBuf,
     cache: Mutex<Option<Cached>>,
+    /// Counts the changes [`MountTable::watch`] saw, for the checks that wait on them.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct Cached {
@@ -270,6 +272,50 @@ impl MountTable {
         MountTable {
             path: path.into(),
             cache: Mutex::new(None),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Told of every change of the table while [`MountTable::watch`] runs (a mount or unmount
+    /// anywhere in this mount namespace, propagated ones included); never told otherwise.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Waits for the kernel's `POLLPRI` on an open mountinfo file, in the runtime's epoll as
+    /// systemd does, and tells the subscribers of each change, until the runtime stops. When
+    /// the file cannot be watched, it says why and returns: the checks keep their interval.
+    pub async fn watch(self: Arc<Self>) {
+        use tokio::io::Interest;
+        use tokio::io::unix::AsyncFd;
+        let registered = File::open(&self.path).and_then(|file| {
+            // A file polls as changed once after it is opened: consume that first.
+            changed(&file);
+            // SAFETY: the `File` owns its descriptor, and the `AsyncFd` owns the `File` until it
+            // is dropped: the descriptor stays open and the same for the registration's life.
+            unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) }
+                .map_err(|e| e.into_parts().1)
+        });
+        let file = match registered {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot watch the mount table; mounts are checked on their interval only");
+                return;
+            }
+        };
+        loop {
+            match file.ready(Interest::PRIORITY).await {
+                Ok(mut ready) => {
+                    // Polling the file (as `changed` does) is what re-arms the notice.
+                    changed(file.get_ref());
+                    ready.clear_ready();
+                    self.changes.send_modify(|n| *n += 1);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "stopped watching the mount table; mounts are checked on their interval only");
+                    return;
+                }
+            }
         }
     }
 

@@ -361,3 +361,67 @@ fn exit_codes_follow_the_table() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("gone"), "{out}");
 }
+
+/// `--mount data=PATH`, checked every 30 s: anything seen sooner came from the mount table.
+fn watch_every_30s(fs: &Tmpfs) -> Monitor {
+    let mount = format!("data={}", fs.path().display());
+    Monitor::start([
+        "--mount",
+        &mount,
+        "--check-interval",
+        "30s",
+        "--timeout",
+        "500ms",
+        "--failure-threshold",
+        "2",
+    ])
+}
+
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn an_unmount_and_a_remount_are_seen_at_once_not_at_the_next_interval() {
+    require_root("an_unmount_and_a_remount_are_seen_at_once_not_at_the_next_interval");
+    let mut fs = Tmpfs::new("size=1m");
+    let monitor = watch_every_30s(&fs);
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+    // The next check is due in about 30 s; the mount table's change brings it forward.
+    fs.unmount();
+    monitor.wait_for("/readyz", 503, Duration::from_secs(5));
+    let data = monitor.wait_for_mount("data", Some("degraded"), Some("not_mounted"), TWO_INTERVALS);
+    assert_eq!(data["failure_count"], 1);
+    fs.mount("size=1m");
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+    let (_, body) = monitor.get_json("/healthz/status");
+    assert_eq!(mount_json(&body, "data")["failure_count"], 0);
+}
+
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn mounts_coming_and_going_elsewhere_never_hasten_the_failure_threshold() {
+    require_root("mounts_coming_and_going_elsewhere_never_hasten_the_failure_threshold");
+    let mut fs = Tmpfs::new("size=1m");
+    let monitor = watch_every_30s(&fs);
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+    fs.unmount();
+    monitor.wait_for_mount(
+        "data",
+        Some("degraded"),
+        Some("not_mounted"),
+        Duration::from_secs(5),
+    );
+    // Twenty changes of the mount table, a check brought forward after each: the mount is
+    // still failing, and those checks do not count towards failureThreshold (2), which only
+    // the interval's checks reach.
+    let mut other = Tmpfs::new("size=1m");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(250));
+        other.unmount();
+        std::thread::sleep(Duration::from_millis(250));
+        other.mount("size=1m");
+    }
+    let (_, body) = monitor.get_json("/healthz/status");
+    let data = mount_json(&body, "data");
+    assert_eq!(data["failure_count"], 1, "{body}");
+    assert_eq!(data["status"], "degraded");
+    assert_eq!(monitor.get("/healthz/live").0, 200);
+}

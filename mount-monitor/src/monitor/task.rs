@@ -88,7 +88,16 @@ impl Task {
         // What the path was on when it was last healthy.
         let mut expected: Option<Identity> = None;
         let mut stuck: Option<Stuck> = None;
+        let mut table_changes = table.subscribe();
+        table_changes.borrow_and_update();
+        // When the next check is due on the interval; kept across the checks a change of the
+        // mount table brings forward for a failing mount, which report only a recovery.
+        let mut due: Option<tokio::time::Instant> = None;
+        let mut brought_forward = false;
+        // Whether the last check reported failed.
+        let mut failing = false;
         loop {
+            let started = tokio::time::Instant::now();
             if let Some(s) = stuck.take() {
                 if !replaced(&spec, &table, &s.check).await {
                     stuck = Some(s);
@@ -172,17 +181,34 @@ impl Task {
                     }
                 }
             };
-            if !report(&tx, id, outcome, stuck_since, &mut expected) {
-                return;
+            let passed = outcome.result.is_ok();
+            // A failing mount's check brought forward counts only if it passed (or hung): the
+            // mounts coming and going elsewhere never make failures reach failureThreshold
+            // sooner than the interval would, and a remount is seen at once.
+            let silent = brought_forward && failing && !passed && stuck.is_none();
+            if silent {
+                tracing::debug!(mount = %spec.label(), "still failing after the mount table changed; the next check stays on the interval");
+            } else {
+                if !report(&tx, id, outcome, stuck_since, &mut expected) {
+                    return;
+                }
+                failing = !passed;
+                due = None;
             }
-            let next = tokio::time::sleep(jittered(settings.check_interval));
+            brought_forward = false;
+            let deadline = *due.get_or_insert_with(|| {
+                tokio::time::Instant::now() + jittered(settings.check_interval)
+            });
+            let next = tokio::time::sleep_until(deadline);
             tokio::pin!(next);
             if let Some(s) = stuck.as_mut() {
                 // Report the stuck check's own result the moment it returns.
                 tokio::select! {
                     joined = &mut s.handle => {
                         stuck = None;
-                        if !report(&tx, id, finished(joined), None, &mut expected) {
+                        let outcome = finished(joined);
+                        failing = outcome.result.is_err();
+                        if !report(&tx, id, outcome, None, &mut expected) {
                             return;
                         }
                         next.await;
@@ -190,10 +216,36 @@ impl Task {
                     _ = &mut next => {}
                 }
             } else {
-                next.await;
+                // Checked again when the mount table changes (this may be the mount unmounted,
+                // or mounted again), at most once per RECHECK_GAP.
+                let earliest = (started + RECHECK_GAP).min(deadline);
+                tokio::select! {
+                    _ = &mut next => {}
+                    () = table_changed(&mut table_changes, earliest) => {
+                        tracing::debug!(mount = %spec.label(), "the mount table changed; checking again");
+                        brought_forward = true;
+                    }
+                }
             }
+            table_changes.borrow_and_update();
         }
     }
+}
+
+/// The least time between the start of a check and one the mount table's changes bring forward:
+/// a storm of mounts elsewhere checks each mount at most this often.
+pub(super) const RECHECK_GAP: Duration = Duration::from_millis(200);
+
+/// Returns after the mount table's next change, but not before `earliest`; never when no
+/// one watches the table.
+async fn table_changed(
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    earliest: tokio::time::Instant,
+) {
+    if changes.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep_until(earliest).await;
 }
 
 /// Aborts the task when dropped: aborting a supervisor aborts what it supervises.

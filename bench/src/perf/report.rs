@@ -1143,7 +1143,9 @@ impl Report {
              with it) and both answer 200 before the next. A server that finds a fault only on \
              its next check, every {PEER_CHECK_INTERVAL} with `failureThreshold: \
              {PEER_FAILURE_THRESHOLD}`, takes half an interval on average and one interval \
-             (+10% jitter) and a check at worst.\n",
+             (+10% jitter) and a check at worst. mount-monitor also checks again the moment the \
+             mount table changes (an unmount is one such change); a deleted canary changes no \
+             mount table, and waits for the next check.\n",
             seconds(limit)
         )?;
         writeln!(

@@ -37,6 +37,10 @@ use report::{
 use servers::{Server, free_port};
 use wrk::Load;
 
+/// Runs of one load before its errors (a timeout, a refused connection) fail the benchmark: a
+/// run with any is not a fair figure, and is run again.
+const WRK_ATTEMPTS: usize = 3;
+
 /// Programs the benchmark runs, and the Debian package that has each.
 const TOOLS: [(&str, &str); 4] = [
     ("wrk", "wrk"),
@@ -918,27 +922,33 @@ impl<'a> Measure<'a> {
             url.clone(),
         ]);
         self.note(cpus.label("load"), &command);
-        let output = command
-            .stderr(Stdio::inherit())
-            .output()
-            .context("running wrk")?;
-        if !output.status.success() {
-            bail!(
-                "wrk against {url} ({}) failed: {}",
-                server.name,
-                output.status
+        for attempt in 1..=WRK_ATTEMPTS {
+            let output = command
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running wrk")?;
+            if !output.status.success() {
+                bail!(
+                    "wrk against {url} ({}) failed: {}",
+                    server.name,
+                    output.status
+                );
+            }
+            let load = wrk::parse(&String::from_utf8_lossy(&output.stdout))?;
+            if load.errors == 0 {
+                return Ok(load);
+            }
+            let what = format!(
+                "{} answered {url} with {} errors or non-2xx responses under load",
+                server.name, load.errors
             );
+            if attempt == WRK_ATTEMPTS {
+                bail!("{what} in each of {WRK_ATTEMPTS} runs: its figures would not be comparable");
+            }
+            eprintln!("bench: {what}; running that load again");
+            self.report.repeated_runs.push(what);
         }
-        let load = wrk::parse(&String::from_utf8_lossy(&output.stdout))?;
-        if load.errors > 0 {
-            bail!(
-                "{} answered {url} with {} errors or non-2xx responses under load: its figures \
-                 would not be comparable",
-                server.name,
-                load.errors
-            );
-        }
-        Ok(load)
+        unreachable!("the last attempt returns or fails")
     }
 
     /// [`Self::wrk_on`] against every server at once, one wrk each, all started together.

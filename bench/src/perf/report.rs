@@ -57,6 +57,8 @@ pub struct Report {
     pub scrape: Vec<Scrape>,
     /// debrid-mount-monitor beside the release binary; `None` without `--peer`.
     pub peer: Option<Peer>,
+    /// Loads run again because their run had errors (a figure is never from such a run).
+    pub repeated_runs: Vec<String>,
     /// (what, command line) for every kind of command the run used, in order.
     pub commands: Vec<(String, String)>,
     pub nginx_config: String,
@@ -481,6 +483,13 @@ impl Report {
             )?;
         }
         writeln!(out, "{}\n", self.settings)?;
+        if !self.repeated_runs.is_empty() {
+            writeln!(
+                out,
+                "Runs with errors, each run again (no figure is from such a run): {}.\n",
+                self.repeated_runs.join("; ")
+            )?;
+        }
         self.write_goals(out)?;
         if self.has(Section::Http) {
             self.write_http(out)?;
@@ -1439,6 +1448,17 @@ mod tests {
         );
         assert!(row(&text, "| 10 | 15,000 | 45 KiB |").ends_with("| 5.00× |"));
         assert!(row(&text, "| mount-monitor | 5.00 ms |").ends_with("| 2.50× |"));
+    }
+
+    #[test]
+    fn runs_repeated_for_errors_are_named() {
+        assert!(!sample().render().contains("Runs with errors"));
+        let mut report = sample();
+        report.repeated_runs = vec!["node_exporter answered URL with 1 errors".into()];
+        assert!(report.render().contains(
+            "Runs with errors, each run again (no figure is from such a run): node_exporter \
+             answered URL with 1 errors."
+        ));
     }
 
     #[test]

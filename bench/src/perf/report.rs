@@ -1361,6 +1361,7 @@ mod tests {
                 exporter_bytes: 9_000,
             }],
             peer: Some(sample_peer()),
+            repeated_runs: Vec::new(),
             commands: vec![("load".into(), "wrk -t2 -c10 -d5s --latency URL".into())],
             nginx_config: "daemon off;\n".into(),
         }

@@ -547,11 +547,15 @@ impl<'a> Measure<'a> {
         report.settings = format!(
             "Load: `wrk -c{} -d{}s --latency`; of {} run(s) of each load, the one with the median \
              req/s is reported, its p99 with it; the builds, all loaded at once, in {} runs of \
-             each load. {cpus} Mounts: tmpfs of 1 MiB in the \
+             each load ({} on every CPU). {cpus} Mounts: tmpfs of 1 MiB in the \
              benchmark's own mount namespace, each holding a canary file `{CANARY}`, configured \
              with `checkType = \"none\"` except beside debrid-mount-monitor, where both read the \
              canary.",
-            plan.connections, plan.duration, plan.runs, plan.side_by_side_runs
+            plan.connections,
+            plan.duration,
+            plan.runs,
+            plan.side_by_side_runs,
+            plan.side_by_side_runs * 2 - 1
         );
         Ok(())
     }
@@ -745,7 +749,13 @@ impl<'a> Measure<'a> {
             vec![Cpus::Pinned]
         };
         for cpus in placements {
-            let monitors = binaries
+            // On every CPU, wrk shares the CPUs with the servers: glibc, its control and the
+            // release binary only (fewer threads to schedule), in twice the runs.
+            let (count, runs) = match cpus {
+                Cpus::Pinned => (binaries.len(), self.plan.side_by_side_runs),
+                Cpus::Shared => (3, self.plan.side_by_side_runs * 2 - 1),
+            };
+            let monitors = binaries[..count]
                 .iter()
                 .map(|binary| self.monitor_on(binary, &config, cpus))
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -757,17 +767,17 @@ impl<'a> Measure<'a> {
                 let mut rates = vec![Vec::new(); monitors.len()];
                 let mut costs = vec![Vec::new(); monitors.len()];
                 let mut busy = Vec::new();
-                for _ in 0..self.plan.side_by_side_runs {
+                for _ in 0..runs {
                     let before = monitors
                         .iter()
-                        .map(|m| system::cpu_time_precise(m.pid()))
+                        .map(|m| system::thread_cpu_times(m.pid()))
                         .collect::<anyhow::Result<Vec<_>>>()?;
                     let started = Instant::now();
                     let loads = self.wrk_together(&monitors, path, cpus)?;
                     let wall = started.elapsed();
                     let mut all = Duration::ZERO;
                     for (k, (monitor, before)) in monitors.iter().zip(before).enumerate() {
-                        let used = system::cpu_time_precise(monitor.pid())?.saturating_sub(before);
+                        let used = system::cpu_used_since(monitor.pid(), &before)?;
                         all += used;
                         rates[k].push(loads[k].requests_per_sec);
                         costs[k].push(used.as_secs_f64() / loads[k].requests.max(1) as f64);

@@ -6,6 +6,7 @@
 //! tmpfs it mounted: nothing to unmount by hand, and the 5,000 mounts are never seen by the rest
 //! of the machine (other tests that read the mount table, discovery mode).
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -148,23 +149,42 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(ticks as f64 / per_second))
 }
 
-/// Time a running process's threads have spent on a CPU, to the nanosecond: the sum of the
-/// first field of each thread's `/proc/<pid>/task/<tid>/schedstat` (threads that have ended
-/// are not counted; the servers' runtime threads last). [`cpu_time`] counts whole clock ticks,
-/// too coarse for the CPU a server spends on a few seconds of load.
-pub fn cpu_time_precise(pid: u32) -> anyhow::Result<Duration> {
+/// Each running thread's time on a CPU so far, ns, by thread id: the first field of
+/// `/proc/<pid>/task/<tid>/schedstat`. [`cpu_time`] counts whole clock ticks, too coarse for the
+/// CPU a server spends on a few seconds of load.
+pub fn thread_cpu_times(pid: u32) -> anyhow::Result<HashMap<u32, u64>> {
     let tasks = format!("/proc/{pid}/task");
-    let mut nanos: u64 = 0;
+    let mut times = HashMap::new();
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
-        let path = task?.path().join("schedstat");
-        // A thread that ended since the directory was read has nothing to add.
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let task = task?;
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
             continue;
         };
-        nanos += parse_schedstat(&text)
-            .with_context(|| format!("{}: unexpected format", path.display()))?;
+        // A thread that ended since the directory was read has nothing to add.
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let nanos = parse_schedstat(&text)
+            .with_context(|| format!("{tasks}/{tid}/schedstat: unexpected format"))?;
+        times.insert(tid, nanos);
     }
-    Ok(Duration::from_nanos(nanos))
+    Ok(times)
+}
+
+/// The CPU time `pid`'s threads used since `before` ([`thread_cpu_times`]): each running
+/// thread's growth, a thread started since counted whole. A thread that ended meanwhile (an
+/// idle one of a pool) is left out, rather than taking its whole past off the sum.
+pub fn cpu_used_since(pid: u32, before: &HashMap<u32, u64>) -> anyhow::Result<Duration> {
+    Ok(Duration::from_nanos(used_since(
+        &thread_cpu_times(pid)?,
+        before,
+    )))
+}
+
+fn used_since(now: &HashMap<u32, u64>, before: &HashMap<u32, u64>) -> u64 {
+    now.iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// The time on a CPU (ns) from a `schedstat` line: `on-cpu waiting timeslices`.
@@ -224,15 +244,20 @@ mod tests {
     fn cpu_time_is_read_from_every_thread_to_the_nanosecond() {
         assert_eq!(parse_schedstat("1234567 890 12\n"), Some(1_234_567));
         assert_eq!(parse_schedstat(""), None);
-        // This process: its threads have run, and the sum only grows.
+        // This process: its threads have run, and what they used since only grows.
         let pid = std::process::id();
-        let before = cpu_time_precise(pid).unwrap();
+        let before = thread_cpu_times(pid).unwrap();
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(20) {}
-        let after = cpu_time_precise(pid).unwrap();
-        assert!(
-            after >= before + Duration::from_millis(10),
-            "{before:?} {after:?}"
-        );
+        let used = cpu_used_since(pid, &before).unwrap();
+        assert!(used >= Duration::from_millis(10), "{used:?}");
+    }
+
+    #[test]
+    fn a_thread_that_ended_takes_nothing_off() {
+        let before = HashMap::from([(1, 1_000), (2, 5_000_000)]);
+        // Thread 2 (five times what thread 1 used) ended; thread 3 started.
+        let now = HashMap::from([(1, 1_500), (3, 200)]);
+        assert_eq!(used_since(&now, &before), 700);
     }
 }

@@ -918,6 +918,30 @@ impl<'a> Measure<'a> {
     }
 
     fn wrk_on(&mut self, server: &Server, path: &str, cpus: Cpus) -> anyhow::Result<Load> {
+        let (url, mut command) = self.wrk_command(server, path, cpus);
+        self.note(cpus.label("load"), &command);
+        for attempt in 1..=WRK_ATTEMPTS {
+            let output = command
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running wrk")?;
+            let load = wrk_load(server, &url, &output)?;
+            if load.errors == 0 {
+                return Ok(load);
+            }
+            let what = errors_under_load(server, &url, &load);
+            if attempt == WRK_ATTEMPTS {
+                bail!("{what} in each of {WRK_ATTEMPTS} runs: its figures would not be comparable");
+            }
+            eprintln!("bench: {what}; running that load again");
+            self.report.repeated_runs.push(what);
+        }
+        unreachable!("the last attempt returns or fails")
+    }
+
+    /// `wrk --latency` against `path` on `server` with the plan's load, on the load's CPUs;
+    /// and the URL it loads.
+    fn wrk_command(&self, server: &Server, path: &str, cpus: Cpus) -> (String, Command) {
         let url = format!("http://127.0.0.1:{}{path}", server.port);
         let threads = match cpus {
             Cpus::Pinned => self.plan.threads_pinned,
@@ -931,34 +955,7 @@ impl<'a> Measure<'a> {
             "--latency".to_owned(),
             url.clone(),
         ]);
-        self.note(cpus.label("load"), &command);
-        for attempt in 1..=WRK_ATTEMPTS {
-            let output = command
-                .stderr(Stdio::inherit())
-                .output()
-                .context("running wrk")?;
-            if !output.status.success() {
-                bail!(
-                    "wrk against {url} ({}) failed: {}",
-                    server.name,
-                    output.status
-                );
-            }
-            let load = wrk::parse(&String::from_utf8_lossy(&output.stdout))?;
-            if load.errors == 0 {
-                return Ok(load);
-            }
-            let what = format!(
-                "{} answered {url} with {} errors or non-2xx responses under load",
-                server.name, load.errors
-            );
-            if attempt == WRK_ATTEMPTS {
-                bail!("{what} in each of {WRK_ATTEMPTS} runs: its figures would not be comparable");
-            }
-            eprintln!("bench: {what}; running that load again");
-            self.report.repeated_runs.push(what);
-        }
-        unreachable!("the last attempt returns or fails")
+        (url, command)
     }
 
     /// [`Self::wrk_on`] against every server at once, one wrk each, all started together.
@@ -968,21 +965,9 @@ impl<'a> Measure<'a> {
         path: &str,
         cpus: Cpus,
     ) -> anyhow::Result<Vec<Load>> {
-        let threads = match cpus {
-            Cpus::Pinned => self.plan.threads_pinned,
-            Cpus::Shared => self.plan.threads_shared,
-        };
         let mut running = Vec::new();
         for server in servers {
-            let url = format!("http://127.0.0.1:{}{path}", server.port);
-            let mut command = self.on_cpus(cpus, Role::Load, "wrk");
-            command.args([
-                format!("-t{threads}"),
-                format!("-c{}", self.plan.connections),
-                format!("-d{}s", self.plan.duration),
-                "--latency".to_owned(),
-                url.clone(),
-            ]);
+            let (url, mut command) = self.wrk_command(server, path, cpus);
             self.note(cpus.label("load, a wrk per server at once"), &command);
             let child = command
                 .stdout(Stdio::piped())
@@ -994,20 +979,11 @@ impl<'a> Measure<'a> {
         let mut loads = Vec::new();
         for (server, url, child) in running {
             let output = child.wait_with_output().context("waiting for wrk")?;
-            if !output.status.success() {
-                bail!(
-                    "wrk against {url} ({}) failed: {}",
-                    server.name,
-                    output.status
-                );
-            }
-            let load = wrk::parse(&String::from_utf8_lossy(&output.stdout))?;
+            let load = wrk_load(server, &url, &output)?;
             if load.errors > 0 {
                 bail!(
-                    "{} answered {url} with {} errors or non-2xx responses under load: its \
-                     figures would not be comparable",
-                    server.name,
-                    load.errors
+                    "{}: its figures would not be comparable",
+                    errors_under_load(server, &url, &load)
                 );
             }
             loads.push(load);
@@ -1085,6 +1061,25 @@ impl<'a> Measure<'a> {
         };
         text.replace(&format!("{}/", self.root), "")
     }
+}
+
+/// What a finished wrk run measured; an error when wrk itself failed.
+fn wrk_load(server: &Server, url: &str, output: &std::process::Output) -> anyhow::Result<Load> {
+    if !output.status.success() {
+        bail!(
+            "wrk against {url} ({}) failed: {}",
+            server.name,
+            output.status
+        );
+    }
+    wrk::parse(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn errors_under_load(server: &Server, url: &str, load: &Load) -> String {
+    format!(
+        "{} answered {url} with {} errors or non-2xx responses under load",
+        server.name, load.errors
+    )
 }
 
 /// Puts the canary debrid-mount-monitor reads (its default `canaryFile`) in the mount at `dir`.

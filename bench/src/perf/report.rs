@@ -365,6 +365,37 @@ fn bytes(n: usize) -> String {
     }
 }
 
+/// One row of the builds' tables: the load, glibc's figure, then for the control and each musl
+/// build its figure and ratio (`cell`), `—` where it was not measured.
+fn build_row(
+    e: &BuildLoads,
+    glibc: &str,
+    builds: usize,
+    cell: impl Fn(&Paired) -> (String, Spread),
+) -> String {
+    let mut row = format!(
+        "| {} | {} | `{}` | {glibc} |",
+        thousands(e.mounts as u64),
+        cpus_label(e.every_cpu),
+        e.path
+    );
+    for runs in std::iter::once(Some(&e.control)).chain(measured(e, builds)) {
+        match runs {
+            Some(runs) => {
+                let (figure, ratio) = cell(&e.paired(runs));
+                row.push_str(&format!(
+                    " {figure} ({}, {:.2}–{:.2}) |",
+                    times(ratio.median),
+                    ratio.lowest,
+                    ratio.highest
+                ));
+            }
+            None => row.push_str(" — |"),
+        }
+    }
+    row
+}
+
 /// Each musl build's runs in `e`, `None` for those not measured there (on every CPU, only
 /// the release binary is).
 fn measured(e: &BuildLoads, builds: usize) -> impl Iterator<Item = Option<&Runs>> {
@@ -811,27 +842,11 @@ impl Report {
         rule.push_str(" --- |");
         writeln!(out, "{header}\n{rule}")?;
         for e in &self.builds {
-            let mut row = format!(
-                "| {} | {} | `{}` | {} |",
-                thousands(e.mounts as u64),
-                cpus_label(e.every_cpu),
-                e.path,
-                thousands(median_f64(&e.glibc.rates).round() as u64)
-            );
-            for runs in std::iter::once(Some(&e.control)).chain(measured(e, names.len())) {
-                let Some(runs) = runs else {
-                    row.push_str(" — |");
-                    continue;
-                };
-                let p = e.paired(runs);
-                row.push_str(&format!(
-                    " {} ({}, {:.2}–{:.2}) |",
-                    thousands(p.rate.round() as u64),
-                    times(p.rate_ratio.median),
-                    p.rate_ratio.lowest,
-                    p.rate_ratio.highest
-                ));
-            }
+            let glibc = thousands(median_f64(&e.glibc.rates).round() as u64);
+            let mut row = build_row(e, &glibc, names.len(), |p| {
+                let rate = thousands(p.rate.round() as u64);
+                (rate, p.rate_ratio)
+            });
             row.push_str(&format!(" {:.0}% |", e.busy * 100.0));
             writeln!(out, "{row}")?;
         }
@@ -848,27 +863,10 @@ impl Report {
         let cost_rule = rule.strip_suffix(" --- |").unwrap_or(&rule);
         writeln!(out, "{cost_header}\n{cost_rule}")?;
         for e in &self.builds {
-            let mut row = format!(
-                "| {} | {} | `{}` | {:.1} |",
-                thousands(e.mounts as u64),
-                cpus_label(e.every_cpu),
-                e.path,
-                median_f64(&e.glibc.costs) * 1e6
-            );
-            for runs in std::iter::once(Some(&e.control)).chain(measured(e, names.len())) {
-                let Some(runs) = runs else {
-                    row.push_str(" — |");
-                    continue;
-                };
-                let p = e.paired(runs);
-                row.push_str(&format!(
-                    " {:.1} ({}, {:.2}–{:.2}) |",
-                    p.cost * 1e6,
-                    times(p.per_cpu_ratio.median),
-                    p.per_cpu_ratio.lowest,
-                    p.per_cpu_ratio.highest
-                ));
-            }
+            let glibc = format!("{:.1}", median_f64(&e.glibc.costs) * 1e6);
+            let row = build_row(e, &glibc, names.len(), |p| {
+                (format!("{:.1}", p.cost * 1e6), p.per_cpu_ratio)
+            });
             writeln!(out, "{row}")?;
         }
         writeln!(

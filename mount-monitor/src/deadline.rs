@@ -10,6 +10,9 @@
 //!
 //! Writes also go in turns of 256 KiB, so that a connection writing megabytes never keeps a
 //! worker from the probes queued behind it.
+//!
+//! A body kept in a memory file ([`crate::body_file`]) goes out with `sendfile`, and the
+//! response head before it with `MSG_MORE`, so that the two leave in the same segments.
 
 use std::io;
 use std::pin::Pin;
@@ -19,11 +22,101 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::body_file::{self, FilePart};
+
 /// What one connection writes at most before it lets the others (and the probes) have the
 /// worker: 50 clients fetching 5 MiB of metrics would otherwise each copy up to 4 MiB (the
 /// socket buffer) per turn, and a probe would wait behind all of them. Smaller turns cost more
 /// CPU per byte (64 KiB: 2.6 ms per 5 MiB answer in the debug build, against 1.5 ms at 256 KiB).
 const TURN_BYTES: usize = 256 << 10;
+
+/// A connection's stream: what it can do beyond writing from memory. The defaults write from
+/// memory (a test's in-memory pipe); a TCP socket sends files and holds heads back.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Writes `bufs`, which more follows at once (`MSG_MORE`): a response head goes out in the
+    /// same segment as the start of its body.
+    fn poll_write_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_write_vectored(cx, bufs)
+    }
+
+    /// Writes `part` of a memory file, whose bytes `buf` also holds.
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        part: &FilePart,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let _ = part;
+        Pin::new(self).poll_write(cx, buf)
+    }
+}
+
+#[cfg(test)]
+impl Transport for tokio::io::DuplexStream {}
+
+impl Transport for tokio::net::TcpStream {
+    fn poll_write_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use nix::sys::socket::{MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd;
+        let fd = self.as_raw_fd();
+        write_when_ready(self, cx, || {
+            sendmsg::<()>(
+                fd,
+                bufs,
+                &[],
+                MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+        })
+    }
+
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        part: &FilePart,
+        _buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut offset = i64::try_from(part.offset).unwrap_or(i64::MAX);
+        let stream: &tokio::net::TcpStream = self;
+        let sent = write_when_ready(stream, cx, || {
+            nix::sys::sendfile::sendfile(stream, &*part.fd, Some(&mut offset), part.len)
+        });
+        #[cfg(test)]
+        if let Poll::Ready(Ok(n)) = sent {
+            tests::SENT_FROM_FILES.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        sent
+    }
+}
+
+/// `write` on `stream` once it has room: tokio's own dance for a non-blocking call it has no
+/// method for (readiness cleared on `EAGAIN`, and the task woken when there is room again).
+fn write_when_ready(
+    stream: &tokio::net::TcpStream,
+    cx: &mut Context<'_>,
+    mut write: impl FnMut() -> nix::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        if let Err(e) = std::task::ready!(stream.poll_write_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        match stream.try_io(tokio::io::Interest::WRITABLE, || {
+            write().map_err(io::Error::from)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            done => return Poll::Ready(done),
+        }
+    }
+}
 
 /// `inner` with a total deadline of `limit` on writing each response, written in turns.
 pub struct WriteDeadline<S> {
@@ -112,7 +205,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+impl<S: Transport> AsyncWrite for WriteDeadline<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -123,7 +216,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
             return stop;
         }
         let buf = &buf[..buf.len().min(TURN_BYTES)];
-        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let written = match body_file::find(buf) {
+            Some(part) => this.inner.poll_send_file(cx, &part, buf),
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        };
         this.wrote(written)
     }
 
@@ -136,6 +232,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         if let Some(stop) = this.before_write(cx) {
             return stop;
         }
+        // A part of a body in a memory file goes by itself, with `sendfile`; what comes before
+        // it goes first, held back for it.
+        let file = bufs
+            .iter()
+            .enumerate()
+            .find_map(|(at, buf)| body_file::find(buf).map(|part| (at, part)));
+        if let Some((0, mut part)) = file {
+            part.len = part.len.min(TURN_BYTES);
+            let written = this.inner.poll_send_file(cx, &part, &bufs[0][..part.len]);
+            return this.wrote(written);
+        }
+        let before_file = file.as_ref().map_or(bufs.len(), |(at, _)| *at);
+        let bufs = &bufs[..before_file];
         // The whole buffers that fit in a turn, or a turn's worth of the first one.
         let mut fitting = 0;
         let mut total = 0;
@@ -149,6 +258,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         let written = match bufs.first() {
             Some(first) if fitting == 0 => {
                 Pin::new(&mut this.inner).poll_write(cx, &first[..TURN_BYTES])
+            }
+            _ if fitting == before_file && file.is_some() => {
+                this.inner.poll_write_more(cx, &bufs[..fitting])
             }
             _ => Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs[..fitting]),
         };
@@ -185,6 +297,72 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes sent with `sendfile`, by every test of this process.
+    pub(super) static SENT_FROM_FILES: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+
+    /// Writes `bufs` whole, vectored, as hyper does.
+    async fn write_all_vectored<S: Transport>(out: &mut WriteDeadline<S>, bufs: &[&[u8]]) {
+        let mut left: Vec<&[u8]> = bufs.to_vec();
+        while !left.is_empty() {
+            let slices: Vec<io::IoSlice<'_>> = left.iter().map(|b| io::IoSlice::new(b)).collect();
+            let mut n =
+                std::future::poll_fn(|cx| Pin::new(&mut *out).poll_write_vectored(cx, &slices))
+                    .await
+                    .unwrap();
+            assert!(n > 0);
+            while n > 0 {
+                let first = left[0];
+                if n >= first.len() {
+                    n -= first.len();
+                    left.remove(0);
+                } else {
+                    left[0] = &first[n..];
+                    n = 0;
+                }
+            }
+        }
+        out.flush().await.unwrap();
+    }
+
+    /// A body kept in a memory file reaches the client whole, after its head, through `sendfile`
+    /// (in pieces, to a client that reads slowly), and so does one sent from a slice of it.
+    #[tokio::test]
+    async fn a_body_in_a_memory_file_goes_out_whole_with_sendfile() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut server = WriteDeadline::new(server, Duration::from_secs(10));
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let kept = crate::body_file::keep(body.clone());
+        assert!(
+            crate::body_file::find(&kept).is_some(),
+            "not in a memory file"
+        );
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 3000000\r\n\r\n";
+        let tail = &kept[2_000_000..];
+        let mut want = head.to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(head);
+        want.extend_from_slice(&body[2_000_000..]);
+        let sent_before = SENT_FROM_FILES.load(std::sync::atomic::Ordering::Relaxed);
+        let wanted = want.len();
+        let reader = tokio::spawn(async move {
+            // Slowly at first: the socket fills and `sendfile` sends what fits.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut got = vec![0; wanted];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        write_all_vectored(&mut server, &[head, &kept]).await;
+        write_all_vectored(&mut server, &[head, tail]).await;
+        assert!(reader.await.unwrap() == want, "the bytes differ");
+        let sent = SENT_FROM_FILES.load(std::sync::atomic::Ordering::Relaxed) - sent_before;
+        assert!(sent >= 4_000_000, "{sent} bytes with sendfile");
+    }
 
     /// A reader that takes a little now and then, always before a per-write deadline would
     /// pass, is still cut at the total one.

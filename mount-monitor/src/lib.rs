@@ -12,8 +12,9 @@
 //! - What is published: [`state`] (the state machine), [`snapshot`] (plain data, with the
 //!   verdicts), `status` (what the actors publish).
 //! - Serving: [`http`] (the routes, bodies and render cache), [`metrics`] (`/metrics`),
-//!   [`server`] (connections; [`limits`] on who may connect, `deadline` on writing), [`logging`]
-//!   (debrid-mount-monitor's log lines), [`service_links`] (Kubernetes' `*_PORT` variables).
+//!   [`server`] (connections; [`limits`] on who may connect, `deadline` on writing, `body_file`
+//!   for large bodies sent with `sendfile`), [`logging`] (debrid-mount-monitor's log lines),
+//!   [`service_links`] (Kubernetes' `*_PORT` variables).
 //! - The other modes: [`report`] (`check` and the init container), [`healthcheck`] (the
 //!   container `HEALTHCHECK` client).
 //! - The actors: [`watchdog`] (pod restarts) with `kube` (its Kubernetes API client), [`docker`]
@@ -22,6 +23,7 @@
 //! Modules are public only where the binary, the examples or the end-to-end tests use them.
 
 mod api_client;
+mod body_file;
 pub mod cli;
 pub mod config;
 mod deadline;

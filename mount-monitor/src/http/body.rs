@@ -218,5 +218,5 @@ fn whole_body(
     }
     // Go's json.Encoder ends each body with a newline; clients comparing bodies expect it.
     body.extend_from_slice(b"}\n");
-    body.into()
+    crate::body_file::keep(body)
 }

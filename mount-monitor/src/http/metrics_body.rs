@@ -88,5 +88,5 @@ fn with_families(mounts: &Bytes, families: &str, format: crate::metrics::Format)
     if format == crate::metrics::Format::OpenMetrics {
         body.extend_from_slice(EOF);
     }
-    body.into()
+    crate::body_file::keep(body)
 }

@@ -31,7 +31,7 @@ use crate::measure::{cores, median};
 use crate::report::BENCHMARKS;
 use peer::{CANARY, PEER_SIZES, PeerBinary, peer_version};
 use report::{
-    BuildLoads, Endpoint, Memory, MuslBuild, Peer, Report, Runs, Scale, Scrape, Startup,
+    BuildLoads, Endpoint, Memory, MuslBuild, Peer, Report, Runs, Scale, Scrape, Spread, Startup,
     median_f64, median_load,
 };
 use servers::{Server, free_port};
@@ -706,12 +706,18 @@ impl<'a> Measure<'a> {
                 nginx_runs.push(self.wrk(&nginx, path)?);
                 shipped_runs.push(self.wrk(&shipped, path)?);
             }
+            let ratios: Vec<f64> = nginx_runs
+                .iter()
+                .zip(&shipped_runs)
+                .map(|(nginx, shipped)| shipped.requests_per_sec / nginx.requests_per_sec)
+                .collect();
             self.report.http.push(Endpoint {
                 mounts,
                 path: path.to_owned(),
                 body_bytes,
                 nginx: median_load(&nginx_runs),
                 shipped: median_load(&shipped_runs),
+                vs_nginx: Spread::of(&ratios),
             });
         }
         Ok(())

@@ -119,23 +119,49 @@ pub struct Status {
     pub threads: u64,
 }
 
+/// What `/proc/<pid>/status` says, with the process's memory files counted whole (see
+/// [`parse_status`]).
 pub fn status(pid: u32) -> anyhow::Result<Status> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_status(&text).with_context(|| format!("{path} has no VmRSS, VmHWM or Threads"))
+    parse_status(&text, memory_files_kib(pid))
+        .with_context(|| format!("{path} has no VmRSS, VmHWM or Threads"))
 }
 
-pub fn parse_status(text: &str) -> Option<Status> {
+/// Memory and threads from a status `text`. A process holding memory files (`memfd_create`:
+/// mount-monitor keeps its large bodies in them, for `sendfile`) has them resident whatever it
+/// maps: their size, `memory_files_kib`, stands in the resident set for their mapped part
+/// (`RssShmem`), which counts only the pages the process itself has read.
+pub fn parse_status(text: &str, memory_files_kib: u64) -> Option<Status> {
     let field = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
     };
+    let mut rss_kib = field("VmRSS")?;
+    if memory_files_kib > 0 {
+        rss_kib = rss_kib.saturating_sub(field("RssShmem").unwrap_or(0)) + memory_files_kib;
+    }
     Some(Status {
-        rss_kib: field("VmRSS")?,
+        rss_kib,
         peak_rss_kib: field("VmHWM")?,
         threads: field("Threads")?,
     })
+}
+
+/// The size of the memory files a process holds open, in KiB of whole pages.
+fn memory_files_kib(pid: u32) -> u64 {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|file| file.len().div_ceil(4096) * 4)
+        .sum()
 }
 
 /// CPU time (user + system) a running process has used, all its threads together, to the
@@ -222,14 +248,18 @@ mod tests {
     fn memory_and_threads_are_read_from_status() {
         let text = "Name:\tmount-monitor\nVmPeak:\t  12000 kB\nVmHWM:\t    3824 kB\nVmRSS:\t    2624 kB\nThreads:\t3\n";
         assert_eq!(
-            parse_status(text),
+            parse_status(text, 0),
             Some(Status {
                 rss_kib: 2624,
                 peak_rss_kib: 3824,
                 threads: 3
             })
         );
-        assert_eq!(parse_status("Name:\tx\n"), None);
+        assert_eq!(parse_status("Name:\tx\n", 0), None);
+        // Memory files count whole, in place of the part of them the process has mapped.
+        let text = format!("{text}RssShmem:\t     100 kB\n");
+        assert_eq!(parse_status(&text, 300).unwrap().rss_kib, 2624 - 100 + 300);
+        assert_eq!(parse_status(&text, 0).unwrap().rss_kib, 2624);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once, RwLock};
 
 use axum::body::Bytes;
@@ -63,9 +64,38 @@ pub fn keep(mut body: Vec<u8>) -> Bytes {
     body.into()
 }
 
+/// Set once `sendfile` is refused (a sandbox without it): bodies are written from memory.
+static SENDFILE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// `sendfile` failed with `error`: when the call itself is refused rather than the socket
+/// failing, every body is written from memory from now on, and true is returned (the caller
+/// writes this one so too).
+pub fn refused(error: &std::io::Error) -> bool {
+    let refused = is_refusal(error);
+    if refused && !SENDFILE_REFUSED.swap(true, Ordering::Relaxed) {
+        tracing::info!(%error, "sendfile is refused here: large bodies are copied to each client");
+    }
+    refused
+}
+
+/// The errors of a kernel or sandbox that has no `sendfile` for these files and sockets (a
+/// seccomp profile answers `EPERM`), as against the socket's own (`EPIPE`, `ECONNRESET`).
+fn is_refusal(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    error.raw_os_error().is_some_and(|code| {
+        [
+            Errno::EINVAL,
+            Errno::ENOSYS,
+            Errno::EOPNOTSUPP,
+            Errno::EPERM,
+        ]
+        .contains(&Errno::from_raw(code))
+    })
+}
+
 /// The file part `buf` is, when it lies within a kept body's file.
 pub fn find(buf: &[u8]) -> Option<FilePart> {
-    if buf.len() < MIN_FILE_BODY {
+    if buf.len() < MIN_FILE_BODY || SENDFILE_REFUSED.load(Ordering::Relaxed) {
         return None;
     }
     let at = buf.as_ptr() as usize;
@@ -189,6 +219,17 @@ mod tests {
         drop(clone);
         let files = FILES.read().unwrap();
         assert!(!files.iter().any(|f| at >= f.start && at < f.start + f.len));
+    }
+
+    #[test]
+    fn only_a_refused_call_turns_sendfile_off() {
+        use std::io::Error;
+        for code in [nix::libc::ENOSYS, nix::libc::EINVAL, nix::libc::EPERM] {
+            assert!(is_refusal(&Error::from_raw_os_error(code)), "{code}");
+        }
+        for code in [nix::libc::EPIPE, nix::libc::ECONNRESET, nix::libc::EAGAIN] {
+            assert!(!is_refusal(&Error::from_raw_os_error(code)), "{code}");
+        }
     }
 
     #[test]

@@ -82,13 +82,18 @@ impl Transport for tokio::net::TcpStream {
         &mut self,
         cx: &mut Context<'_>,
         part: &FilePart,
-        _buf: &[u8],
+        buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut offset = i64::try_from(part.offset).unwrap_or(i64::MAX);
         let stream: &tokio::net::TcpStream = self;
         let sent = write_when_ready(stream, cx, || {
             nix::sys::sendfile::sendfile(stream, &*part.fd, Some(&mut offset), part.len)
         });
+        if let Poll::Ready(Err(e)) = &sent
+            && body_file::refused(e)
+        {
+            return Pin::new(self).poll_write(cx, buf);
+        }
         #[cfg(test)]
         if let Poll::Ready(Ok(n)) = sent {
             tests::SENT_FROM_FILES.fetch_add(n, std::sync::atomic::Ordering::Relaxed);

@@ -33,6 +33,34 @@ impl MountNamespace {
         panic!("unshare did not enter a new mount namespace");
     }
 
+    /// A namespace made from this one as a container runtime makes a container's: a copy of
+    /// its mounts, each a slave of the one it copies (`--propagation slave`), so that what is
+    /// mounted and unmounted here below a shared mount reaches it, and nothing goes back.
+    pub fn unshare_within(&self) -> MountNamespace {
+        let holder = Command::new("nsenter")
+            .arg(format!("--mount={}", self.ns_path().display()))
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sleep",
+                "infinity",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run nsenter and unshare (util-linux)");
+        let ns = MountNamespace { holder };
+        let parent = std::fs::read_link(self.ns_path()).expect("the parent namespace");
+        for _ in 0..500 {
+            if std::fs::read_link(ns.ns_path()).is_ok_and(|theirs| theirs != parent) {
+                return ns;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("unshare did not enter a new mount namespace");
+    }
+
     /// The process that holds the namespace: `/proc/PID/root/…` reads a file as the namespace
     /// sees it.
     pub fn holder_pid(&self) -> u32 {

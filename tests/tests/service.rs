@@ -425,3 +425,52 @@ fn mounts_coming_and_going_elsewhere_never_hasten_the_failure_threshold() {
     assert_eq!(data["status"], "degraded");
     assert_eq!(monitor.get("/healthz/live").0, 200);
 }
+
+/// A container's volume, as kubelet gives it with `mountPropagation: HostToContainer`: the
+/// node's volume directory is a shared mount, the container's namespace a copy of the node's
+/// whose mounts are its slaves, the volume a bind in it. The node mounting and unmounting below
+/// the volume (an rclone or NFS mount coming and going) changes the container's mount table by
+/// propagation alone, and the monitor in the container sees each change at once.
+#[test]
+#[ignore = "needs root to mount filesystems: cargo xtask test, as root"]
+fn a_mount_propagated_into_a_container_volume_is_seen_going_and_coming_at_once() {
+    require_root("a_mount_propagated_into_a_container_volume_is_seen_going_and_coming_at_once");
+    let node = tests::namespace::MountNamespace::unshare();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().display();
+    node.sh(&format!(
+        "mkdir -p {base}/node {base}/ctr && mount -t tmpfs -o size=1m volumes {base}/node \
+         && mount --make-shared {base}/node && mkdir {base}/node/media \
+         && mount -t tmpfs -o size=1m rclone {base}/node/media"
+    ));
+    let container = node.unshare_within();
+    container.sh(&format!("mount --rbind {base}/node {base}/ctr"));
+    let media = format!("media={base}/ctr/media");
+    let args = [
+        "--mount",
+        &media,
+        "--check-interval",
+        "30s",
+        "--timeout",
+        "500ms",
+        "--failure-threshold",
+        "2",
+    ];
+    let workdir = tests::empty_workdir();
+    let monitor = Monitor::start_with(args, workdir.path(), |command| container.enter(command));
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+    // On the node, not in the container: only propagation tells the container.
+    node.sh(&format!("umount {base}/node/media"));
+    assert!(!container.is_mount_point(&dir.path().join("ctr/media")));
+    monitor.wait_for("/readyz", 503, Duration::from_secs(5));
+    let (_, body) = monitor.get_json("/healthz/status");
+    assert_eq!(
+        mount_json(&body, "media")["reason"],
+        "not_mounted",
+        "{body}"
+    );
+    node.sh(&format!(
+        "mount -t tmpfs -o size=1m rclone {base}/node/media"
+    ));
+    monitor.wait_for("/readyz", 200, Duration::from_secs(5));
+}

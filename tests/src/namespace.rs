@@ -51,9 +51,13 @@ impl MountNamespace {
             .spawn()
             .expect("run nsenter and unshare (util-linux)");
         let ns = MountNamespace { holder };
-        let parent = std::fs::read_link(self.ns_path()).expect("the parent namespace");
+        // The holder passes through ours (before nsenter) and the parent's (before unshare).
+        let passed = [
+            std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace"),
+            std::fs::read_link(self.ns_path()).expect("the parent namespace"),
+        ];
         for _ in 0..500 {
-            if std::fs::read_link(ns.ns_path()).is_ok_and(|theirs| theirs != parent) {
+            if std::fs::read_link(ns.ns_path()).is_ok_and(|theirs| !passed.contains(&theirs)) {
                 return ns;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

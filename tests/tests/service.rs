@@ -365,16 +365,22 @@ fn exit_codes_follow_the_table() {
 /// `--mount data=PATH`, checked every 30 s: anything seen sooner came from the mount table.
 fn watch_every_30s(fs: &Tmpfs) -> Monitor {
     let mount = format!("data={}", fs.path().display());
-    Monitor::start([
+    Monitor::start(every_30s(&mount))
+}
+
+/// `--mount MOUNT`, checked every 30 s (so that only the mount table's changes can explain a
+/// verdict within seconds), failing after two failed checks.
+fn every_30s(mount: &str) -> [&str; 8] {
+    [
         "--mount",
-        &mount,
+        mount,
         "--check-interval",
         "30s",
         "--timeout",
         "500ms",
         "--failure-threshold",
         "2",
-    ])
+    ]
 }
 
 #[test]
@@ -445,19 +451,12 @@ fn a_mount_propagated_into_a_container_volume_is_seen_going_and_coming_at_once()
     ));
     let container = node.unshare_within();
     container.sh(&format!("mount --rbind {base}/node {base}/ctr"));
+    assert!(container.is_mount_point(&dir.path().join("ctr/media")));
     let media = format!("media={base}/ctr/media");
-    let args = [
-        "--mount",
-        &media,
-        "--check-interval",
-        "30s",
-        "--timeout",
-        "500ms",
-        "--failure-threshold",
-        "2",
-    ];
     let workdir = tests::empty_workdir();
-    let monitor = Monitor::start_with(args, workdir.path(), |command| container.enter(command));
+    let monitor = Monitor::start_with(every_30s(&media), workdir.path(), |command| {
+        container.enter(command)
+    });
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
     // On the node, not in the container: only propagation tells the container.
     node.sh(&format!("umount {base}/node/media"));

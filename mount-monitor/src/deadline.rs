@@ -47,10 +47,9 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin {
     fn poll_send_file(
         &mut self,
         cx: &mut Context<'_>,
-        part: &FilePart,
+        _part: &FilePart,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let _ = part;
         Pin::new(self).poll_write(cx, buf)
     }
 }

@@ -21,16 +21,8 @@ impl MountNamespace {
             .stdin(Stdio::null())
             .spawn()
             .expect("run unshare (util-linux)");
-        let ns = MountNamespace { holder };
         // unshare has switched namespaces once its mount namespace differs from ours.
-        let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
-        for _ in 0..500 {
-            if std::fs::read_link(ns.ns_path()).is_ok_and(|theirs| theirs != ours) {
-                return ns;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("unshare did not enter a new mount namespace");
+        MountNamespace::entered(holder, &[])
     }
 
     /// A namespace made from this one as a container runtime makes a container's: a copy of
@@ -50,14 +42,20 @@ impl MountNamespace {
             .stdin(Stdio::null())
             .spawn()
             .expect("run nsenter and unshare (util-linux)");
-        let ns = MountNamespace { holder };
         // The holder passes through ours (before nsenter) and the parent's (before unshare).
-        let passed = [
-            std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace"),
-            std::fs::read_link(self.ns_path()).expect("the parent namespace"),
-        ];
+        let parent = std::fs::read_link(self.ns_path()).expect("the parent namespace");
+        MountNamespace::entered(holder, &[parent])
+    }
+
+    /// The namespace `holder` makes, once it is in it: in none of `passed` (the namespaces it
+    /// goes through on its way) and not in ours.
+    fn entered(holder: Child, passed: &[PathBuf]) -> MountNamespace {
+        let ns = MountNamespace { holder };
+        let ours = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
         for _ in 0..500 {
-            if std::fs::read_link(ns.ns_path()).is_ok_and(|theirs| !passed.contains(&theirs)) {
+            if std::fs::read_link(ns.ns_path())
+                .is_ok_and(|theirs| theirs != ours && !passed.contains(&theirs))
+            {
                 return ns;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

@@ -473,3 +473,54 @@ fn a_mount_propagated_into_a_container_volume_is_seen_going_and_coming_at_once()
     ));
     monitor.wait_for("/readyz", 200, Duration::from_secs(5));
 }
+
+/// Bodies large enough to be sent from memory files (`sendfile`, 16 KiB and more) reach a
+/// client whole: `/healthz/status` parses and names every mount, in order, and `/metrics` has
+/// each mount's series, the same bytes on the first request and on the next (the kept body).
+#[test]
+fn large_bodies_reach_the_client_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounts: Vec<String> = (0..200)
+        .map(|i| {
+            let path = dir.path().join(format!("m{i:03}"));
+            std::fs::create_dir(&path).unwrap();
+            format!("m{i:03}={}", path.display())
+        })
+        .collect();
+    let args: Vec<&str> = mounts
+        .iter()
+        .flat_map(|mount| ["--mount", mount.as_str()])
+        .chain(["--check-interval", "1h", "--timeout", "500ms"])
+        .collect();
+    let monitor = Monitor::start(args);
+    monitor.wait_for("/livez", 200, Duration::from_secs(5));
+    // Every mount checked once: the bodies hold their verdicts.
+    let started = std::time::Instant::now();
+    let status = loop {
+        let (_, status) = monitor.get("/healthz/status");
+        if !status.contains(r#""status":"unknown""#) {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.len() >= 16 << 10, "{} bytes", status.len());
+    let json: serde_json::Value = serde_json::from_str(&status).expect("the body parses");
+    let names: Vec<&str> = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    let wanted: Vec<String> = (0..200).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(names, wanted);
+    let (_, metrics) = monitor.get("/metrics");
+    assert!(metrics.len() >= 16 << 10, "{} bytes", metrics.len());
+    for name in &wanted {
+        assert!(
+            metrics.contains(&format!(r#"mount="{name}""#)),
+            "{name} missing"
+        );
+    }
+    assert_eq!(monitor.get("/metrics").1, metrics);
+}
